@@ -1,0 +1,66 @@
+// What became of one image, and the closed list of reasons a fetch can fail.
+// Whether a reason is worth another try is decided here and nowhere else.
+
+export const FAILURE_REASONS = {
+  'no-url': 'the entry has no URL',
+  'bad-url': 'the URL is not a valid http(s) URL',
+  'blocked-address': 'the host is a private, loopback, link-local or metadata address',
+  'blocked-scheme': 'a redirect led to a scheme other than http or https',
+  'redirect-loop': 'too many redirects, or a redirect loop',
+  dns: 'the host name does not resolve',
+  'connection-refused': 'the host refused the connection',
+  'connection-reset': 'the connection was reset or closed early',
+  tls: 'the TLS handshake failed',
+  timeout: 'no answer within the time limit',
+  'http-403': 'HTTP 403 Forbidden (often hotlink or bot protection)',
+  'http-404': 'HTTP 404 Not Found',
+  'http-410': 'HTTP 410 Gone',
+  'http-4xx': 'another HTTP 4xx answer',
+  'http-5xx': 'HTTP 5xx server error',
+  'http-other': 'an unexpected HTTP status',
+  'rate-limited': 'HTTP 429 Too Many Requests',
+  truncated: 'the body ended before its announced length',
+  empty: 'the body was empty',
+  'too-large': 'the body is larger than the size limit',
+  'not-image': 'the body is not an image (often an HTML page)',
+  network: 'another network error',
+} as const;
+
+export type FailureReason = keyof typeof FAILURE_REASONS;
+
+const TRANSIENT: ReadonlySet<FailureReason> = new Set<FailureReason>([
+  'dns',
+  'connection-refused',
+  'connection-reset',
+  'timeout',
+  'http-5xx',
+  'rate-limited',
+  'truncated',
+  'network',
+]);
+
+/** Transient failures are retried (and, in the cloud, redelivered by SQS); permanent ones are not. */
+export function isTransient(reason: FailureReason): boolean {
+  return TRANSIENT.has(reason);
+}
+
+export function isFailureReason(value: string): value is FailureReason {
+  return Object.hasOwn(FAILURE_REASONS, value);
+}
+
+export type Status = 'fetched' | 'skipped' | 'failed';
+
+export interface Outcome {
+  status: Status;
+  /** The URL that answered (fetched), or the last one tried (failed). */
+  url: string;
+  bytes: number;
+  /** Detected image format for fetched images, e.g. `jpeg`. */
+  format?: string;
+  reason?: FailureReason;
+  /** Short human detail for a failure, e.g. `HTTP 503 after 4 attempts`. */
+  detail?: string;
+  /** HTTP status of the last answer, when there was one. */
+  httpStatus?: number;
+  attempts: number;
+}

@@ -1,0 +1,18 @@
+// The Store port: where images and tables go. S3 in the cloud, a folder on one machine.
+
+export interface PutMetadata {
+  url: string;
+  id: string;
+  labels: string[];
+  contentType: string;
+}
+
+export interface Store {
+  /** True when the key is already stored (S3 HeadObject, file stat). */
+  exists(key: string): Promise<boolean>;
+  /**
+   * Stores the bytes under the key, atomically: readers never see a partial object.
+   * Returns false when the key already existed (nothing was written).
+   */
+  put(key: string, body: Uint8Array, meta: PutMetadata): Promise<boolean>;
+}

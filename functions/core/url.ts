@@ -1,0 +1,10 @@
+// Which manifest URLs are worth a request at all.
+
+/** The URL as a WHATWG URL when it is absolute http(s) with a host, else null. */
+export function parseFetchUrl(text: string): URL | null {
+  const trimmed = text.trim();
+  if (trimmed === '' || !URL.canParse(trimmed)) return null;
+  const url = new URL(trimmed);
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return null;
+  return url;
+}
