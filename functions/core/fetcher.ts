@@ -1,0 +1,345 @@
+// Fetches one image (trying its mirror URLs in order) with undici: guard, per-image deadline,
+// retries of transient failures only, byte-level validation. Knows nothing of where bytes go.
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, interceptors, type Dispatcher } from 'undici';
+import { GuardError, checkUrl, dnsLookup, guardInterceptor, type GuardOptions } from './guard.ts';
+import { SNIFF_BYTES, contentTypeOf, detectImageFormat, type ImageFormat } from './image.ts';
+import { isTransient, type FailureReason } from './outcome.ts';
+import { parseFetchUrl } from './url.ts';
+
+export const DEFAULT_USER_AGENT =
+  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36';
+
+export interface FetcherOptions {
+  /** Connections kept per host: politeness towards one site, and the size of its pool. */
+  perHost: number;
+  /** Overall deadline for one image, all mirrors and retries included. */
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  /** Longest wait for response headers, and longest silence within a body. */
+  idleTimeoutMs: number;
+  /** Further attempts of one URL after a transient failure. */
+  retries: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  maxBytes: number;
+  maxRedirects: number;
+  userAgent: string;
+  referer?: string;
+  guard: GuardOptions;
+}
+
+export const DEFAULT_FETCHER_OPTIONS: FetcherOptions = {
+  perHost: 16,
+  timeoutMs: 60_000,
+  connectTimeoutMs: 10_000,
+  idleTimeoutMs: 20_000,
+  retries: 3,
+  retryBaseMs: 500,
+  retryMaxMs: 20_000,
+  maxBytes: 50 * 1024 * 1024,
+  maxRedirects: 5,
+  userAgent: DEFAULT_USER_AGENT,
+  guard: {},
+};
+
+export type FetchResult =
+  | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number }
+  | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number };
+
+type Attempt =
+  | { ok: true; body: Buffer; format: ImageFormat; httpStatus: number }
+  | { ok: false; reason: FailureReason; detail: string; httpStatus?: number; retryAfterMs?: number };
+
+class Failure extends Error {
+  readonly reason: FailureReason;
+  readonly httpStatus: number | undefined;
+  constructor(reason: FailureReason, detail: string, httpStatus?: number) {
+    super(detail);
+    this.reason = reason;
+    this.httpStatus = httpStatus;
+  }
+}
+
+/** A counting semaphore: at most `limit` holders at once, waiters served in order. */
+class Slots {
+  #free: number;
+  #waiting: Array<() => void> = [];
+  constructor(limit: number) {
+    this.#free = limit;
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
+  }
+  get idle(): boolean {
+    return this.#waiting.length === 0;
+  }
+}
+
+export class Fetcher {
+  readonly options: FetcherOptions;
+  #agent: Agent;
+  #dispatcher: Dispatcher;
+  #hosts = new Map<string, Slots>();
+  #headers: Record<string, string>;
+
+  constructor(options: Partial<FetcherOptions> = {}) {
+    this.options = { ...DEFAULT_FETCHER_OPTIONS, ...options };
+    const o = this.options;
+    this.#agent = new Agent({
+      connections: o.perHost,
+      connect: { timeout: o.connectTimeoutMs },
+      headersTimeout: o.idleTimeoutMs,
+      bodyTimeout: o.idleTimeoutMs,
+      keepAliveTimeout: 30_000,
+    });
+    // compose() wraps from the first to the last, so the last is outermost: every redirect hop
+    // is resolved by the DNS cache and then checked by the guard, which sees the IP it connects to.
+    this.#dispatcher = this.#agent.compose(
+      guardInterceptor(o.guard),
+      interceptors.dns({ maxTTL: 60_000, lookup: dnsLookup }),
+      interceptors.redirect({ maxRedirections: o.maxRedirects, throwOnMaxRedirect: true }),
+      interceptors.decompress({ maxSize: o.maxBytes }),
+    );
+    this.#headers = {
+      'user-agent': o.userAgent,
+      accept: 'image/avif,image/webp,image/apng,image/*,*/*;q=0.8',
+      'accept-encoding': 'gzip, deflate, br',
+      'accept-language': 'en-US,en;q=0.9',
+      ...(o.referer ? { referer: o.referer } : {}),
+    };
+  }
+
+  /** Tries each URL in order until one yields an image; never throws for a failed fetch. */
+  async fetchImage(urls: readonly string[], signal?: AbortSignal): Promise<FetchResult> {
+    const deadline = AbortSignal.timeout(this.options.timeoutMs);
+    const abort = signal ? AbortSignal.any([deadline, signal]) : deadline;
+    let attempts = 0;
+    const failures: string[] = [];
+    let last: FetchResult | null = null;
+    for (const text of urls) {
+      const url = parseFetchUrl(text);
+      if (!url) {
+        last = { ok: false, url: text, reason: 'bad-url', detail: 'not an http(s) URL', attempts };
+        failures.push(`bad-url`);
+        continue;
+      }
+      const result = await this.#fetchUrl(url, abort, attempts);
+      attempts = result.attempts;
+      if (result.ok || abort.aborted) return result;
+      last = result;
+      failures.push(result.reason);
+    }
+    if (!last) return { ok: false, url: '', reason: 'no-url', detail: 'the entry has no URL', attempts };
+    if (failures.length > 1 && !last.ok) last = { ...last, detail: `${last.detail}; mirrors: ${failures.join(', ')}` };
+    return last;
+  }
+
+  async #fetchUrl(url: URL, signal: AbortSignal, attemptsBefore: number): Promise<FetchResult> {
+    const refused = checkUrl(url, this.options.guard);
+    if (refused) return { ok: false, url: url.href, reason: refused.reason, detail: refused.message, attempts: attemptsBefore };
+    const slots = this.#slotsFor(url.host);
+    let attempts = attemptsBefore;
+    for (let retry = 0; ; retry++) {
+      attempts++;
+      await slots.acquire();
+      let result: Attempt;
+      try {
+        result = await this.#attempt(url, signal);
+      } finally {
+        slots.release();
+        if (slots.idle && this.#hosts.size > 10_000) this.#hosts.delete(url.host);
+      }
+      if (result.ok) {
+        const { body, format, httpStatus } = result;
+        return { ok: true, url: url.href, body, format, contentType: contentTypeOf(format), attempts, httpStatus };
+      }
+      const failed = { ok: false as const, url: url.href, reason: result.reason, detail: result.detail, attempts, ...(result.httpStatus ? { httpStatus: result.httpStatus } : {}) };
+      if (!isTransient(result.reason) || retry >= this.options.retries || signal.aborted) return failed;
+      const backoff = Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** retry);
+      // "Equal jitter": at least half the backoff, so hosts get a real pause, spread to avoid bursts.
+      let wait = backoff / 2 + Math.random() * (backoff / 2);
+      if (result.retryAfterMs !== undefined) {
+        if (result.retryAfterMs > this.options.retryMaxMs) return { ...failed, detail: `${failed.detail}; Retry-After too long` };
+        wait = Math.max(wait, result.retryAfterMs);
+      }
+      try {
+        await sleep(wait, undefined, { signal });
+      } catch {
+        return { ...failed, reason: 'timeout', detail: `deadline passed while waiting to retry after ${result.reason}` };
+      }
+    }
+  }
+
+  #slotsFor(host: string): Slots {
+    let slots = this.#hosts.get(host);
+    if (!slots) {
+      slots = new Slots(this.options.perHost);
+      this.#hosts.set(host, slots);
+    }
+    return slots;
+  }
+
+  async #attempt(url: URL, signal: AbortSignal): Promise<Attempt> {
+    let phase: 'headers' | 'body' = 'headers';
+    let received = 0;
+    try {
+      const response = await this.#dispatcher.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method: 'GET',
+        headers: this.#headers,
+        signal,
+      });
+      const { statusCode, headers, body } = response;
+      if (statusCode < 200 || statusCode >= 300) {
+        // Read a small error page to the end so the connection stays reusable; drop a big one.
+        await body.dump({ limit: 64 * 1024 }).catch(() => {});
+        const retryAfterMs = statusCode === 429 || statusCode === 503 ? parseRetryAfter(headers['retry-after']) : undefined;
+        return { ok: false, ...statusFailure(statusCode), httpStatus: statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
+      }
+      const declared = Number(headers['content-length']);
+      if (!headers['content-encoding'] && Number.isFinite(declared) && declared > this.options.maxBytes) {
+        discard(body);
+        throw new Failure('too-large', `Content-Length ${declared} exceeds ${this.options.maxBytes} bytes`, statusCode);
+      }
+      phase = 'body';
+      const chunks: Buffer[] = [];
+      let sniffed = false;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        received += chunk.length;
+        if (received > this.options.maxBytes) {
+          discard(body);
+          throw new Failure('too-large', `body exceeds ${this.options.maxBytes} bytes`, statusCode);
+        }
+        chunks.push(chunk);
+        if (!sniffed && received >= SNIFF_BYTES) {
+          sniffed = true;
+          // Stop downloading an HTML page or other non-image as soon as its first bytes show it.
+          if (!detectImageFormat(Buffer.concat(chunks).subarray(0, SNIFF_BYTES))) {
+            discard(body);
+            throw new Failure('not-image', describeNonImage(Buffer.concat(chunks), headers['content-type']), statusCode);
+          }
+        }
+      }
+      if (received === 0) throw new Failure('empty', 'the body was empty', statusCode);
+      const bytes = Buffer.concat(chunks, received);
+      const format = detectImageFormat(bytes);
+      if (!format) throw new Failure('not-image', describeNonImage(bytes, headers['content-type']), statusCode);
+      return { ok: true, body: bytes, format, httpStatus: statusCode };
+    } catch (error) {
+      if (error instanceof Failure) {
+        return { ok: false, reason: error.reason, detail: error.message, ...(error.httpStatus ? { httpStatus: error.httpStatus } : {}) };
+      }
+      return { ok: false, ...classifyError(error, phase, received, signal) };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#agent.close();
+  }
+
+  /** Ends every connection at once, in-flight requests included (for an interrupted run). */
+  async destroy(): Promise<void> {
+    await this.#agent.destroy();
+  }
+}
+
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
+function statusFailure(status: number): { reason: FailureReason; detail: string } {
+  const detail = `HTTP ${status}`;
+  if (status === 403) return { reason: 'http-403', detail };
+  if (status === 404) return { reason: 'http-404', detail };
+  if (status === 410) return { reason: 'http-410', detail };
+  if (status === 429) return { reason: 'rate-limited', detail };
+  if (status >= 400 && status < 500) return { reason: 'http-4xx', detail };
+  if (status >= 500 && status < 600) return { reason: 'http-5xx', detail };
+  return { reason: 'http-other', detail: status >= 300 && status < 400 ? `${detail} without a usable Location` : detail };
+}
+
+/** Retry-After as milliseconds: delta-seconds or an HTTP date. */
+export function parseRetryAfter(value: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return undefined;
+  if (/^\s*\d+\s*$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+function describeNonImage(bytes: Buffer, contentType: string | string[] | undefined): string {
+  const type = Array.isArray(contentType) ? contentType[0] : contentType;
+  const head = bytes.subarray(0, 64).toString('latin1').toLowerCase();
+  const html = head.includes('<html') || head.includes('<!doctype') || head.trimStart().startsWith('<');
+  return `${html ? 'an HTML page' : 'not an image'} (Content-Type ${type ?? 'missing'})`;
+}
+
+const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NODATA', 'EAI_NONAME', 'EAI_FAIL']);
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ECONNABORTED', 'UND_ERR_ABORTED']);
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+function errorCode(error: unknown): string {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current && typeof current === 'object'; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return '';
+}
+
+function findGuardError(error: unknown): GuardError | null {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current; depth++) {
+    if (current instanceof GuardError) return current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return null;
+}
+
+/** Maps an undici / socket error to a failure reason: the one place this is decided. */
+export function classifyError(
+  error: unknown,
+  phase: 'headers' | 'body',
+  received: number,
+  signal: AbortSignal,
+): { reason: FailureReason; detail: string } {
+  const guard = findGuardError(error);
+  if (guard) return { reason: guard.reason, detail: guard.message };
+  const code = errorCode(error);
+  const message = error instanceof Error ? error.message : String(error);
+  if (signal.aborted || code === 'ABORT_ERR' || (error instanceof Error && error.name === 'AbortError')) {
+    const why = signal.reason instanceof Error && signal.reason.name === 'TimeoutError' ? 'deadline for this image passed' : 'aborted';
+    return { reason: 'timeout', detail: `${why}${phase === 'body' ? ` after ${received} bytes` : ''}` };
+  }
+  if (code === 'UND_ERR_REDIRECT_MAX' || /redirect loop/i.test(message)) return { reason: 'redirect-loop', detail: message };
+  if (code === 'UND_ERR_INVALID_ARG' && /url/i.test(message)) return { reason: 'bad-url', detail: message };
+  if (TIMEOUT_CODES.has(code)) return { reason: 'timeout', detail: `${code}${phase === 'body' ? ` after ${received} bytes` : ''}` };
+  if (DNS_CODES.has(code)) return { reason: 'dns', detail: `${code}: ${message}` };
+  if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return { reason: 'too-large', detail: 'decoded body exceeds the size limit' };
+  if (code === 'ECONNREFUSED') return { reason: 'connection-refused', detail: message };
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return { reason: 'truncated', detail: `body ended after ${received} bytes` };
+  if (RESET_CODES.has(code)) {
+    return phase === 'body'
+      ? { reason: 'truncated', detail: `connection closed after ${received} bytes (${code})` }
+      : { reason: 'connection-reset', detail: `${code}: ${message}` };
+  }
+  if (/^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO|DEPTH_ZERO|SELF_SIGNED)/.test(code) || code === 'EPROTO') {
+    return { reason: 'tls', detail: `${code}: ${message}` };
+  }
+  if (code.startsWith('Z_') || code === 'ERR_DECOMPRESSION') return { reason: 'truncated', detail: `bad compressed body: ${message}` };
+  return { reason: 'network', detail: code ? `${code}: ${message}` : message };
+}

@@ -1,0 +1,103 @@
+// The Store on a local folder. A put writes a temporary file and hard-links it into place, so a
+// final name never holds a partial file (a killed run leaves only temporaries, swept next time)
+// and an existing file is never overwritten — the local twin of PutObject with If-None-Match: *.
+
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import type { PutMetadata, Store } from '../core/store.ts';
+
+const TEMP_DIR = '.cloudfetch-tmp';
+
+export class FsStore implements Store {
+  readonly root: string;
+  #temp: string;
+  #dirs = new Set<string>();
+  #counter = 0;
+  #linkWorks = true;
+
+  private constructor(root: string, temp: string) {
+    this.root = root;
+    this.#temp = temp;
+  }
+
+  /** Opens (creating) the folder and sweeps temporaries left by runs that no longer live. */
+  static async open(root: string): Promise<FsStore> {
+    const absolute = resolve(root);
+    const temps = join(absolute, TEMP_DIR);
+    await mkdir(temps, { recursive: true });
+    for (const name of await readdir(temps)) {
+      const pid = Number(name.split('-')[0]);
+      if (!Number.isInteger(pid) || !isAlive(pid)) await rm(join(temps, name), { recursive: true, force: true });
+    }
+    const temp = join(temps, `${process.pid}-${randomBytes(4).toString('hex')}`);
+    await mkdir(temp);
+    return new FsStore(absolute, temp);
+  }
+
+  path(key: string): string {
+    const full = resolve(this.root, key);
+    if (!full.startsWith(this.root + sep)) throw new Error(`key escapes the output folder: ${key}`);
+    return full;
+  }
+
+  async head(key: string): Promise<{ bytes: number } | null> {
+    try {
+      const info = await stat(this.path(key));
+      return info.isFile() ? { bytes: info.size } : null;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+      throw error;
+    }
+  }
+
+  async put(key: string, body: Uint8Array, _meta?: PutMetadata): Promise<boolean> {
+    const target = this.path(key);
+    const dir = dirname(target);
+    if (!this.#dirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.#dirs.add(dir);
+    }
+    const temp = join(this.#temp, `${++this.#counter}.part`);
+    await writeFile(temp, body, { flag: 'wx' });
+    if (this.#linkWorks) {
+      try {
+        await link(temp, target);
+        await unlink(temp);
+        return true;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') {
+          await unlink(temp);
+          return false;
+        }
+        // Filesystems without hard links (FAT, some network mounts): fall back to rename.
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EMLINK') {
+          await unlink(temp).catch(() => {});
+          throw error;
+        }
+        this.#linkWorks = false;
+      }
+    }
+    if (await this.head(key)) {
+      await unlink(temp);
+      return false;
+    }
+    await rename(temp, target);
+    return true;
+  }
+
+  /** Removes this process's temporary folder. */
+  async close(): Promise<void> {
+    await rm(this.#temp, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { FsStore } from '../functions/local/fs-store.ts';
+
+const root = await mkdtemp(join(tmpdir(), 'cloudfetch-store-'));
+after(() => rm(root, { recursive: true, force: true }));
+const meta = { url: 'http://h/x.jpg', id: 'x', labels: [], contentType: 'image/jpeg' };
+
+test('put stores the bytes under the key and head reports the size', async () => {
+  const store = await FsStore.open(join(root, 'a'));
+  assert.equal(await store.head('train/1.jpg'), null);
+  assert.equal(await store.put('train/1.jpg', Buffer.from('first'), meta), true);
+  assert.deepEqual(await store.head('train/1.jpg'), { bytes: 5 });
+  assert.equal(await readFile(join(root, 'a', 'train', '1.jpg'), 'utf8'), 'first');
+  await store.close();
+});
+
+test('put never overwrites an existing file (If-None-Match: * semantics)', async () => {
+  const store = await FsStore.open(join(root, 'b'));
+  assert.equal(await store.put('s/1.jpg', Buffer.from('first'), meta), true);
+  assert.equal(await store.put('s/1.jpg', Buffer.from('second'), meta), false);
+  assert.equal(await readFile(join(root, 'b', 's', '1.jpg'), 'utf8'), 'first');
+  await store.close();
+  assert.deepEqual(await readdir(join(root, 'b', '.cloudfetch-tmp')), []);
+});
+
+test('keys cannot escape the folder', async () => {
+  const store = await FsStore.open(join(root, 'c'));
+  await assert.rejects(store.put('../evil.jpg', Buffer.from('x'), meta), /escapes the output folder/);
+  await assert.rejects(store.head('/etc/passwd'), /escapes the output folder/);
+  await store.close();
+});
+
+test('open sweeps temporaries of dead runs but not of live ones', async () => {
+  const dir = join(root, 'd');
+  const dead = join(dir, '.cloudfetch-tmp', '999999999-dead');
+  const live = join(dir, '.cloudfetch-tmp', `${process.pid}-live`);
+  await mkdir(dead, { recursive: true });
+  await mkdir(live, { recursive: true });
+  await writeFile(join(dead, '1.part'), 'partial');
+  const store = await FsStore.open(dir);
+  const left = await readdir(join(dir, '.cloudfetch-tmp'));
+  assert.ok(!left.includes('999999999-dead'));
+  assert.ok(left.includes(`${process.pid}-live`));
+  await store.close();
+});
