@@ -1,0 +1,62 @@
+// Which reader a manifest needs: by its name's extension, else by sniffing its first bytes.
+
+import { ManifestError, SUPPORTED_SHAPES } from './errors.ts';
+import { extensionOf } from './source.ts';
+
+export type ManifestFormat = 'imaterialist' | 'jsonl' | 'csv' | 'tsv' | 'urls';
+
+export const URL_LIKE = /^[a-z][a-z0-9+.-]*:\/\/\S+$/i;
+
+/** The format of a manifest named `name` whose content starts with `head`. */
+export function detectFormat(name: string, head: Buffer): ManifestFormat {
+  const text = head.toString('utf8').replace(/^\uFEFF/, '');
+  switch (extensionOf(name)) {
+    case 'json':
+      return looksLikeJsonLines(text) ? 'jsonl' : 'imaterialist';
+    case 'jsonl':
+    case 'ndjson':
+      return 'jsonl';
+    case 'csv':
+      return firstLine(text).includes('\t') ? 'tsv' : 'csv';
+    case 'tsv':
+      return 'tsv';
+    case 'txt':
+      return 'urls';
+  }
+  const start = text.trimStart();
+  if (start === '') return 'urls';
+  if (start.startsWith('{')) return looksLikeJsonLines(text) ? 'jsonl' : 'imaterialist';
+  if (start.startsWith('[')) return 'imaterialist';
+  const lines = text.split('\n').map((line) => line.trim());
+  const firstData = lines.find((line) => line !== '' && !line.startsWith('#'));
+  if (firstData !== undefined && URL_LIKE.test(firstData)) return 'urls';
+  const header = firstLine(text);
+  if (header.includes('\t')) return 'tsv';
+  if (header.includes(',')) return 'csv';
+  throw new ManifestError(name, 'top level', `unknown manifest shape: ${SUPPORTED_SHAPES}`);
+}
+
+/** A complete JSON object on the first line, and the next line starts another one. */
+function looksLikeJsonLines(text: string): boolean {
+  const lines = text.split('\n');
+  let i = 0;
+  while (i < lines.length && lines[i]!.trim() === '') i++;
+  // The last piece may be cut off by the head's size limit: it is not a complete line.
+  if (i >= lines.length - 1) return false;
+  const first = lines[i]!.trim();
+  if (!first.startsWith('{')) return false;
+  try {
+    const value: unknown = JSON.parse(first);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  } catch {
+    return false;
+  }
+  i++;
+  while (i < lines.length && lines[i]!.trim() === '') i++;
+  return i < lines.length && lines[i]!.trimStart().startsWith('{');
+}
+
+function firstLine(text: string): string {
+  const end = text.indexOf('\n');
+  return end < 0 ? text : text.slice(0, end);
+}

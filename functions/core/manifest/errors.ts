@@ -1,0 +1,19 @@
+// The one error a malformed manifest raises: a single line a user can act on, naming where.
+
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+  /** Where in the manifest: "line 12", "entry 5 of images", "byte 1234", "header", "top level". */
+  readonly position: string;
+  /** The manifest's name (file name or S3 key). */
+  readonly source: string;
+
+  /** `text` is the problem, worded to read after the source name and to mention the position. */
+  constructor(source: string, position: string, text: string) {
+    super(`${source}: ${text}`);
+    this.source = source;
+    this.position = position;
+  }
+}
+
+export const SUPPORTED_SHAPES =
+  'expected {"images": [...]} (iMaterialist), JSON Lines, CSV/TSV with a header, or a list of URLs';
