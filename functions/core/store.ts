@@ -8,8 +8,8 @@ export interface PutMetadata {
 }
 
 export interface Store {
-  /** True when the key is already stored (S3 HeadObject, file stat). */
-  exists(key: string): Promise<boolean>;
+  /** The stored object's size, or null when the key is not stored (S3 HeadObject, file stat). */
+  head(key: string): Promise<{ bytes: number } | null>;
   /**
    * Stores the bytes under the key, atomically: readers never see a partial object.
    * Returns false when the key already existed (nothing was written).

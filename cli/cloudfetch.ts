@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// The cloudfetch command line. Each command is a thin layer over the engine in functions/core.
+
+import { Command, CommanderError, Option } from 'commander';
+import { DEFAULT_FETCHER_OPTIONS } from '../functions/core/fetcher.ts';
+import { LAYOUTS, type Layout } from '../functions/core/keys.ts';
+import { ManifestError, type ManifestFormat } from '../functions/core/manifest/index.ts';
+import { formatInspectReport, inspectManifest } from '../functions/core/manifest/inspect.ts';
+import { MultiLabelError } from '../functions/core/run.ts';
+import { formatSummary } from '../functions/core/summary.ts';
+import { EXIT, UsageError } from './errors.ts';
+import { openManifestFile } from './manifest-file.ts';
+import { runCommand } from './run.ts';
+import pkg from '../package.json' with { type: 'json' };
+import { byteSize, nonNegativeInteger, oneOf, positiveInteger, seconds } from './values.ts';
+
+const FORMATS: readonly ManifestFormat[] = ['imaterialist', 'jsonl', 'csv', 'tsv', 'urls'];
+
+const program = new Command('cloudfetch')
+  .description('Fetch large lists of image URLs onto disk or into S3, every image accounted for.')
+  .version(pkg.version)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+const manifestOptions = (command: Command): Command =>
+  command
+    .option('--split <name>', 'split name (default: the manifest file name without extension)')
+    .addOption(new Option('--format <format>', 'manifest format (default: detected)').argParser(oneOf('--format', FORMATS)))
+    .option('--id-column <name>', 'CSV/TSV column holding the image id')
+    .option('--url-column <name>', 'CSV/TSV column holding the URL')
+    .option('--label-column <name>', 'CSV/TSV column holding the label');
+
+manifestOptions(
+  program
+    .command('run')
+    .description('fetch every image of a manifest into a folder; re-run to resume')
+    .argument('<manifest>', 'iMaterialist JSON, JSON Lines, CSV/TSV or a URL list (.gz too)'),
+)
+  .option('-o, --out <dir>', 'output folder', 'data')
+  .addOption(new Option('--layout <layout>', 'flat: <split>/<id>.<ext>; by-label: <split>/<label>/<id>.<ext>').default('flat').argParser(oneOf('--layout', LAYOUTS)))
+  .addOption(new Option('-c, --concurrency <n>', 'images in flight at once').default(64).argParser(positiveInteger('--concurrency', 4096)))
+  .addOption(new Option('--per-host <n>', 'connections per host at most').default(DEFAULT_FETCHER_OPTIONS.perHost).argParser(positiveInteger('--per-host', 4096)))
+  .addOption(new Option('--timeout <seconds>', 'overall deadline per image, retries included').default(DEFAULT_FETCHER_OPTIONS.timeoutMs / 1000).argParser(seconds('--timeout')))
+  .addOption(new Option('--retries <n>', 'further attempts after a transient failure (5xx, 429, reset, timeout)').default(DEFAULT_FETCHER_OPTIONS.retries).argParser(nonNegativeInteger('--retries', 20)))
+  .addOption(new Option('--retry-delay <seconds>', 'first backoff before a retry; doubles each time, with jitter').default(DEFAULT_FETCHER_OPTIONS.retryBaseMs / 1000).argParser(seconds('--retry-delay')))
+  .addOption(new Option('--max-bytes <size>', 'largest image accepted').default(DEFAULT_FETCHER_OPTIONS.maxBytes, '50MB').argParser(byteSize('--max-bytes')))
+  .option('--user-agent <text>', 'User-Agent header (default: a current desktop browser)')
+  .option('--referer <url>', 'Referer header, for sites that refuse hotlinks')
+  .option('--allow-private-network', 'allow private, loopback and link-local addresses (local testing only)', false)
+  .option('--json', 'print the summary as JSON on stdout', false)
+  .option('-q, --quiet', 'no progress output', false)
+  .action(async (manifest: string, flags: RunFlags) => {
+    const controller = new AbortController();
+    const onSignal = (): void => {
+      if (controller.signal.aborted) process.exit(EXIT.interrupted);
+      process.stderr.write('\nStopping: finishing nothing new, writing what is done (press Ctrl-C again to quit at once)…\n');
+      controller.abort();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const summary = await runCommand({
+      manifest,
+      out: flags.out,
+      ...pick(flags, ['split', 'format', 'idColumn', 'urlColumn', 'labelColumn']),
+      layout: flags.layout,
+      concurrency: flags.concurrency,
+      fetcher: {
+        perHost: flags.perHost,
+        timeoutMs: flags.timeout * 1000,
+        retries: flags.retries,
+        retryBaseMs: flags.retryDelay * 1000,
+        maxBytes: flags.maxBytes,
+        ...(flags.userAgent ? { userAgent: flags.userAgent } : {}),
+        ...(flags.referer ? { referer: flags.referer } : {}),
+        guard: { allowPrivateNetwork: flags.allowPrivateNetwork },
+      },
+      signal: controller.signal,
+      log: process.stderr,
+      progress: !flags.quiet,
+    });
+    process.stderr.write(formatSummary(summary) + '\n');
+    if (flags.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+    process.exitCode = summary.interrupted ? EXIT.interrupted : EXIT.ok;
+  });
+
+manifestOptions(
+  program
+    .command('inspect')
+    .description('what a manifest holds, before fetching: entries, ids, labels, hosts, invalid entries')
+    .argument('<manifest>', 'iMaterialist JSON, JSON Lines, CSV/TSV or a URL list (.gz too)'),
+)
+  .addOption(new Option('--top <n>', 'how many hosts and labels to list').default(10).argParser(positiveInteger('--top', 1000)))
+  .option('--json', 'print the report as JSON on stdout', false)
+  .action(async (manifest: string, flags: InspectFlags) => {
+    const opened = await openManifestFile({ manifest, ...pick(flags, ['split', 'format', 'idColumn', 'urlColumn', 'labelColumn']) });
+    await opened.manifest.scan();
+    const report = await inspectManifest(opened.manifest, { topHosts: flags.top, topLabels: flags.top });
+    process.stdout.write(flags.json ? JSON.stringify({ split: opened.split, ...report }, null, 2) + '\n' : formatInspectReport(report) + '\n');
+  });
+
+interface ManifestFlags {
+  split?: string;
+  format?: ManifestFormat;
+  idColumn?: string;
+  urlColumn?: string;
+  labelColumn?: string;
+}
+
+interface RunFlags extends ManifestFlags {
+  out: string;
+  layout: Layout;
+  concurrency: number;
+  perHost: number;
+  timeout: number;
+  retries: number;
+  retryDelay: number;
+  maxBytes: number;
+  userAgent?: string;
+  referer?: string;
+  allowPrivateNetwork: boolean;
+  json: boolean;
+  quiet: boolean;
+}
+
+interface InspectFlags extends ManifestFlags {
+  top: number;
+  json: boolean;
+}
+
+function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (source[key] !== undefined) out[key] = source[key];
+  return out;
+}
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Commander has printed its message already; help and version are not failures.
+    process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else if (error instanceof UsageError || error instanceof ManifestError || error instanceof MultiLabelError) {
+    process.stderr.write(`cloudfetch: ${error.message}\n`);
+    process.exitCode = EXIT.usage;
+  } else {
+    const debug = Boolean(process.env.CLOUDFETCH_DEBUG);
+    const detail = error instanceof Error ? ((debug ? error.stack : undefined) ?? error.message) : String(error);
+    process.stderr.write(`cloudfetch: unexpected error: ${detail}\n`);
+    process.exitCode = EXIT.failure;
+  }
+}

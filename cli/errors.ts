@@ -1,0 +1,7 @@
+// Errors a user caused: printed as one line, no stack, exit code 2.
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const;

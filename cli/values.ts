@@ -1,0 +1,54 @@
+// Parsers for option values, each failing with a message that names the option.
+
+import { InvalidArgumentError } from 'commander';
+
+export function positiveInteger(name: string, max = 1_000_000): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max) {
+      throw new InvalidArgumentError(`${name} takes a whole number from 1 to ${max}, not "${value}".`);
+    }
+    return n;
+  };
+}
+
+export function nonNegativeInteger(name: string, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || n > max) throw new InvalidArgumentError(`${name} takes a whole number from 0 to ${max}, not "${value}".`);
+    return n;
+  };
+}
+
+export function seconds(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 86_400) {
+      throw new InvalidArgumentError(`${name} takes a number of seconds greater than 0, not "${value}".`);
+    }
+    return n;
+  };
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+
+/** A byte size such as 50MB, 512k or 1048576. */
+export function byteSize(name: string): (value: string) => number {
+  return (value) => {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+    const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
+    if (!match || unit === undefined || Number(match[1]) <= 0) {
+      throw new InvalidArgumentError(`${name} takes a size such as 50MB, 512KB or 1048576, not "${value}".`);
+    }
+    return Math.floor(Number(match[1]) * unit);
+  };
+}
+
+export function oneOf<T extends string>(name: string, choices: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(choices as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(`${name} takes one of ${choices.join(', ')}, not "${value}".`);
+    }
+    return value as T;
+  };
+}

@@ -1,0 +1,131 @@
+// The local run: manifest entries → jobs → a bounded pool of workers → one record per distinct
+// entry, handed on in manifest order so the index reads like the manifest.
+
+import type { Job, ManifestEntry } from './job.ts';
+import { imageKey, type Layout } from './keys.ts';
+import { idKey } from './manifest/index.ts';
+import type { Outcome } from './outcome.ts';
+import type { Store } from './store.ts';
+import { parseFetchUrl } from './url.ts';
+import { fetchJob, type ImageFetcher } from './worker.ts';
+
+export interface IndexRecord {
+  position: number;
+  id: string;
+  labels: string[];
+  urls: string[];
+  /** Store key; null when the entry could not be planned (no usable URL). */
+  key: string | null;
+  outcome: Outcome;
+}
+
+export type Planned = { job: Job } | { record: IndexRecord };
+
+export interface PlanStats {
+  duplicates: number;
+  firstDuplicates: Array<{ id: string; position: number }>;
+}
+
+/** The by-label layout has one folder per label: an image with several labels has no one place. */
+export class MultiLabelError extends Error {
+  override name = 'MultiLabelError';
+  constructor(position: number, count: number) {
+    super(`--layout by-label needs one label per image, but entry ${position} has ${count}: use the flat layout (labels are in the index's label column)`);
+  }
+}
+
+/**
+ * Turns entries into jobs: first occurrence of an id wins, later ones are counted as duplicates;
+ * an entry without a usable URL becomes a failed record at once.
+ */
+export async function* planJobs(
+  entries: AsyncIterable<ManifestEntry>,
+  split: string,
+  layout: Layout,
+  stats: PlanStats,
+): AsyncGenerator<Planned> {
+  const seen = new Set<string | number>();
+  for await (const entry of entries) {
+    const key = idKey(entry.id);
+    if (seen.has(key)) {
+      stats.duplicates++;
+      if (stats.firstDuplicates.length < 5) stats.firstDuplicates.push({ id: entry.id, position: entry.position });
+      continue;
+    }
+    seen.add(key);
+    const { position, id, urls, labels } = entry;
+    if (layout === 'by-label' && labels.length > 1) throw new MultiLabelError(position, labels.length);
+    const valid = urls.filter((url) => parseFetchUrl(url) !== null);
+    if (valid.length === 0) {
+      const reason = urls.length === 0 ? 'no-url' : 'bad-url';
+      const detail = urls.length === 0 ? 'the entry has no URL' : `not an http(s) URL: ${urls[0]!.slice(0, 200)}`;
+      const outcome: Outcome = { status: 'failed', url: urls[0] ?? '', bytes: 0, reason, detail, attempts: 0 };
+      yield { record: { position, id, labels, urls, key: null, outcome } };
+      continue;
+    }
+    yield { job: { split, id, urls: valid, labels, key: imageKey(split, id, valid, labels, layout), position } };
+  }
+}
+
+export interface PoolOptions {
+  concurrency: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs every planned job with at most `concurrency` in flight and calls `onRecord` once per
+ * entry, in plan order. Stops taking new jobs when the signal aborts; records of jobs cut short
+ * by the abort are not reported (they were not really tried).
+ */
+export async function runPool(
+  planned: AsyncIterable<Planned>,
+  store: Store,
+  fetcher: ImageFetcher,
+  options: PoolOptions,
+  onRecord: (record: IndexRecord) => void,
+): Promise<void> {
+  const iterator = planned[Symbol.asyncIterator]();
+  const done = new Map<number, IndexRecord>();
+  let nextSequence = 0;
+  let nextToReport = 0;
+  // A worker that throws (disk full, a manifest error mid-stream) stops all the others.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  let firstError: { error: unknown } | null = null;
+
+  const report = (sequence: number, record: IndexRecord): void => {
+    done.set(sequence, record);
+    for (let ready = done.get(nextToReport); ready; ready = done.get(nextToReport)) {
+      done.delete(nextToReport++);
+      onRecord(ready);
+    }
+  };
+
+  const worker = async (): Promise<void> => {
+    while (!signal.aborted) {
+      const next = await iterator.next();
+      if (next.done) return;
+      const sequence = nextSequence++;
+      if ('record' in next.value) {
+        report(sequence, next.value.record);
+        continue;
+      }
+      const { job } = next.value;
+      const outcome = await fetchJob(job, store, fetcher, signal);
+      if (signal.aborted) return;
+      const { position, id, labels, urls, key } = job;
+      report(sequence, { position, id, labels, urls, key, outcome });
+    }
+  };
+
+  const guarded = async (): Promise<void> => {
+    try {
+      await worker();
+    } catch (error) {
+      firstError ??= { error };
+      stop.abort(error);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, guarded));
+  if (firstError) throw (firstError as { error: unknown }).error;
+}
