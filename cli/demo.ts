@@ -33,7 +33,7 @@ try {
   const images = Array.from({ length: ENTRIES }, (_, i) => ({ url: samplePath(i + 1).map((p) => origin.url + p), image_id: i + 1 }));
   const annotations = images.map((image) => ({ image_id: image.image_id, label_id: 1 + (image.image_id % 8) }));
   await writeFile(manifest, JSON.stringify({ images, annotations }));
-  process.stderr.write(`Demo: ${ENTRIES} images from a local sample origin at ${origin.url}, into ./${out}\n`);
+  process.stderr.write(`Demo: ${ENTRIES} images from a local sample origin at ${origin.url}, into ${out}\n`);
   const summary = await runCommand({
     manifest,
     out,
@@ -44,7 +44,7 @@ try {
     progress: true,
   });
   process.stderr.write(formatSummary(summary) + '\n');
-  process.stderr.write(`Images are in ./${out}/train/, the table of every image in ./${out}/train.csv.\n`);
+  process.stderr.write(`Images are in ${out}/train/, the table of every image in ${out}/train.csv.\n`);
 } finally {
   await origin.close();
   await rm(work, { recursive: true, force: true });

@@ -3,7 +3,7 @@
 // and an existing file is never overwritten — the local twin of PutObject with If-None-Match: *.
 
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { PutMetadata, Store } from '../core/store.ts';
 
@@ -87,9 +87,10 @@ export class FsStore implements Store {
     return true;
   }
 
-  /** Removes this process's temporary folder. */
+  /** Removes this process's temporary folder, and the shared one when no other run uses it. */
   async close(): Promise<void> {
     await rm(this.#temp, { recursive: true, force: true });
+    await rmdir(dirname(this.#temp)).catch(() => {});
   }
 }
 
