@@ -1,0 +1,66 @@
+// What the functions read from their environment (set by the stack, or by the local cloud).
+
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DEFAULT_FETCHER_OPTIONS, type FetcherOptions } from '../core/fetcher.ts';
+import { LAYOUTS, type Layout } from '../core/keys.ts';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new ConfigError(`environment variable ${name} is not set`);
+  return value;
+}
+
+function integer(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`environment variable ${name} must be a positive whole number, not "${text}"`);
+  return n;
+}
+
+export function bucketName(): string {
+  return required('BUCKET_NAME');
+}
+
+export function jobsQueueUrl(): string {
+  return required('JOBS_QUEUE_URL');
+}
+
+export function layout(): Layout {
+  const value = process.env.LAYOUT ?? 'flat';
+  if (!(LAYOUTS as readonly string[]).includes(value)) throw new ConfigError(`environment variable LAYOUT must be one of ${LAYOUTS.join(', ')}`);
+  return value as Layout;
+}
+
+export function skipExistingAtSplit(): boolean {
+  return process.env.SKIP_EXISTING_AT_SPLIT !== 'false';
+}
+
+/** Fetcher settings; ALLOW_PRIVATE_NETWORK is set only by the local cloud, for its loopback origin. */
+export function fetcherOptions(): Partial<FetcherOptions> {
+  return {
+    perHost: integer('PER_HOST', DEFAULT_FETCHER_OPTIONS.perHost),
+    timeoutMs: integer('IMAGE_TIMEOUT_SECONDS', 30) * 1000,
+    maxBytes: integer('MAX_BYTES', DEFAULT_FETCHER_OPTIONS.maxBytes),
+    ...(process.env.USER_AGENT ? { userAgent: process.env.USER_AGENT } : {}),
+    ...(process.env.REFERER ? { referer: process.env.REFERER } : {}),
+    guard: { allowPrivateNetwork: process.env.ALLOW_PRIVATE_NETWORK === 'true' },
+  };
+}
+
+// An endpoint override (AWS_ENDPOINT_URL, honoured by the SDK itself) means an emulator, which
+// wants path-style bucket addressing.
+const emulated = (): boolean => Boolean(process.env.AWS_ENDPOINT_URL || process.env.AWS_ENDPOINT_URL_S3);
+
+export function s3Client(): S3Client {
+  return new S3Client({ forcePathStyle: emulated(), maxAttempts: 5 });
+}
+
+export function sqsClient(): SQSClient {
+  return new SQSClient({ maxAttempts: 5 });
+}

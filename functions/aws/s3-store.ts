@@ -1,0 +1,61 @@
+// The Store on S3: HeadObject to skip, PutObject with If-None-Match: * so a put never overwrites.
+
+import { HeadObjectCommand, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
+import type { PutMetadata, Store } from '../core/store.ts';
+
+export class S3Store implements Store {
+  readonly #s3: S3Client;
+  readonly #bucket: string;
+  readonly #prefix: string;
+
+  constructor(s3: S3Client, bucket: string, prefix: string) {
+    this.#s3 = s3;
+    this.#bucket = bucket;
+    this.#prefix = prefix;
+  }
+
+  async head(key: string): Promise<{ bytes: number } | null> {
+    try {
+      const answer = await this.#s3.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#prefix + key }));
+      return { bytes: answer.ContentLength ?? 0 };
+    } catch (error) {
+      if (error instanceof S3ServiceException && (error.$metadata.httpStatusCode === 404 || error.name === 'NotFound')) return null;
+      throw error;
+    }
+  }
+
+  async put(key: string, body: Uint8Array, meta: PutMetadata): Promise<boolean> {
+    try {
+      await this.#s3.send(new PutObjectCommand({
+        Bucket: this.#bucket,
+        Key: this.#prefix + key,
+        Body: body,
+        ContentType: meta.contentType,
+        IfNoneMatch: '*',
+        // S3 metadata is US-ASCII: encode what may not be.
+        Metadata: {
+          'source-url': metadataValue(meta.url, 1024),
+          'image-id': metadataValue(meta.id, 256),
+          labels: metadataValue(meta.labels.join(' '), 512),
+        },
+      }));
+      return true;
+    } catch (error) {
+      // 412: someone stored it first (a duplicate delivery); 409: a concurrent conditional write.
+      const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+      if (status === 412 || status === 409) return false;
+      throw error;
+    }
+  }
+}
+
+/** S3 user metadata travels in HTTP headers: printable ASCII only, so percent-encode the rest. */
+function metadataValue(text: string, max: number): string {
+  let out = '';
+  for (const ch of text) {
+    if (ch >= ' ' && ch <= '~' && ch !== '%') out += ch;
+    else for (const byte of Buffer.from(ch, 'utf8')) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    if (out.length >= max) break;
+  }
+  return out.slice(0, max);
+}

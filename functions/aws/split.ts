@@ -1,0 +1,153 @@
+// Splitting a manifest in S3 into one queue message per distinct image, with the index table and
+// a status object that the CLI reads. A malformed manifest enqueues nothing and records its error.
+
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { INDEX_HEADER, csvField, indexRow } from '../core/index-table.ts';
+import type { Layout } from '../core/keys.ts';
+import { safeSegment } from '../core/keys.ts';
+import { ManifestError, openManifest, splitNameOf } from '../core/manifest/index.ts';
+import { MultiLabelError, planJobs, type PlanStats } from '../core/run.ts';
+import { PREFIX } from './prefixes.ts';
+import { s3Source } from './s3-source.ts';
+import { JobSender } from './sqs-jobs.ts';
+
+export interface SplitStatus {
+  split: string;
+  manifest: string;
+  state: 'splitting' | 'queued' | 'failed';
+  startedAt: string;
+  finishedAt?: string;
+  /** Manifest entries, duplicates included. */
+  entries?: number;
+  /** Distinct images sent to the queue. */
+  queued?: number;
+  /** Distinct images already in the bucket (not sent). */
+  alreadyStored?: number;
+  /** Entries without a usable URL (failed at once). */
+  invalid?: number;
+  duplicates?: number;
+  error?: string;
+  position?: string;
+}
+
+export interface SplitDeps {
+  s3: S3Client;
+  sqs: SQSClient;
+  bucket: string;
+  queueUrl: string;
+  layout: Layout;
+  skipExisting: boolean;
+  log?: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+export const statusKey = (split: string): string => `${PREFIX.status}${split}.json`;
+export const indexKey = (split: string): string => `${PREFIX.index}${split}.csv`;
+
+export async function splitManifest(manifestKey: string, deps: SplitDeps): Promise<SplitStatus> {
+  const split = splitNameOf(manifestKey);
+  const status: SplitStatus = { split, manifest: manifestKey, state: 'splitting', startedAt: new Date().toISOString() };
+  const finish = async (update: Partial<SplitStatus>): Promise<SplitStatus> => {
+    Object.assign(status, update, { finishedAt: new Date().toISOString() });
+    await putJson(deps, statusKey(split), status);
+    return status;
+  };
+  if (split === '' || safeSegment(split) !== split) {
+    return finish({ state: 'failed', error: `the split name "${split}" (from the file name) may hold only letters, digits, . _ -: rename the manifest` });
+  }
+  await putJson(deps, statusKey(split), status);
+
+  const manifest = await openManifest(s3Source(deps.s3, deps.bucket, manifestKey)).catch(manifestFailure);
+  if ('failed' in manifest) return finish(manifest.failed);
+  const scanned = await manifest.scan().catch(manifestFailure);
+  if ('failed' in scanned) return finish(scanned.failed);
+  deps.log?.('manifest scanned', { split, format: manifest.format, entries: scanned.entries });
+
+  const stored = deps.skipExisting ? await listStored(deps, split) : new Set<string>();
+  const work = await mkdtemp(join(tmpdir(), 'cloudfetch-index-'));
+  const indexFile = join(work, 'index.csv');
+  const index = createWriteStream(indexFile);
+  index.write(INDEX_HEADER);
+  const stats: PlanStats = { duplicates: 0, firstDuplicates: [] };
+  const sender = new JobSender(deps.sqs, deps.queueUrl);
+  let queued = 0;
+  let alreadyStored = 0;
+  let invalid = 0;
+  try {
+    for await (const planned of planJobs(manifest.entries(), split, deps.layout, stats)) {
+      if ('record' in planned) {
+        invalid++;
+        await write(index, indexRow(planned.record));
+        continue;
+      }
+      const { job } = planned;
+      const already = stored.has(job.key);
+      await write(index, plannedRow(job.id, job.labels, job.urls[0] ?? '', job.key, already ? 'skipped' : 'queued'));
+      if (already) {
+        alreadyStored++;
+        continue;
+      }
+      await sender.send(job);
+      queued++;
+    }
+    await sender.flush();
+  } catch (error) {
+    index.destroy();
+    await rm(work, { recursive: true, force: true });
+    const known = manifestFailure(error);
+    // A manifest problem found while streaming (or a multi-label entry with the by-label layout):
+    // jobs sent so far are harmless, they would be sent again by a fixed upload.
+    return finish({ ...known.failed, queued: sender.sent });
+  }
+  index.end();
+  await once(index, 'close');
+  try {
+    const { size } = await stat(indexFile);
+    await deps.s3.send(new PutObjectCommand({
+      Bucket: deps.bucket, Key: indexKey(split), Body: createReadStream(indexFile), ContentLength: size, ContentType: 'text/csv; charset=utf-8',
+    }));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return finish({ state: 'queued', entries: scanned.entries, queued, alreadyStored, invalid, duplicates: stats.duplicates });
+}
+
+function manifestFailure(error: unknown): { failed: Partial<SplitStatus> } {
+  if (error instanceof ManifestError) return { failed: { state: 'failed', error: error.message, position: error.position } };
+  if (error instanceof MultiLabelError) return { failed: { state: 'failed', error: error.message } };
+  throw error;
+}
+
+/** A row of the split-time index: the fetch outcome is not known yet. */
+function plannedRow(id: string, labels: string[], url: string, key: string, status: 'queued' | 'skipped'): string {
+  return [id, labels.join(' '), url, key, status, '', '', '', '', '', ''].map(csvField).join(',') + '\n';
+}
+
+async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  if (!stream.write(text)) await once(stream, 'drain');
+}
+
+/** Keys under images/<split>/, relative to images/: one listing instead of a HeadObject per image. */
+async function listStored(deps: SplitDeps, split: string): Promise<Set<string>> {
+  const keys = new Set<string>();
+  let token: string | undefined;
+  do {
+    const page = await deps.s3.send(new ListObjectsV2Command({
+      Bucket: deps.bucket, Prefix: `${PREFIX.images}${split}/`, ...(token ? { ContinuationToken: token } : {}),
+    }));
+    for (const object of page.Contents ?? []) if (object.Key) keys.add(object.Key.slice(PREFIX.images.length));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
+async function putJson(deps: SplitDeps, key: string, value: unknown): Promise<void> {
+  await deps.s3.send(new PutObjectCommand({
+    Bucket: deps.bucket, Key: key, Body: JSON.stringify(value, null, 2), ContentType: 'application/json',
+  }));
+}

@@ -1,0 +1,65 @@
+// Lambda: the fetch function. SQS batches of jobs; images fetched concurrently by the engine;
+// a partial batch response tells SQS which records to deliver again.
+
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { bucketName, fetcherOptions, s3Client } from './aws/config.ts';
+import { TransientFailure, handleRecord, type RecordDeps } from './aws/fetch-record.ts';
+import { PREFIX } from './aws/prefixes.ts';
+import { S3Store } from './aws/s3-store.ts';
+import { Fetcher } from './core/fetcher.ts';
+import type { Job } from './core/job.ts';
+import type { Outcome } from './core/outcome.ts';
+
+const logger = new Logger();
+const metrics = new Metrics();
+const processor = new BatchProcessor(EventType.SQS);
+/** Time kept back from the deadline to record failures and answer SQS. */
+const WRAP_UP_MS = 8_000;
+
+// Built on the first invocation and kept by the container: clients, keep-alive pools, DNS cache.
+let container: Omit<RecordDeps, 'signal'> | undefined;
+function setUp(): Omit<RecordDeps, 'signal'> {
+  const s3 = s3Client();
+  const bucket = bucketName();
+  return { s3, bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(fetcherOptions()), onOutcome: record };
+}
+
+function record(job: Job, outcome: Outcome): void {
+  metrics.addMetric(outcome.status, MetricUnit.Count, 1);
+  if (outcome.status === 'fetched') metrics.addMetric('bytes', MetricUnit.Bytes, outcome.bytes);
+  if (outcome.status === 'failed' && outcome.reason) {
+    const byReason = metrics.singleMetric();
+    byReason.addDimension('reason', outcome.reason);
+    byReason.addMetric('failed', MetricUnit.Count, 1);
+    logger.info('image failed', { split: job.split, id: job.id, url: outcome.url, reason: outcome.reason, detail: outcome.detail });
+  }
+}
+
+export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+  container ??= setUp();
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), Math.max(0, context.getRemainingTimeInMillis() - WRAP_UP_MS));
+  const deps: RecordDeps = { ...container, signal: deadline.signal };
+  try {
+    return await processPartialResponse(
+      event,
+      async (item: SQSRecord) => {
+        try {
+          return await handleRecord(item, deps);
+        } catch (error) {
+          if (error instanceof TransientFailure) logger.info('image will be retried', { messageId: item.messageId, reason: error.message });
+          else logger.error('record failed', { messageId: item.messageId, error: error as Error });
+          throw error;
+        }
+      },
+      processor,
+      { context, throwOnFullBatchFailure: false },
+    );
+  } finally {
+    clearTimeout(timer);
+    metrics.publishStoredMetrics();
+  }
+}

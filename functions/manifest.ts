@@ -1,0 +1,45 @@
+// Lambda: the manifest function. An upload under manifests/ is split into one job per image.
+
+import { Logger } from '@aws-lambda-powertools/logger';
+import type { Context, S3Event } from 'aws-lambda';
+import { bucketName, jobsQueueUrl, layout, s3Client, skipExistingAtSplit, sqsClient } from './aws/config.ts';
+import { MANIFEST_SUFFIXES, PREFIX } from './aws/prefixes.ts';
+import { splitManifest, type SplitDeps, type SplitStatus } from './aws/split.ts';
+
+const logger = new Logger();
+
+let container: SplitDeps | undefined;
+function setUp(): SplitDeps {
+  return {
+    s3: s3Client(),
+    sqs: sqsClient(),
+    bucket: bucketName(),
+    queueUrl: jobsQueueUrl(),
+    layout: layout(),
+    skipExisting: skipExistingAtSplit(),
+    log: (message, fields) => logger.info(message, fields ?? {}),
+  };
+}
+
+/** S3 event keys are URL-encoded, with '+' for spaces. */
+export function eventKey(raw: string): string {
+  return decodeURIComponent(raw.replace(/\+/g, ' '));
+}
+
+export async function handler(event: S3Event, context: Context): Promise<SplitStatus[]> {
+  container ??= setUp();
+  logger.addContext(context);
+  const results: SplitStatus[] = [];
+  for (const record of event.Records) {
+    const key = eventKey(record.s3.object.key);
+    if (record.s3.bucket.name !== container.bucket || !key.startsWith(PREFIX.manifests) || !MANIFEST_SUFFIXES.some((s) => key.endsWith(s))) {
+      logger.warn('ignored an object that is not a manifest upload', { bucket: record.s3.bucket.name, key });
+      continue;
+    }
+    const status = await splitManifest(key, container);
+    if (status.state === 'failed') logger.warn('manifest refused', { ...status });
+    else logger.info('manifest split', { ...status });
+    results.push(status);
+  }
+  return results;
+}

@@ -1,0 +1,141 @@
+// The stack's settings: CDK context (cdk.json, or `cdk deploy -c key=value`) with defaults.
+// Shared by the CDK app and the local cloud, so both run with the same numbers. No CDK imports.
+
+import type { Layout } from '../functions/core/keys.ts';
+
+export interface Settings {
+  stackName: string;
+  /** Most fetch function instances at once: protects origin sites and a new account's quota. */
+  fetchMaxConcurrency: number;
+  /** SQS messages (images) handed to one fetch invocation. */
+  fetchBatchSize: number;
+  fetchBatchWindowSeconds: number;
+  fetchMemoryMb: number;
+  fetchTimeoutSeconds: number;
+  /** Overall deadline for one image inside the fetch function. */
+  imageTimeoutSeconds: number;
+  /** Connections to one host from one fetch instance. */
+  perHost: number;
+  manifestMemoryMb: number;
+  manifestTimeoutSeconds: number;
+  /** Empty: a current desktop browser's User-Agent. */
+  userAgent: string;
+  referer: string;
+  maxBytes: number;
+  layout: Layout;
+  /** `retain` keeps the bucket when the stack is deleted; `destroy` empties and deletes it. */
+  removalPolicy: 'retain' | 'destroy';
+  /** At split time, list images/<split>/ once and enqueue only what is missing. */
+  skipExistingAtSplit: boolean;
+  /** Receives before a job is parked in the dead-letter queue. */
+  maxReceiveCount: number;
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  stackName: 'cloudfetch',
+  fetchMaxConcurrency: 20,
+  fetchBatchSize: 20,
+  fetchBatchWindowSeconds: 5,
+  fetchMemoryMb: 512,
+  fetchTimeoutSeconds: 120,
+  imageTimeoutSeconds: 30,
+  perHost: 8,
+  manifestMemoryMb: 1024,
+  manifestTimeoutSeconds: 900,
+  userAgent: '',
+  referer: '',
+  maxBytes: 50 * 1024 * 1024,
+  layout: 'flat',
+  removalPolicy: 'retain',
+  skipExistingAtSplit: true,
+  maxReceiveCount: 5,
+};
+
+/** SQS redelivers a message only after its visibility timeout: keep it ≥ 6× the function timeout. */
+export function visibilityTimeoutSeconds(s: Settings): number {
+  return 6 * s.fetchTimeoutSeconds;
+}
+
+export class SettingsError extends Error {
+  override name = 'SettingsError';
+}
+
+const CONTEXT_PREFIX = 'cloudfetch:';
+
+type Check = (key: string, value: unknown) => unknown;
+
+const int = (min: number, max: number): Check => (key, value) => {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new SettingsError(`context ${CONTEXT_PREFIX}${key} must be a whole number from ${min} to ${max}, not ${JSON.stringify(value)}`);
+  }
+  return n;
+};
+const text: Check = (key, value) => {
+  if (typeof value !== 'string') throw new SettingsError(`context ${CONTEXT_PREFIX}${key} must be text, not ${JSON.stringify(value)}`);
+  return value;
+};
+const oneOf = (choices: readonly string[]): Check => (key, value) => {
+  if (typeof value !== 'string' || !choices.includes(value)) {
+    throw new SettingsError(`context ${CONTEXT_PREFIX}${key} must be one of ${choices.join(', ')}, not ${JSON.stringify(value)}`);
+  }
+  return value;
+};
+const bool: Check = (key, value) => {
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new SettingsError(`context ${CONTEXT_PREFIX}${key} must be true or false, not ${JSON.stringify(value)}`);
+};
+const stackName: Check = (key, value) => {
+  if (typeof value !== 'string' || !/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(value)) {
+    throw new SettingsError(`context ${CONTEXT_PREFIX}${key} must start with a letter and hold only letters, digits and hyphens`);
+  }
+  return value;
+};
+
+const CHECKS: Record<keyof Settings, Check> = {
+  stackName,
+  fetchMaxConcurrency: int(2, 1000),
+  fetchBatchSize: int(1, 100),
+  fetchBatchWindowSeconds: int(0, 300),
+  fetchMemoryMb: int(256, 10240),
+  fetchTimeoutSeconds: int(30, 900),
+  imageTimeoutSeconds: int(5, 600),
+  perHost: int(1, 256),
+  manifestMemoryMb: int(512, 10240),
+  manifestTimeoutSeconds: int(60, 900),
+  userAgent: text,
+  referer: text,
+  maxBytes: int(1024, 1024 * 1024 * 1024),
+  layout: oneOf(['flat', 'by-label']),
+  removalPolicy: oneOf(['retain', 'destroy']),
+  skipExistingAtSplit: bool,
+  maxReceiveCount: int(1, 1000),
+};
+
+/** Reads every setting through `context(key)` (e.g. node.tryGetContext), checking each value. */
+export function readSettings(context: (key: string) => unknown): Settings {
+  const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS };
+  for (const [key, check] of Object.entries(CHECKS)) {
+    const value = context(CONTEXT_PREFIX + key);
+    if (value !== undefined) settings[key] = check(key, value);
+  }
+  const s = settings as unknown as Settings;
+  if (s.imageTimeoutSeconds + 10 > s.fetchTimeoutSeconds) {
+    throw new SettingsError(`context ${CONTEXT_PREFIX}imageTimeoutSeconds (${s.imageTimeoutSeconds}) must leave at least 10 s of ${CONTEXT_PREFIX}fetchTimeoutSeconds (${s.fetchTimeoutSeconds})`);
+  }
+  return s;
+}
+
+/** Environment variables the functions read (functions/aws/config.ts). */
+export function functionEnvironment(s: Settings): Record<string, string> {
+  return {
+    LAYOUT: s.layout,
+    MAX_BYTES: String(s.maxBytes),
+    IMAGE_TIMEOUT_SECONDS: String(s.imageTimeoutSeconds),
+    PER_HOST: String(s.perHost),
+    SKIP_EXISTING_AT_SPLIT: String(s.skipExistingAtSplit),
+    ...(s.userAgent ? { USER_AGENT: s.userAgent } : {}),
+    ...(s.referer ? { REFERER: s.referer } : {}),
+  };
+}

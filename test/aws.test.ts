@@ -1,0 +1,160 @@
+// The AWS adapters against the embedded S3/SQS emulator: the S3 store, sending jobs, and the
+// manifest split (index, status object, one message per distinct image, errors with positions).
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { parse } from 'csv-parse/sync';
+import { startFauxqs, type FauxqsServer } from 'fauxqs';
+import { S3Store } from '../functions/aws/s3-store.ts';
+import { splitManifest, type SplitDeps } from '../functions/aws/split.ts';
+import { JobSender } from '../functions/aws/sqs-jobs.ts';
+import { decodeJob, encodeJob, BadMessageError } from '../functions/core/job-message.ts';
+import type { Job } from '../functions/core/job.ts';
+
+let server: FauxqsServer;
+let s3: S3Client;
+let sqs: SQSClient;
+let queueCount = 0;
+const bucket = 'test-bucket';
+
+before(async () => {
+  server = await startFauxqs({ port: 0, logger: false });
+  const config = { endpoint: server.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+  s3 = new S3Client({ ...config, forcePathStyle: true });
+  sqs = new SQSClient(config);
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+});
+after(async () => {
+  s3.destroy();
+  sqs.destroy();
+  await server.stop();
+});
+
+async function newQueue(): Promise<string> {
+  const answer = await sqs.send(new CreateQueueCommand({ QueueName: `jobs-${++queueCount}` }));
+  return answer.QueueUrl!;
+}
+
+async function drain(queueUrl: string): Promise<Job[]> {
+  const jobs: Job[] = [];
+  for (;;) {
+    const answer = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+    const messages = answer.Messages ?? [];
+    if (messages.length === 0) return jobs;
+    for (const m of messages) jobs.push(decodeJob(m.Body!));
+    await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })) }));
+  }
+}
+
+async function text(key: string): Promise<string> {
+  const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return answer.Body!.transformToString();
+}
+
+const job = (n: number): Job => ({ split: 'train', id: String(n), urls: [`https://h/${n}.jpg`], labels: ['1'], key: `train/${n}.jpg`, position: n });
+
+describe('job messages', () => {
+  test('a job survives the queue unchanged', () => {
+    const j: Job = { split: 'train', id: 'a/b', urls: ['https://h/x.jpg', 'https://m/x.jpg'], labels: ['95', '66'], key: 'train/a%2Fb.jpg', position: 7 };
+    assert.deepEqual(decodeJob(encodeJob(j)), j);
+  });
+
+  test('poison messages are refused', () => {
+    assert.throws(() => decodeJob('not json'), BadMessageError);
+    assert.throws(() => decodeJob('{"v":1,"split":"train"}'), BadMessageError);
+    assert.throws(() => decodeJob(encodeJob({ ...job(1), key: 'train/../../etc/x.jpg' })), /unsafe key/);
+  });
+});
+
+describe('S3 store', () => {
+  test('head, put, and the put of an existing key', async () => {
+    const store = new S3Store(s3, bucket, 'images/');
+    assert.equal(await store.head('train/1.jpg'), null);
+    const bytes = Buffer.from([0xff, 0xd8, 0xff, 1, 2, 3]);
+    assert.equal(await store.put('train/1.jpg', bytes, { url: 'https://h/ü.jpg', id: 'ü/1', labels: ['a b'], contentType: 'image/jpeg' }), true);
+    assert.deepEqual(await store.head('train/1.jpg'), { bytes: bytes.length });
+    const stored = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'images/train/1.jpg' }));
+    assert.ok(Buffer.from(await stored.Body!.transformToByteArray()).equals(bytes));
+    assert.equal(stored.ContentType, 'image/jpeg');
+    assert.equal(stored.Metadata?.['image-id'], '%C3%BC/1');
+  });
+});
+
+describe('sending jobs', () => {
+  test('every job arrives exactly once, in batches of ten with several in flight', async () => {
+    const queueUrl = await newQueue();
+    const sender = new JobSender(sqs, queueUrl, 3);
+    for (let n = 1; n <= 95; n++) await sender.send(job(n));
+    await sender.flush();
+    assert.equal(sender.sent, 95);
+    const jobs = await drain(queueUrl);
+    assert.deepEqual(jobs.map((j) => Number(j.id)).sort((a, b) => a - b), Array.from({ length: 95 }, (_, i) => i + 1));
+  });
+});
+
+describe('splitting a manifest', () => {
+  const deps = async (overrides: Partial<SplitDeps> = {}): Promise<SplitDeps> => ({
+    s3, sqs, bucket, queueUrl: await newQueue(), layout: 'flat', skipExisting: true, ...overrides,
+  });
+
+  test('one job per distinct image, the index and the status object', async () => {
+    const manifest = {
+      images: [
+        { url: ['https://a.example/1.jpg'], image_id: 1 },
+        { url: ['https://a.example/2.png', 'https://b.example/2.png'], image_id: 2 },
+        { url: [], image_id: 3 },
+        { url: ['https://a.example/1-again.jpg'], image_id: 1 },
+        { url: ['https://a.example/4'], image_id: 4 },
+      ],
+      annotations: [{ image_id: 1, label_id: 5 }, { image_id: 2, label_id: 6 }, { image_id: 4, label_id: 5 }],
+    };
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifests/furniture.json', Body: JSON.stringify(manifest) }));
+    // One image is already in the bucket: it is not sent again.
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'images/furniture/4.jpg', Body: 'x' }));
+    const d = await deps();
+    const status = await splitManifest('manifests/furniture.json', d);
+    assert.equal(status.state, 'queued');
+    assert.deepEqual(
+      { entries: status.entries, queued: status.queued, alreadyStored: status.alreadyStored, invalid: status.invalid, duplicates: status.duplicates },
+      { entries: 5, queued: 2, alreadyStored: 1, invalid: 1, duplicates: 1 },
+    );
+    assert.deepEqual(JSON.parse(await text('status/furniture.json')), status);
+
+    const jobs = (await drain(d.queueUrl)).sort((a, b) => a.position - b.position);
+    assert.deepEqual(jobs, [
+      { split: 'furniture', id: '1', urls: ['https://a.example/1.jpg'], labels: ['5'], key: 'furniture/1.jpg', position: 1 },
+      { split: 'furniture', id: '2', urls: ['https://a.example/2.png', 'https://b.example/2.png'], labels: ['6'], key: 'furniture/2.png', position: 2 },
+    ]);
+
+    const rows = parse(await text('index/furniture.csv'), { columns: true }) as Array<Record<string, string>>;
+    assert.deepEqual(rows.map((r) => [r.image_id, r.label, r.path, r.status, r.reason]), [
+      ['1', '5', 'furniture/1.jpg', 'queued', ''],
+      ['2', '6', 'furniture/2.png', 'queued', ''],
+      ['3', '', '', 'failed', 'no-url'],
+      ['4', '5', 'furniture/4.jpg', 'skipped', ''],
+    ]);
+  });
+
+  test('a malformed manifest enqueues nothing and leaves its error with the position', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifests/broken.json', Body: '{"images": [{"url": ["https://a/1.jpg"], "image_id": 1}, {"url": ' }));
+    const d = await deps();
+    const status = await splitManifest('manifests/broken.json', d);
+    assert.equal(status.state, 'failed');
+    assert.match(status.error!, /broken\.json/);
+    assert.ok(status.position, 'a position');
+    assert.deepEqual(JSON.parse(await text('status/broken.json')), status);
+    assert.deepEqual(await drain(d.queueUrl), []);
+  });
+
+  test('the by-label layout refuses a multi-label manifest without sending anything', async () => {
+    const fashion = { images: [{ url: 'https://c.example/1', imageId: '1' }], annotations: [{ labelId: ['95', '66'], imageId: '1' }] };
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifests/fashion.json', Body: JSON.stringify(fashion) }));
+    const d = await deps({ layout: 'by-label' });
+    const status = await splitManifest('manifests/fashion.json', d);
+    assert.equal(status.state, 'failed');
+    assert.match(status.error!, /by-label needs one label per image/);
+    assert.deepEqual(await drain(d.queueUrl), []);
+  });
+});
