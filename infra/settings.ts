@@ -124,6 +124,10 @@ export function readSettings(context: (key: string) => unknown): Settings {
   if (s.imageTimeoutSeconds + 10 > s.fetchTimeoutSeconds) {
     throw new SettingsError(`context ${CONTEXT_PREFIX}imageTimeoutSeconds (${s.imageTimeoutSeconds}) must leave at least 10 s of ${CONTEXT_PREFIX}fetchTimeoutSeconds (${s.fetchTimeoutSeconds})`);
   }
+  // Lambda refuses batches over 10 from a standard queue without a batching window.
+  if (s.fetchBatchSize > 10 && s.fetchBatchWindowSeconds < 1) {
+    throw new SettingsError(`context ${CONTEXT_PREFIX}fetchBatchSize ${s.fetchBatchSize} needs ${CONTEXT_PREFIX}fetchBatchWindowSeconds of at least 1 (Lambda allows batches over 10 only with a batching window)`);
+  }
   return s;
 }
 

@@ -1,0 +1,192 @@
+// The two Lambda functions (bundled from functions/*.ts by esbuild, no Docker), their roles with
+// explicit least-privilege statements, their log groups, and what invokes them: an S3 upload
+// under manifests/ for the manifest function, the jobs queue for the fetch function.
+
+import * as path from 'node:path';
+import { Duration, RemovalPolicy, Size, Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { MANIFEST_SUFFIXES, PREFIX } from '../../functions/aws/prefixes.ts';
+import { functionEnvironment, type Settings } from '../settings.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+export const METRICS_NAMESPACE = 'cloudfetch';
+export const MANIFEST_SERVICE = 'cloudfetch-manifest';
+export const FETCH_SERVICE = 'cloudfetch-fetch';
+
+export interface FunctionsProps {
+  readonly settings: Settings;
+  readonly bucket: s3.Bucket;
+  readonly jobs: sqs.Queue;
+}
+
+interface FunctionSpec {
+  readonly entry: string;
+  readonly description: string;
+  readonly service: string;
+  readonly memoryMb: number;
+  readonly timeoutSeconds: number;
+  /** /tmp space: the manifest function writes the split's index there before uploading it. */
+  readonly tmpMb?: number;
+  readonly environment: Record<string, string>;
+  readonly logRemovalPolicy: RemovalPolicy;
+}
+
+export class Functions extends Construct {
+  readonly manifest: NodejsFunction;
+  readonly fetch: NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: FunctionsProps) {
+    super(scope, id);
+    const { settings, bucket, jobs } = props;
+    const shared = {
+      ...functionEnvironment(settings),
+      BUCKET_NAME: bucket.bucketName,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+    const logRemovalPolicy = settings.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
+
+    this.manifest = nodeFunction(this, 'Manifest', {
+      entry: 'functions/manifest.ts',
+      description: 'cloudfetch: splits a manifest uploaded under manifests/ into one queued job per image',
+      service: MANIFEST_SERVICE,
+      memoryMb: settings.manifestMemoryMb,
+      timeoutSeconds: settings.manifestTimeoutSeconds,
+      // A million-entry index with long URLs can pass the default 512 MB; more /tmp costs little.
+      tmpMb: 2048,
+      environment: { ...shared, JOBS_QUEUE_URL: jobs.queueUrl },
+      logRemovalPolicy,
+    });
+    this.fetch = nodeFunction(this, 'Fetch', {
+      entry: 'functions/fetch.ts',
+      description: 'cloudfetch: fetches the images of a batch of jobs into images/',
+      service: FETCH_SERVICE,
+      memoryMb: settings.fetchMemoryMb,
+      timeoutSeconds: settings.fetchTimeoutSeconds,
+      environment: shared,
+      logRemovalPolicy,
+    });
+
+    // Manifest function. It never writes under manifests/, so its own writes cannot trigger it.
+    allowObjects(this.manifest, 'ReadUploadedManifests', ['s3:GetObject'], bucket, [PREFIX.manifests],
+      'manifests/<name>: the manifest a user uploads.');
+    allowObjects(this.manifest, 'WriteIndexAndStatus', ['s3:PutObject'], bucket, [PREFIX.index, PREFIX.status],
+      'index/<split>.csv and status/<split>.json, one each per uploaded manifest.');
+    if (settings.skipExistingAtSplit) {
+      // One listing of images/<split>/ instead of a HeadObject per image; only under images/.
+      this.manifest.addToRolePolicy(listImagesStatement('ListStoredImages', bucket));
+    }
+    // SendMessageBatch is authorised as sqs:SendMessage.
+    this.manifest.addToRolePolicy(new iam.PolicyStatement({ sid: 'QueueJobs', actions: ['sqs:SendMessage'], resources: [jobs.queueArn] }));
+
+    // Fetch function. HeadObject is authorised as s3:GetObject; PutObject carries If-None-Match.
+    allowObjects(this.fetch, 'CheckAndStoreImages', ['s3:GetObject', 's3:PutObject'], bucket, [PREFIX.images],
+      'images/<split>/<id>.<ext>, one per image of a manifest.');
+    // Without s3:ListBucket, HeadObject of a missing key answers 403 instead of 404 and every new
+    // image would look like an error; S3 checks that permission with the key as s3:prefix.
+    this.fetch.addToRolePolicy(listImagesStatement('TellMissingImagesApart', bucket));
+    allowObjects(this.fetch, 'RecordFailures', ['s3:PutObject'], bucket, [PREFIX.failures],
+      'failures/<split>/<id>.json, one per failed image.');
+
+    // The jobs: SQS polling by Lambda (the event source grants receive/delete/visibility on this
+    // queue only). maxConcurrency caps the instances, which caps the load on the origin sites.
+    this.fetch.addEventSource(new SqsEventSource(jobs, {
+      batchSize: settings.fetchBatchSize,
+      maxBatchingWindow: Duration.seconds(settings.fetchBatchWindowSeconds),
+      reportBatchItemFailures: true,
+      maxConcurrency: settings.fetchMaxConcurrency,
+    }));
+
+    // The trigger: one notification per manifest ending (S3 filters take one suffix each).
+    for (const suffix of MANIFEST_SUFFIXES) {
+      bucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(this.manifest), { prefix: PREFIX.manifests, suffix });
+    }
+    acknowledgeNotificationsHandler(Stack.of(this));
+  }
+}
+
+function nodeFunction(scope: Construct, id: string, spec: FunctionSpec): NodejsFunction {
+  const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
+    retention: logs.RetentionDays.ONE_MONTH,
+    removalPolicy: spec.logRemovalPolicy,
+  });
+  // An explicit role instead of AWSLambdaBasicExecutionRole: logs go to this group only.
+  const role = new iam.Role(scope, `${id}Role`, {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description: `Runs the ${spec.service} function`,
+  });
+  role.addToPrincipalPolicy(new iam.PolicyStatement({
+    sid: 'WriteOwnLogs',
+    actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+    resources: [logGroup.logGroupArn],
+  }));
+  return new NodejsFunction(scope, id, {
+    entry: path.join(ROOT, spec.entry),
+    handler: 'handler',
+    projectRoot: ROOT,
+    depsLockFilePath: path.join(ROOT, 'package-lock.json'),
+    description: spec.description,
+    runtime: lambda.Runtime.NODEJS_24_X,
+    architecture: lambda.Architecture.ARM_64,
+    memorySize: spec.memoryMb,
+    ...(spec.tmpMb ? { ephemeralStorageSize: Size.mebibytes(spec.tmpMb) } : {}),
+    timeout: Duration.seconds(spec.timeoutSeconds),
+    role,
+    logGroup,
+    environment: { ...spec.environment, POWERTOOLS_SERVICE_NAME: spec.service },
+    bundling: {
+      format: OutputFormat.ESM,
+      target: 'node24',
+      mainFields: ['module', 'main'],
+      // Bundled CommonJS dependencies still call require().
+      banner: "import { createRequire } from 'module';const require = createRequire(import.meta.url);",
+      minify: true,
+      sourceMap: true,
+      sourcesContent: false,
+      // The Lambda runtime provides SDK v3.
+      externalModules: ['@aws-sdk/*'],
+    },
+  });
+}
+
+/** s3:ListBucket on the bucket, only for listings (and missing-key answers) under images/. */
+function listImagesStatement(sid: string, bucket: s3.Bucket): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid,
+    actions: ['s3:ListBucket'],
+    resources: [bucket.bucketArn],
+    conditions: { StringLike: { 's3:prefix': [`${PREFIX.images}*`] } },
+  });
+}
+
+/**
+ * Object actions on key prefixes of the stack's bucket. The object ARN ends in a wildcard (the
+ * keys are only known at run time), which cdk-nag's IAM5 flags once per prefix: acknowledged here.
+ */
+function allowObjects(fn: NodejsFunction, sid: string, actions: string[], bucket: s3.Bucket, prefixes: string[], why: string): void {
+  fn.addToRolePolicy(new iam.PolicyStatement({ sid, actions, resources: prefixes.map((p) => bucket.arnForObjects(`${p}*`)) }));
+  const bucketId = Stack.of(bucket).getLogicalId(bucket.node.defaultChild as s3.CfnBucket);
+  for (const prefix of prefixes) {
+    Validations.of(fn.role!).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/${prefix}*]`,
+      reason: `${why} ${actions.join(', ')} on this one prefix of the stack's own bucket; object names are only known at run time.`,
+    });
+  }
+}
+
+/** CDK's singleton that applies the bucket's notification configuration at deploy time. */
+function acknowledgeNotificationsHandler(stack: Stack): void {
+  const handler = stack.node.tryFindChild('BucketNotificationsHandler050a0587b7544547bf325f094a3db834');
+  if (!handler) return;
+  Validations.of(handler).acknowledge(
+    { id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', reason: 'CDK-managed handler that writes the bucket notification configuration during deployment; CDK attaches this policy to its role.' },
+  );
+}

@@ -1,0 +1,510 @@
+// The CDK stack, checked on the synthesized template (bundling skipped for speed): what a reviewer
+// would check before `cdk deploy` — settings applied, least privilege, cdk-nag clean, clear errors.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { App, Stack, Validations, type Environment } from 'aws-cdk-lib';
+import { BUNDLING_STACKS } from 'aws-cdk-lib/cx-api';
+import nag from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { MANIFEST_SUFFIXES, PREFIX } from '../functions/aws/prefixes.ts';
+import { DEFAULT_SETTINGS, SettingsError, visibilityTimeoutSeconds } from '../infra/settings.ts';
+import { CloudfetchStack, RegionError, createStack } from '../infra/stack.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const CDK_JSON = JSON.parse(readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { app: string; context: Record<string, unknown> };
+const ENV: Environment = { account: '123456789012', region: 'ap-east-1' };
+
+/** What `cdk synth` would build with cdk.json's context plus `-c` overrides, without bundling. */
+function synth(overrides: Record<string, unknown> = {}, env: Environment = ENV): { app: App; stack: CloudfetchStack; template: Template } {
+  const app = new App({ context: { ...CDK_JSON.context, ...overrides, [BUNDLING_STACKS]: [] } });
+  const stack = createStack(app, env);
+  return { app, stack, template: Template.fromStack(stack) };
+}
+
+// --- the app run as `cdk` runs it, started first: these child processes overlap the tests below.
+
+interface Run { code: number | null; stdout: string; stderr: string; outdir: string }
+const outdirs: string[] = [];
+async function runApp(env: Record<string, string>): Promise<Run> {
+  const outdir = await mkdtemp(path.join(tmpdir(), 'cloudfetch-cdk-'));
+  outdirs.push(outdir);
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(CDK_|AWS_)/.test(k)));
+  const child = spawn(process.execPath, [path.join(ROOT, 'infra', 'app.ts')], {
+    cwd: ROOT, env: { ...clean, CDK_OUTDIR: outdir, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  return new Promise((resolve) => {
+    child.on('close', (code) => resolve({ code, stdout, stderr, outdir }));
+    child.on('error', (error) => resolve({ code: -1, stdout, stderr: String(error), outdir }));
+  });
+}
+const context = (extra: Record<string, unknown> = {}): string => JSON.stringify({ ...CDK_JSON.context, [BUNDLING_STACKS]: [], ...extra });
+const appRuns = {
+  ok: runApp({ CDK_CONTEXT_JSON: context(), CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'ap-northeast-1' }),
+  china: runApp({ CDK_CONTEXT_JSON: context(), CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'cn-north-1' }),
+  badContext: runApp({ CDK_CONTEXT_JSON: context({ 'cloudfetch:fetchBatchSize': 'lots' }), CDK_DEFAULT_REGION: 'ap-east-1' }),
+};
+// --- one synthesized template shared by most tests.
+
+const base = synth();
+let destroyed: ReturnType<typeof synth> | undefined;
+/** The same with removalPolicy=destroy, built once when first needed. */
+const withDestroy = (): ReturnType<typeof synth> => (destroyed ??= synth({ 'cloudfetch:removalPolicy': 'destroy' }));
+const t = base.template;
+const stack = base.stack;
+const logicalId = (c: IConstruct): string => stack.getLogicalId(c.node.defaultChild as never);
+const ids = {
+  bucket: logicalId(stack.storage.bucket),
+  jobs: logicalId(stack.queues.jobs),
+  dlq: logicalId(stack.queues.deadLetters),
+  manifest: logicalId(stack.functions.manifest),
+  fetch: logicalId(stack.functions.fetch),
+};
+const names: Record<string, string> = Object.fromEntries(Object.entries(ids).map(([name, id]) => [id, name]));
+
+// cfn-lint (when installed) on that template, in the background; W3005: CDK adds an explicit
+// DependsOn on a role that a GetAtt already implies, harmless.
+const lint = (async (): Promise<{ missing: boolean; stdout: string }> => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'cloudfetch-lint-'));
+  outdirs.push(dir);
+  const file = path.join(dir, 'template.json');
+  await writeFile(file, JSON.stringify(t.toJSON()));
+  return new Promise((resolve) => {
+    const child = spawn('cfn-lint', ['--format', 'json', '--ignore-checks', 'W3005', '--', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.on('error', () => resolve({ missing: true, stdout }));
+    // 127: a pyenv shim or a shell found no cfn-lint.
+    child.on('close', (code) => resolve({ missing: code === 127, stdout }));
+  });
+})();
+after(async () => {
+  await Promise.all([lint, ...Object.values(appRuns)]);
+  await Promise.all(outdirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+type Resource = { Properties: Record<string, any>; DeletionPolicy?: string; UpdateReplacePolicy?: string };
+const resources = (type: string, tpl = t): Record<string, Resource> => tpl.findResources(type) as Record<string, Resource>;
+const only = <T>(record: Record<string, T>): T => {
+  const values = Object.values(record);
+  assert.equal(values.length, 1, `expected exactly one, found ${values.length}`);
+  return values[0]!;
+};
+
+/** A policy resource as text: bucket/images/*, jobs, manifest-logs … */
+function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Record<string, any>;
+  if (v['Fn::GetAtt']) {
+    const [id, attribute] = v['Fn::GetAtt'] as [string, string];
+    return `${names[id] ?? id}${attribute === 'Arn' && names[id] ? '' : `.${attribute}`}`;
+  }
+  if (v.Ref) return names[v.Ref] ?? v.Ref;
+  if (v['Fn::Join']) return (v['Fn::Join'][1] as unknown[]).map(render).join(v['Fn::Join'][0]);
+  return JSON.stringify(value);
+}
+const list = <T>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
+
+interface Grant { action: string; resource: string; condition?: string }
+/** Every Allow of the policies attached to a function's role, as action → resource lines. */
+function grantsOf(fnLogicalId: string, tpl = t): Grant[] {
+  const fn = only(Object.fromEntries(Object.entries(resources('AWS::Lambda::Function', tpl)).filter(([id]) => id === fnLogicalId)));
+  const roleId = fn.Properties.Role['Fn::GetAtt'][0] as string;
+  const grants: Grant[] = [];
+  for (const policy of Object.values(resources('AWS::IAM::Policy', tpl))) {
+    if (!list(policy.Properties.Roles).some((r: any) => r.Ref === roleId)) continue;
+    for (const s of policy.Properties.PolicyDocument.Statement) {
+      assert.equal(s.Effect, 'Allow');
+      for (const action of list<string>(s.Action)) {
+        for (const resource of list(s.Resource)) {
+          grants.push({ action, resource: render(resource), ...(s.Condition ? { condition: JSON.stringify(s.Condition) } : {}) });
+        }
+      }
+    }
+  }
+  const role = resources('AWS::IAM::Role', tpl)[roleId]!;
+  assert.equal(role.Properties.ManagedPolicyArns, undefined, 'no managed policies on the function roles');
+  assert.equal(role.Properties.Policies, undefined, 'no inline policies besides the default policy');
+  return grants.sort((a, b) => `${a.action} ${a.resource}`.localeCompare(`${b.action} ${b.resource}`));
+}
+const line = (g: Grant): string => `${g.action} ${g.resource}${g.condition ? ` if ${g.condition}` : ''}`;
+const IMAGES_ONLY = JSON.stringify({ StringLike: { 's3:prefix': ['images/*'] } });
+
+// --- cdk.json
+
+test('cdk.json runs the TypeScript app directly and its defaults are exactly the settings defaults', () => {
+  assert.equal(CDK_JSON.app, 'node infra/app.ts');
+  const ours = Object.fromEntries(Object.entries(CDK_JSON.context).filter(([k]) => k.startsWith('cloudfetch:')).map(([k, v]) => [k.slice('cloudfetch:'.length), v]));
+  assert.deepEqual(ours, { ...DEFAULT_SETTINGS });
+});
+
+// --- storage
+
+test('the bucket is private, encrypted, TLS-only, aborts stale multipart uploads and is kept on stack deletion', () => {
+  const [id, bucket] = Object.entries(resources('AWS::S3::Bucket'))[0]!;
+  assert.equal(Object.keys(resources('AWS::S3::Bucket')).length, 1, 'one bucket, no logging bucket');
+  assert.equal(id, ids.bucket);
+  assert.deepEqual(bucket.Properties.PublicAccessBlockConfiguration, { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true });
+  assert.deepEqual(bucket.Properties.OwnershipControls, { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] });
+  assert.deepEqual(bucket.Properties.BucketEncryption, { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] });
+  assert.deepEqual(bucket.Properties.LifecycleConfiguration.Rules, [{ Id: 'abort-incomplete-multipart-uploads', Status: 'Enabled', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }]);
+  assert.equal(bucket.DeletionPolicy, 'Retain');
+  assert.equal(bucket.UpdateReplacePolicy, 'Retain');
+  t.resourceCountIs('Custom::S3AutoDeleteObjects', 0);
+
+  const policy = only(resources('AWS::S3::BucketPolicy')).Properties.PolicyDocument;
+  const insecure = policy.Statement.find((s: any) => s.Condition?.Bool?.['aws:SecureTransport'] === 'false');
+  assert.ok(insecure, 'a statement refusing plain HTTP');
+  assert.equal(insecure.Effect, 'Deny');
+  assert.equal(insecure.Action, 's3:*');
+  assert.deepEqual(insecure.Principal, { AWS: '*' });
+  assert.deepEqual(list(insecure.Resource).map(render).sort(), ['bucket', 'bucket/*']);
+  assert.ok(policy.Statement.some((s: any) => s.Effect === 'Deny' && s.Condition?.NumericLessThan?.['s3:TlsVersion'] === 1.2), 'TLS 1.2 or newer');
+});
+
+test('removalPolicy=destroy empties and deletes the bucket (and the log groups) with the stack', () => {
+  const { template } = withDestroy();
+  const bucket = only(resources('AWS::S3::Bucket', template));
+  assert.equal(bucket.DeletionPolicy, 'Delete');
+  template.resourceCountIs('Custom::S3AutoDeleteObjects', 1);
+  for (const group of Object.values(resources('AWS::Logs::LogGroup', template))) assert.equal(group.DeletionPolicy, 'Delete');
+  for (const group of Object.values(resources('AWS::Logs::LogGroup'))) assert.equal(group.DeletionPolicy, 'Retain');
+});
+
+test('an upload under manifests/ with each manifest ending, and nothing else, invokes the manifest function', () => {
+  const config = only(resources('Custom::S3BucketNotifications')).Properties.NotificationConfiguration;
+  assert.equal(config.QueueConfigurations, undefined);
+  assert.equal(config.TopicConfigurations, undefined);
+  const filters = config.LambdaFunctionConfigurations.map((c: any) => {
+    assert.deepEqual(c.Events, ['s3:ObjectCreated:*']);
+    assert.equal(render(c.LambdaFunctionArn), 'manifest');
+    const rules = Object.fromEntries(c.Filter.Key.FilterRules.map((r: any) => [r.Name, r.Value]));
+    assert.equal(rules.prefix, PREFIX.manifests);
+    return rules.suffix as string;
+  });
+  assert.deepEqual([...filters].sort(), [...MANIFEST_SUFFIXES].sort());
+  // S3 refuses overlapping filters: no ending may itself end with another.
+  for (const a of MANIFEST_SUFFIXES) for (const b of MANIFEST_SUFFIXES) if (a !== b) assert.ok(!a.endsWith(b), `${a} overlaps ${b}`);
+  const permission = only(resources('AWS::Lambda::Permission')).Properties;
+  assert.equal(permission.Principal, 's3.amazonaws.com');
+  assert.equal(render(permission.SourceArn), 'bucket');
+  assert.equal(render(permission.FunctionName), 'manifest');
+});
+
+// --- queues
+
+test('the jobs queue: visibility 6× the fetch timeout, long polling, 14 days, encrypted, a DLQ after 5 receives', () => {
+  const jobs = resources('AWS::SQS::Queue')[ids.jobs]!.Properties;
+  assert.equal(jobs.VisibilityTimeout, 6 * DEFAULT_SETTINGS.fetchTimeoutSeconds);
+  assert.equal(jobs.VisibilityTimeout, visibilityTimeoutSeconds(DEFAULT_SETTINGS));
+  assert.equal(jobs.ReceiveMessageWaitTimeSeconds, 20);
+  assert.equal(jobs.MessageRetentionPeriod, 1209600);
+  assert.equal(jobs.SqsManagedSseEnabled, true);
+  assert.deepEqual(jobs.RedrivePolicy, { deadLetterTargetArn: { 'Fn::GetAtt': [ids.dlq, 'Arn'] }, maxReceiveCount: 5 });
+  const dlq = resources('AWS::SQS::Queue')[ids.dlq]!.Properties;
+  assert.equal(dlq.MessageRetentionPeriod, 1209600);
+  assert.equal(dlq.SqsManagedSseEnabled, true);
+  t.resourceCountIs('AWS::SQS::Queue', 2);
+
+  const policies = Object.values(resources('AWS::SQS::QueuePolicy'));
+  for (const queue of ['jobs', 'dlq']) {
+    const policy = policies.find((p) => list(p.Properties.Queues).some((q: any) => render(q) === queue));
+    assert.ok(policy, `${queue} has a queue policy`);
+    const deny = policy.Properties.PolicyDocument.Statement.find((s: any) => s.Condition?.Bool?.['aws:SecureTransport'] === 'false');
+    assert.equal(deny?.Effect, 'Deny', `${queue} refuses plain HTTP`);
+    assert.equal(deny.Action, 'sqs:*');
+  }
+});
+
+test('the fetch function reads the queue in batches with partial failures and a concurrency cap', () => {
+  const mapping = only(resources('AWS::Lambda::EventSourceMapping')).Properties;
+  assert.equal(render(mapping.EventSourceArn), 'jobs');
+  assert.equal(render(mapping.FunctionName), 'fetch');
+  assert.equal(mapping.BatchSize, DEFAULT_SETTINGS.fetchBatchSize);
+  assert.equal(mapping.MaximumBatchingWindowInSeconds, DEFAULT_SETTINGS.fetchBatchWindowSeconds);
+  assert.deepEqual(mapping.FunctionResponseTypes, ['ReportBatchItemFailures']);
+  assert.deepEqual(mapping.ScalingConfig, { MaximumConcurrency: DEFAULT_SETTINGS.fetchMaxConcurrency });
+});
+
+// --- functions
+
+test('both functions: nodejs24.x on arm64, settings for memory and timeout, their environment and log groups', () => {
+  const fns = resources('AWS::Lambda::Function');
+  const expected = {
+    manifest: { memory: 1024, timeout: 900, service: 'cloudfetch-manifest' },
+    fetch: { memory: 512, timeout: 120, service: 'cloudfetch-fetch' },
+  };
+  for (const [name, want] of Object.entries(expected)) {
+    const p = fns[ids[name as 'manifest' | 'fetch']]!.Properties;
+    assert.equal(p.Runtime, 'nodejs24.x');
+    assert.deepEqual(p.Architectures, ['arm64']);
+    assert.equal(p.Handler, 'index.handler');
+    assert.equal(p.MemorySize, want.memory);
+    assert.equal(p.Timeout, want.timeout);
+    assert.equal(p.ReservedConcurrentExecutions, undefined, 'no reserved concurrency: new accounts may have only 10 in all');
+    assert.equal(p.EphemeralStorage?.Size, name === 'manifest' ? 2048 : undefined, '/tmp for the index of a large manifest');
+    const env = p.Environment.Variables;
+    assert.equal(render(env.BUCKET_NAME), 'bucket');
+    assert.equal(env.POWERTOOLS_SERVICE_NAME, want.service);
+    assert.equal(env.POWERTOOLS_METRICS_NAMESPACE, 'cloudfetch');
+    assert.equal(env.NODE_OPTIONS, '--enable-source-maps');
+    assert.equal(env.LAYOUT, 'flat');
+    assert.equal(env.MAX_BYTES, String(50 * 1024 * 1024));
+    assert.equal(env.IMAGE_TIMEOUT_SECONDS, '30');
+    assert.equal(env.PER_HOST, '8');
+    assert.equal(env.SKIP_EXISTING_AT_SPLIT, 'true');
+    if (name === 'manifest') assert.equal(render(env.JOBS_QUEUE_URL), 'jobs');
+    else assert.equal(env.JOBS_QUEUE_URL, undefined);
+    const groupId = p.LoggingConfig.LogGroup.Ref as string;
+    assert.equal(resources('AWS::Logs::LogGroup')[groupId]!.Properties.RetentionInDays, 30);
+  }
+  t.resourcePropertiesCountIs('AWS::Lambda::Function', { Runtime: 'nodejs24.x' }, 2);
+  t.resourceCountIs('Custom::LogRetention', 0);
+});
+
+// --- IAM
+
+test('the manifest function may read manifests/, write index/ and status/, list images/ and queue jobs: nothing else', () => {
+  const groupOf = (fn: string): string => resources('AWS::Lambda::Function')[fn]!.Properties.LoggingConfig.LogGroup.Ref;
+  assert.deepEqual(grantsOf(ids.manifest).map(line), [
+    `logs:CreateLogStream ${groupOf(ids.manifest)}.Arn`,
+    `logs:PutLogEvents ${groupOf(ids.manifest)}.Arn`,
+    's3:GetObject bucket/manifests/*',
+    `s3:ListBucket bucket if ${IMAGES_ONLY}`,
+    's3:PutObject bucket/index/*',
+    's3:PutObject bucket/status/*',
+    'sqs:SendMessage jobs',
+  ]);
+});
+
+test('the fetch function may check and store images/, record failures/ and consume the queue: nothing else', () => {
+  const groupOf = (fn: string): string => resources('AWS::Lambda::Function')[fn]!.Properties.LoggingConfig.LogGroup.Ref;
+  assert.deepEqual(grantsOf(ids.fetch).map(line), [
+    `logs:CreateLogStream ${groupOf(ids.fetch)}.Arn`,
+    `logs:PutLogEvents ${groupOf(ids.fetch)}.Arn`,
+    's3:GetObject bucket/images/*',
+    `s3:ListBucket bucket if ${IMAGES_ONLY}`,
+    's3:PutObject bucket/failures/*',
+    's3:PutObject bucket/images/*',
+    'sqs:ChangeMessageVisibility jobs',
+    'sqs:DeleteMessage jobs',
+    'sqs:GetQueueAttributes jobs',
+    'sqs:GetQueueUrl jobs',
+    'sqs:ReceiveMessage jobs',
+  ]);
+});
+
+test('nothing the functions may write can trigger the manifest function, and neither may write the other\'s prefixes', () => {
+  const writes = (fn: string): string[] => grantsOf(fn).filter((g) => /^s3:(PutObject|\*|Put\*|\*Object)/.test(g.action)).map((g) => g.resource);
+  const writableBy = { manifest: writes(ids.manifest), fetch: writes(ids.fetch) };
+  for (const writable of Object.values(writableBy)) {
+    for (const r of writable) {
+      assert.ok(!r.startsWith(`bucket/${PREFIX.manifests}`) && r !== 'bucket/*' && r !== 'bucket', `no writes to manifests/: ${r}`);
+    }
+  }
+  assert.ok(!writableBy.fetch.some((r) => r.startsWith(`bucket/${PREFIX.index}`) || r.startsWith(`bucket/${PREFIX.status}`)), 'fetch cannot write index/ or status/');
+  assert.ok(!writableBy.manifest.some((r) => r.startsWith(`bucket/${PREFIX.images}`) || r.startsWith(`bucket/${PREFIX.failures}`)), 'manifest cannot write images/ or failures/');
+});
+
+test('no Allow anywhere has a * action or resource, except CDK\'s auto-delete provider with removalPolicy=destroy', () => {
+  // Wildcards inside an ARN (bucket/images/*) are the prefixes above; a bare "*" or an action
+  // wildcard would grant more than one prefix of one bucket.
+  const allows = (tpl: Template): Array<{ where: string; action: string; resource: string }> => {
+    const found: Array<{ where: string; action: string; resource: string }> = [];
+    const scan = (where: string, document: any): void => {
+      for (const s of document.Statement) {
+        if (s.Effect !== 'Allow') continue;
+        for (const action of list<string>(s.Action)) for (const resource of list(s.Resource ?? '(principal policy)')) found.push({ where, action, resource: render(resource) });
+      }
+    };
+    for (const [id, p] of Object.entries(resources('AWS::IAM::Policy', tpl))) scan(id, p.Properties.PolicyDocument);
+    for (const [id, r] of Object.entries(resources('AWS::IAM::Role', tpl))) for (const p of list<any>(r.Properties.Policies)) scan(id, p.PolicyDocument);
+    for (const [id, p] of Object.entries(resources('AWS::S3::BucketPolicy', tpl))) scan(id, p.Properties.PolicyDocument);
+    for (const [id, p] of Object.entries(resources('AWS::SQS::QueuePolicy', tpl))) scan(id, p.Properties.PolicyDocument);
+    return found;
+  };
+  for (const g of allows(t)) {
+    assert.ok(!g.action.includes('*'), `wildcard action ${g.action} in ${g.where}`);
+    assert.notEqual(g.resource, '*', `resource * for ${g.action} in ${g.where}`);
+  }
+  const destroy = allows(withDestroy().template);
+  const wildcards = destroy.filter((g) => g.action.includes('*') || g.resource === '*');
+  assert.ok(wildcards.length > 0);
+  for (const g of wildcards) {
+    // The bucket policy statement that lets CDK's provider empty the bucket on stack deletion.
+    assert.match(g.where, /^StorageBucketPolicy/);
+    assert.ok(['s3:DeleteObject*', 's3:GetBucket*', 's3:List*'].includes(g.action), g.action);
+    assert.notEqual(g.resource, '*');
+  }
+});
+
+test('without skipExistingAtSplit the manifest function may not list the bucket at all', () => {
+  const { template, stack: s } = synth({ 'cloudfetch:skipExistingAtSplit': 'false' });
+  const grants = grantsOf(s.getLogicalId(s.functions.manifest.node.defaultChild as never), template);
+  assert.ok(!grants.some((g) => g.action === 's3:ListBucket'));
+  assert.equal(resources('AWS::Lambda::Function', template)[ids.manifest]!.Properties.Environment.Variables.SKIP_EXISTING_AT_SPLIT, 'false');
+});
+
+// --- operations, outputs, tags
+
+test('an alarm on the dead-letter queue and a dashboard of outcomes, queues and functions', () => {
+  const alarm = only(resources('AWS::CloudWatch::Alarm')).Properties;
+  assert.equal(alarm.Namespace, 'AWS/SQS');
+  assert.equal(alarm.MetricName, 'ApproximateNumberOfMessagesVisible');
+  assert.deepEqual(alarm.Dimensions.map((d: any) => [d.Name, render(d.Value)]), [['QueueName', 'dlq.QueueName']]);
+  assert.equal(alarm.Threshold, 0);
+  assert.equal(alarm.ComparisonOperator, 'GreaterThanThreshold');
+  assert.equal(alarm.TreatMissingData, 'notBreaching');
+
+  const body = render(only(resources('AWS::CloudWatch::Dashboard')).Properties.DashboardBody);
+  for (const metric of ['fetched', 'skipped', 'failed']) assert.ok(body.includes(`["cloudfetch","${metric}","service","cloudfetch-fetch"`), metric);
+  assert.ok(body.includes(`SEARCH('{cloudfetch,reason,service} MetricName=\\"failed\\" service=\\"cloudfetch-fetch\\"', 'Sum', 60)`), 'failed by reason');
+  for (const metric of ['ApproximateNumberOfMessagesVisible', 'ApproximateAgeOfOldestMessage', 'ApproximateNumberOfMessagesNotVisible']) assert.ok(body.includes(metric), metric);
+  assert.ok(body.includes('"AWS/SQS","ApproximateNumberOfMessagesVisible","QueueName","dlq.QueueName"'), 'DLQ depth');
+  for (const fn of ['manifest', 'fetch']) {
+    for (const metric of ['Errors', 'Throttles']) assert.ok(body.includes(`"AWS/Lambda","${metric}","FunctionName","${fn}"`), `${fn} ${metric}`);
+  }
+});
+
+test('outputs name the bucket, queues, functions and the dashboard\'s console URL; everything is tagged project=cloudfetch', () => {
+  const outputs = t.findOutputs('*');
+  assert.deepEqual(Object.keys(outputs).sort(), ['BucketName', 'DashboardUrl', 'DlqUrl', 'FetchFunctionName', 'ManifestFunctionName', 'QueueUrl']);
+  assert.equal(render(outputs.BucketName!.Value), 'bucket');
+  assert.equal(render(outputs.QueueUrl!.Value), 'jobs');
+  assert.equal(render(outputs.DlqUrl!.Value), 'dlq');
+  assert.equal(render(outputs.ManifestFunctionName!.Value), 'manifest');
+  assert.equal(render(outputs.FetchFunctionName!.Value), 'fetch');
+  const dashboard = Object.keys(resources('AWS::CloudWatch::Dashboard'))[0]!;
+  assert.equal(render(outputs.DashboardUrl!.Value), `https://ap-east-1.console.aws.amazon.com/cloudwatch/home?region=ap-east-1#dashboards:name=${dashboard}`);
+
+  assert.deepEqual(stack.tags.tagValues(), { project: 'cloudfetch' });
+  for (const type of ['AWS::S3::Bucket', 'AWS::SQS::Queue', 'AWS::Lambda::Function', 'AWS::IAM::Role', 'AWS::Logs::LogGroup']) {
+    for (const [id, r] of Object.entries(resources(type))) {
+      assert.ok(list<any>(r.Properties.Tags).some((tag) => tag.Key === 'project' && tag.Value === 'cloudfetch'), `${id} tagged`);
+    }
+  }
+  assert.equal(stack.stackName, 'cloudfetch');
+});
+
+// --- settings through context
+
+test('context overrides change the template, as `cdk deploy -c key=value` passes them (text)', () => {
+  const { template, stack: s } = synth({
+    'cloudfetch:fetchBatchSize': '50',
+    'cloudfetch:fetchBatchWindowSeconds': '10',
+    'cloudfetch:fetchMaxConcurrency': '5',
+    'cloudfetch:fetchTimeoutSeconds': '300',
+    'cloudfetch:fetchMemoryMb': '1024',
+    'cloudfetch:maxReceiveCount': '3',
+    'cloudfetch:userAgent': 'my-crawler/1.0',
+    'cloudfetch:stackName': 'cloudfetch-fashion',
+  });
+  assert.equal(s.stackName, 'cloudfetch-fashion');
+  const mapping = only(resources('AWS::Lambda::EventSourceMapping', template)).Properties;
+  assert.equal(mapping.BatchSize, 50);
+  assert.equal(mapping.MaximumBatchingWindowInSeconds, 10);
+  assert.deepEqual(mapping.ScalingConfig, { MaximumConcurrency: 5 });
+  const jobs = resources('AWS::SQS::Queue', template)[s.getLogicalId(s.queues.jobs.node.defaultChild as never)]!.Properties;
+  assert.equal(jobs.VisibilityTimeout, 1800);
+  assert.equal(jobs.RedrivePolicy.maxReceiveCount, 3);
+  const fetch = resources('AWS::Lambda::Function', template)[s.getLogicalId(s.functions.fetch.node.defaultChild as never)]!.Properties;
+  assert.equal(fetch.Timeout, 300);
+  assert.equal(fetch.MemorySize, 1024);
+  assert.equal(fetch.Environment.Variables.USER_AGENT, 'my-crawler/1.0');
+});
+
+test('bad context values and impossible combinations are refused with a SettingsError naming the key', () => {
+  assert.throws(() => synth({ 'cloudfetch:fetchBatchSize': 'lots' }), (e: Error) => e instanceof SettingsError && /cloudfetch:fetchBatchSize must be a whole number/.test(e.message));
+  assert.throws(() => synth({ 'cloudfetch:removalPolicy': 'maybe' }), (e: Error) => e instanceof SettingsError && /cloudfetch:removalPolicy must be one of retain, destroy/.test(e.message));
+  assert.throws(() => synth({ 'cloudfetch:fetchMaxConcurrency': 1 }), SettingsError);
+  assert.throws(
+    () => synth({ 'cloudfetch:fetchBatchSize': 20, 'cloudfetch:fetchBatchWindowSeconds': 0 }),
+    (e: Error) => e instanceof SettingsError && /fetchBatchWindowSeconds of at least 1/.test(e.message),
+  );
+});
+
+test('mainland China regions are refused; a stack without a region still synthesizes', () => {
+  for (const region of ['cn-north-1', 'cn-northwest-1']) {
+    assert.throws(() => synth({}, { account: '123456789012', region }), (e: Error) => e instanceof RegionError && e.message.includes(`region ${region} is in mainland China`));
+  }
+  const app = new App({ context: { [BUNDLING_STACKS]: [] } });
+  assert.throws(() => new CloudfetchStack(app, 'x', { settings: DEFAULT_SETTINGS, env: { region: 'cn-north-1' } }), RegionError);
+  const agnostic = synth({}, {});
+  assert.ok(Stack.of(agnostic.stack).resolve(agnostic.stack.region).Ref === 'AWS::Region');
+  const url = agnostic.template.findOutputs('DashboardUrl').DashboardUrl!.Value;
+  assert.match(JSON.stringify(url), /"Ref":"AWS::Region"/);
+});
+
+// --- cdk-nag and CDK's own warnings
+
+test('cdk-nag AWS Solutions: no unacknowledged errors or warnings, and every acknowledgement has a reason', () => {
+  for (const app of [base.app, withDestroy().app]) {
+    const report = new nag.AwsSolutionsChecks().validateScope(app);
+    assert.deepEqual(report.violations.map((v) => `${v.severity} ${v.ruleName} ${v.violatingResources.map((r) => r.constructPath).join(' ')}`), []);
+  }
+  const acknowledged: string[] = [];
+  for (const c of stack.node.findAll()) {
+    for (const entry of c.node.metadata.filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)) {
+      for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+        assert.ok(reason.length > 30, `a reason for ${id}`);
+        acknowledged.push(`${c.node.path} ${id.replace(/^Annotation::/, '')}`);
+      }
+    }
+  }
+  assert.deepEqual(acknowledged.sort(), [
+    'cloudfetch/BucketNotificationsHandler050a0587b7544547bf325f094a3db834 AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/failures/*]`,
+    `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/images/*]`,
+    `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/index/*]`,
+    `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/manifests/*]`,
+    `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/status/*]`,
+    'cloudfetch/Storage/Bucket AwsSolutions-S1',
+  ]);
+  assert.deepEqual(Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => `${w.id} ${JSON.stringify(w.entry.data)}`), []);
+  assert.deepEqual(Annotations.fromStack(stack).findError('*', Match.anyValue()).map((w) => `${w.id} ${JSON.stringify(w.entry.data)}`), []);
+});
+
+test('cfn-lint finds nothing wrong with the template (skipped when cfn-lint is not installed)', async (ctx) => {
+  const result = await lint;
+  if (result.missing) return ctx.skip('cfn-lint is not installed');
+  const findings = (JSON.parse(result.stdout || '[]') as Array<{ Rule: { Id: string }; Message: string; Location: { Path: unknown[] } }>)
+    // Older cfn-lint schemas predate Tags on AWS::CloudWatch::Dashboard, which CloudFormation accepts.
+    .filter((f) => !(f.Rule.Id === 'E3002' && /'Tags' was unexpected/.test(f.Message) && resources('AWS::CloudWatch::Dashboard')[String(f.Location.Path[1])]));
+  assert.deepEqual(findings.map((f) => `${f.Rule.Id} ${f.Message} at ${f.Location.Path.join('/')}`), []);
+});
+
+// --- the app itself (started at the top)
+
+test('the app synthesizes with cdk-nag applied and prints nothing', async () => {
+  const run = await appRuns.ok;
+  assert.equal(run.stderr, '');
+  assert.equal(run.code, 0);
+  const template = JSON.parse(await readFile(path.join(run.outdir, 'cloudfetch.template.json'), 'utf8'));
+  assert.ok(template.Resources[ids.bucket]);
+  const manifest = JSON.parse(await readFile(path.join(run.outdir, 'manifest.json'), 'utf8'));
+  assert.equal(manifest.artifacts.cloudfetch.environment, 'aws://123456789012/ap-northeast-1');
+});
+
+test('the app refuses a mainland China region in one line, exit code 2, no stack trace', async () => {
+  const run = await appRuns.china;
+  assert.equal(run.code, 2);
+  const lines = run.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, run.stderr);
+  assert.match(lines[0]!, /^cloudfetch: region cn-north-1 is in mainland China, .*ap-east-1 \(Hong Kong\)/);
+});
+
+test('the app refuses a bad context value in one line, exit code 2, no stack trace', async () => {
+  const run = await appRuns.badContext;
+  assert.equal(run.code, 2);
+  assert.equal(run.stderr, 'cloudfetch: context cloudfetch:fetchBatchSize must be a whole number from 1 to 100, not "lots"\n');
+});
