@@ -293,7 +293,7 @@ test('the fetch function may check and store images/, record failures/ and consu
     `logs:CreateLogStream ${groupOf(ids.fetch)}.Arn`,
     `logs:PutLogEvents ${groupOf(ids.fetch)}.Arn`,
     's3:GetObject bucket/images/*',
-    `s3:ListBucket bucket if ${IMAGES_ONLY}`,
+    's3:ListBucket bucket',
     's3:PutObject bucket/failures/*',
     's3:PutObject bucket/images/*',
     'sqs:ChangeMessageVisibility jobs',
