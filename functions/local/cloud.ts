@@ -1,0 +1,311 @@
+// The local cloud: the stack's bucket, jobs queue and dead-letter queue on an S3/SQS emulator, the
+// environment the stack gives its functions, and its two event sources driving the very handler
+// modules Lambda runs. Only the event sources are emulated; S3 and SQS are the emulator's own.
+// One local cloud per process at a time: the handlers read their settings from process.env.
+
+import { randomBytes, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { Context, S3Event, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { functionEnvironment, visibilityTimeoutSeconds, type Settings } from '../../infra/settings.ts';
+import { awsClientConfig, endpointQueueUrl, type Emulator } from './emulator.ts';
+import { Activity, startManifestSource, startSqsSource, type ManifestSource, type SqsSource, type SqsSourceStats } from './event-sources.ts';
+
+export type ManifestHandler = (event: S3Event, context: Context) => Promise<unknown>;
+export type FetchHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
+
+/** SQS's longest retention, as the stack keeps both queues. */
+export const RETENTION_SECONDS = 14 * 24 * 60 * 60;
+
+/** The metrics namespace the stack gives both functions. */
+export const METRICS_NAMESPACE = 'cloudfetch';
+
+export interface LocalCloudOptions {
+  settings: Settings;
+  emulator: Emulator;
+  /** Default `<stackName>-local`, lower-cased. Created if missing. */
+  bucket?: string;
+  /** Default `<stackName>-jobs`; the DLQ is `<queueName>-dlq`. Created if missing, updated if not. */
+  queueName?: string;
+  handlers: { manifest: ManifestHandler; fetch: FetchHandler };
+  /** Extra environment for the handlers, after the stack's, e.g. ALLOW_PRIVATE_NETWORK=true for a loopback origin. */
+  env?: Record<string, string>;
+  /** One line per invocation and per failure. Default: stderr. */
+  log?: (line: string) => void;
+  /** The jobs queue's visibility timeout. Default visibilityTimeoutSeconds(settings); lower it for quick redelivery in development. */
+  visibilityTimeoutSeconds?: number;
+  /** Fetch invocations at once. Default min(settings.fetchMaxConcurrency, 4). */
+  fetchConcurrency?: number;
+  /** The SQS mapping's batching window. Default settings.fetchBatchWindowSeconds. */
+  batchWindowSeconds?: number;
+  /** Long-poll length of each ReceiveMessage of the SQS mapping. Default 1 s. */
+  waitTimeSeconds?: number;
+  /** Between two listings of manifests/. Default 1000 ms. */
+  manifestPollIntervalMs?: number;
+  /** Waits before the two asynchronous retries of a failed manifest invocation. Default [1000, 2000] ms. */
+  manifestRetryDelaysMs?: readonly number[];
+  /** Invoke for manifests already in the bucket at start. Default false. */
+  processExistingManifests?: boolean;
+  /**
+   * stop() lets the SQS long polls end (up to waitTimeSeconds) instead of aborting them, and makes
+   * what they took visible again. Default: true for an external emulator, which outlives this
+   * cloud; false for an embedded one (fauxqs would hide a message from an aborted poll for a
+   * visibility timeout, which matters only while it keeps running).
+   */
+  drainOnStop?: boolean;
+}
+
+export interface LocalCloudStats {
+  manifest: { invocations: number; errors: number; retries: number; gaveUp: number };
+  fetch: SqsSourceStats;
+}
+
+export interface LocalCloud {
+  bucket: string;
+  /** On the emulator's own origin, so an SDK client configured by AWS_ENDPOINT_URL reaches it. */
+  queueUrl: string;
+  queueArn: string;
+  dlqUrl: string;
+  dlqArn: string;
+  settings: Settings;
+  emulator: Emulator;
+  /** The environment the handlers run with (also set in process.env until stop()). */
+  env: Readonly<Record<string, string>>;
+  /** Invokes the manifest function for a key just uploaded, without waiting for the next poll. */
+  notifyObjectCreated(key: string): Promise<boolean>;
+  /**
+   * Resolves once nothing is left to do: no new manifest, no manifest invocation running or
+   * waiting to retry, no fetch invocation, and the jobs queue holds no message (visible, in
+   * flight or delayed), twice in a row with nothing happening in between. Rejects if stopped.
+   */
+  idle(): Promise<void>;
+  stats(): LocalCloudStats;
+  /** Stops both event sources (waiting for running invocations), closes its clients, restores process.env. */
+  stop(): Promise<void>;
+}
+
+export interface FunctionSpec {
+  name: string;
+  memoryMb: number;
+  timeoutSeconds: number;
+}
+
+/** The Context Lambda passes a handler, for one invocation that starts now. */
+export function lambdaContext(fn: FunctionSpec, region: string, accountId = '000000000000'): Context {
+  const deadline = Date.now() + fn.timeoutSeconds * 1000;
+  const day = new Date().toISOString().slice(0, 10).replaceAll('-', '/');
+  const unsupported = (what: string) => () => {
+    throw new Error(`context.${what}() is not supported: return (or throw) from the async handler`);
+  };
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: fn.name,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:${region}:${accountId}:function:${fn.name}`,
+    memoryLimitInMB: String(fn.memoryMb),
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/${fn.name}`,
+    logStreamName: `${day}/[$LATEST]${randomBytes(16).toString('hex')}`,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: unsupported('done'),
+    fail: unsupported('fail'),
+    succeed: unsupported('succeed'),
+  };
+}
+
+/** Bucket and queue names derived from the stack name, within S3's and SQS's limits. */
+function defaultNames(stackName: string): { bucket: string; queueName: string } {
+  const base = stackName.slice(0, 50);
+  return { bucket: `${base.toLowerCase()}-local`, queueName: `${base}-jobs` };
+}
+
+async function ensureQueue(sqs: SQSClient, emulator: Emulator, name: string, attributes: Record<string, string>): Promise<{ url: string; arn: string }> {
+  let url: string | undefined;
+  try {
+    url = (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }))).QueueUrl;
+  } catch (error) {
+    // A queue left by an earlier run with other attributes (e.g. another visibility timeout).
+    if (!(error instanceof Error) || !/QueueNameExists|QueueAlreadyExists/.test(error.name)) throw error;
+    url = (await sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl;
+    if (url) await sqs.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: attributes }));
+  }
+  if (!url) throw new Error(`the emulator returned no URL for queue ${name}`);
+  url = endpointQueueUrl(emulator, url);
+  const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
+  if (!arn) throw new Error(`the emulator returned no ARN for queue ${name}`);
+  return { url, arn };
+}
+
+/** Sets process.env to `values` (deleting keys mapped to undefined); returns what restores it. */
+function applyEnv(values: Record<string, string | undefined>): () => void {
+  const previous = new Map<string, string | undefined>();
+  for (const [key, value] of Object.entries(values)) {
+    previous.set(key, process.env[key]);
+    if (value === undefined) delete process.env[key];
+    else process.env[key] = value;
+  }
+  return () => {
+    for (const [key, value] of previous) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  };
+}
+
+export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
+  const { settings, emulator, handlers } = options;
+  const log = options.log ?? ((line: string) => process.stderr.write(`local cloud: ${line}\n`));
+  const names = defaultNames(settings.stackName);
+  const bucket = options.bucket ?? names.bucket;
+  const queueName = options.queueName ?? names.queueName;
+  const region = emulator.region;
+  const config = awsClientConfig(emulator);
+  const s3 = new S3Client(config);
+  const sqs = new SQSClient(config);
+  let restoreEnv = () => {};
+  let manifests: ManifestSource | undefined;
+  let jobs: SqsSource | undefined;
+
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket })).catch((error: unknown) => {
+      if (!(error instanceof Error) || error.name !== 'BucketAlreadyOwnedByYou') throw error;
+    });
+    const dlq = await ensureQueue(sqs, emulator, `${queueName}-dlq`, { MessageRetentionPeriod: String(RETENTION_SECONDS) });
+    const queue = await ensureQueue(sqs, emulator, queueName, {
+      VisibilityTimeout: String(options.visibilityTimeoutSeconds ?? visibilityTimeoutSeconds(settings)),
+      MessageRetentionPeriod: String(RETENTION_SECONDS),
+      ReceiveMessageWaitTimeSeconds: '20',
+      RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: settings.maxReceiveCount }),
+    });
+
+    // What the stack sets on both functions, then what points their SDK clients at the emulator.
+    const env: Record<string, string> = {
+      BUCKET_NAME: bucket,
+      JOBS_QUEUE_URL: queue.url,
+      ...functionEnvironment(settings),
+      POWERTOOLS_SERVICE_NAME: settings.stackName,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      AWS_REGION: region,
+      AWS_DEFAULT_REGION: region,
+      AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
+      // The SDK (v3) reads AWS_ENDPOINT_URL for every client; the per-service variables win over it
+      // and the "ignore" switch disables both, so all four are pinned.
+      AWS_ENDPOINT_URL: emulator.endpoint,
+      AWS_ENDPOINT_URL_S3: emulator.endpoint,
+      AWS_ENDPOINT_URL_SQS: emulator.endpoint,
+      AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: 'false',
+      ...options.env,
+    };
+    // A session token from the developer's shell must not travel with the emulator's keys.
+    restoreEnv = applyEnv({ ...env, AWS_SESSION_TOKEN: undefined });
+
+    const functions = {
+      manifest: { name: `${settings.stackName}-manifest`, memoryMb: settings.manifestMemoryMb, timeoutSeconds: settings.manifestTimeoutSeconds },
+      fetch: { name: `${settings.stackName}-fetch`, memoryMb: settings.fetchMemoryMb, timeoutSeconds: settings.fetchTimeoutSeconds },
+    };
+
+    /** One invocation; one that outlives its function's timeout counts as failed, as Lambda would stop it. */
+    async function invoke<E, R>(fn: FunctionSpec, handler: (event: E, context: Context) => Promise<R>, event: E, what: string): Promise<R> {
+      const context = lambdaContext(fn, region);
+      const started = performance.now();
+      const result = await handler(event, context);
+      const ms = Math.round(performance.now() - started);
+      if (ms > fn.timeoutSeconds * 1000) throw new Error(`${fn.name} ran ${ms} ms, past its ${fn.timeoutSeconds} s timeout: Lambda would have stopped it (Task timed out)`);
+      log(`${fn.name} ${context.awsRequestId} ${what}: done in ${ms} ms`);
+      return result;
+    }
+
+    const activity = new Activity();
+    manifests = await startManifestSource({
+      s3,
+      bucket,
+      region,
+      invoke: (event) => invoke(functions.manifest, handlers.manifest, event, `s3://${bucket}/${event.Records[0]?.s3.object.key}`),
+      pollIntervalMs: options.manifestPollIntervalMs,
+      retryDelaysMs: options.manifestRetryDelaysMs,
+      processExisting: options.processExistingManifests,
+      activity,
+      log,
+    });
+    jobs = startSqsSource({
+      sqs,
+      queueUrl: queue.url,
+      queueArn: queue.arn,
+      region,
+      invoke: (event) => invoke(functions.fetch, handlers.fetch, event, `${event.Records.length} records`),
+      batchSize: settings.fetchBatchSize,
+      batchWindowSeconds: options.batchWindowSeconds ?? settings.fetchBatchWindowSeconds,
+      concurrency: options.fetchConcurrency ?? Math.min(settings.fetchMaxConcurrency, 4),
+      maxReceiveCount: settings.maxReceiveCount,
+      dlqUrl: dlq.url,
+      waitTimeSeconds: options.waitTimeSeconds,
+      onStop: (options.drainOnStop ?? emulator.kind === 'external') ? 'drain' : 'abort',
+      activity,
+      log,
+    });
+
+    const manifestSource = manifests;
+    const jobSource = jobs;
+    let stopped: Promise<void> | undefined;
+
+    async function queueDepth(): Promise<number> {
+      const { Attributes: a = {} } = await sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: queue.url,
+          AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
+        }),
+      );
+      return Number(a.ApproximateNumberOfMessages ?? 0) + Number(a.ApproximateNumberOfMessagesNotVisible ?? 0) + Number(a.ApproximateNumberOfMessagesDelayed ?? 0);
+    }
+
+    return {
+      bucket,
+      queueUrl: queue.url,
+      queueArn: queue.arn,
+      dlqUrl: dlq.url,
+      dlqArn: dlq.arn,
+      settings,
+      emulator,
+      env,
+      notifyObjectCreated: (key) => manifestSource.notifyObjectCreated(key),
+      async idle() {
+        let emptyAt = -1;
+        for (;;) {
+          if (stopped) throw new Error('the local cloud was stopped');
+          // Registered before looking, so activity during the look still wakes us.
+          const wake = activity.next();
+          const progress = activity.progress;
+          const found = await manifestSource.scan();
+          const busy = found > 0 || manifestSource.inFlight > 0 || jobSource.inFlight > 0 || (await queueDepth()) > 0;
+          if (!busy && activity.progress === progress) {
+            if (emptyAt === progress) return;
+            emptyAt = progress;
+            continue;
+          }
+          emptyAt = -1;
+          // The pollers tick at least every waitTimeSeconds, so this never waits long for nothing.
+          await wake;
+        }
+      },
+      stats: () => ({ manifest: manifestSource.stats(), fetch: jobSource.stats() }),
+      stop() {
+        stopped ??= (async () => {
+          await Promise.all([manifestSource.stop(), jobSource.stop()]);
+          activity.tick();
+          s3.destroy();
+          sqs.destroy();
+          restoreEnv();
+        })();
+        return stopped;
+      },
+    };
+  } catch (error) {
+    await Promise.allSettled([manifests?.stop(), jobs?.stop()]);
+    s3.destroy();
+    sqs.destroy();
+    restoreEnv();
+    throw error;
+  }
+}

@@ -1,0 +1,441 @@
+// The local cloud's emulated event sources, driven with fake handlers over an embedded fauxqs:
+// which uploads reach the manifest function and with what event, and what becomes of SQS
+// messages the fetch function succeeds on, reports as failed, or throws on.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { Context, S3Event, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { DEFAULT_SETTINGS, type Settings } from '../infra/settings.ts';
+import { startLocalCloud, type FetchHandler, type LocalCloud, type LocalCloudOptions, type ManifestHandler } from '../functions/local/cloud.ts';
+import { awsClientConfig, connectEndpoint, startEmulator, type Emulator } from '../functions/local/emulator.ts';
+import { failedRecords, isManifestKey, s3EventKey } from '../functions/local/event-sources.ts';
+
+const md5 = (text: string) => createHash('md5').update(text).digest('hex');
+const quiet = () => {};
+
+let emulator: Emulator;
+let s3: S3Client;
+let sqs: SQSClient;
+let counter = 0;
+
+before(async () => {
+  emulator = await startEmulator();
+  s3 = new S3Client(awsClientConfig(emulator));
+  sqs = new SQSClient(awsClientConfig(emulator));
+});
+
+after(async () => {
+  s3.destroy();
+  sqs.destroy();
+  await emulator.stop();
+});
+
+const unusedManifest: ManifestHandler = async () => assert.fail('no manifest upload in this test');
+const unusedFetch: FetchHandler = async () => assert.fail('no job in this test');
+
+/** A cloud with its own bucket and queues on the shared emulator. */
+async function cloudWith(
+  handlers: Partial<LocalCloudOptions['handlers']>,
+  settings: Partial<Settings> = {},
+  options: Partial<LocalCloudOptions> = {},
+): Promise<LocalCloud> {
+  counter++;
+  return startLocalCloud({
+    settings: { ...DEFAULT_SETTINGS, fetchBatchWindowSeconds: 0, ...settings },
+    emulator,
+    bucket: `local-cloud-test-${counter}`,
+    queueName: `local-cloud-test-${counter}`,
+    handlers: { manifest: handlers.manifest ?? unusedManifest, fetch: handlers.fetch ?? unusedFetch },
+    log: quiet,
+    ...options,
+  });
+}
+
+async function put(bucket: string, key: string, body: string): Promise<void> {
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+}
+
+async function send(queueUrl: string, bodies: string[]): Promise<void> {
+  for (let i = 0; i < bodies.length; i += 10) {
+    const entries = bodies.slice(i, i + 10).map((body, j) => ({ Id: `e${j}`, MessageBody: body }));
+    const result = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
+    assert.equal(result.Failed?.length ?? 0, 0);
+  }
+}
+
+async function depth(queueUrl: string): Promise<number> {
+  const { Attributes: a = {} } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['All'] }));
+  return Number(a.ApproximateNumberOfMessages) + Number(a.ApproximateNumberOfMessagesNotVisible) + Number(a.ApproximateNumberOfMessagesDelayed);
+}
+
+async function drain(queueUrl: string): Promise<string[]> {
+  const bodies: string[] = [];
+  for (;;) {
+    const { Messages = [] } = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10 }));
+    if (Messages.length === 0) return bodies;
+    bodies.push(...Messages.map((m) => m.Body ?? ''));
+  }
+}
+
+describe('S3 ObjectCreated emulation', () => {
+  it('invokes the manifest function once per matching upload, with the event S3 sends', async () => {
+    const calls: Array<{ event: S3Event; context: Context; env: Record<string, string | undefined> }> = [];
+    const bucket = `local-cloud-test-${counter + 1}`;
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await put(bucket, 'manifests/before-start.csv', 'url\n');
+    const cloud = await cloudWith(
+      {
+        manifest: async (event, context) => {
+          calls.push({ event, context, env: { ...process.env } });
+        },
+      },
+      {},
+      { env: { ALLOW_PRIVATE_NETWORK: 'true' } },
+    );
+    assert.equal(cloud.bucket, bucket);
+    try {
+      const manifests = ['manifests/my train (v2).csv', 'manifests/a+b.json.gz', 'manifests/sub/items.jsonl'];
+      for (const key of manifests) await put(bucket, key, `content of ${key}`);
+      for (const key of ['manifests/readme.md', 'manifests/train.csv.zip', 'other/train.csv', 'train.csv']) await put(bucket, key, 'ignored');
+      await cloud.idle();
+
+      assert.deepEqual(calls.map((c) => c.event.Records[0]!.s3.object.key).sort(), ['manifests/a%2Bb.json.gz', 'manifests/my+train+%28v2%29.csv', 'manifests/sub/items.jsonl']);
+      const { event, context, env } = calls.find((c) => c.event.Records[0]!.s3.object.key.startsWith('manifests/my'))!;
+      assert.equal(event.Records.length, 1);
+      const record = event.Records[0]!;
+      assert.equal(record.eventSource, 'aws:s3');
+      assert.equal(record.eventName, 'ObjectCreated:Put');
+      assert.equal(record.awsRegion, emulator.region);
+      assert.equal(record.s3.bucket.name, bucket);
+      assert.equal(record.s3.bucket.arn, `arn:aws:s3:::${bucket}`);
+      assert.equal(record.s3.object.size, Buffer.byteLength('content of manifests/my train (v2).csv'));
+      assert.equal(record.s3.object.eTag, md5('content of manifests/my train (v2).csv'));
+      assert.match(record.s3.object.sequencer, /^[0-9A-F]+$/);
+      assert.equal(decodeURIComponent(record.s3.object.key.replace(/\+/g, ' ')), 'manifests/my train (v2).csv');
+
+      assert.equal(context.functionName, 'cloudfetch-manifest');
+      assert.equal(context.memoryLimitInMB, String(DEFAULT_SETTINGS.manifestMemoryMb));
+      assert.match(context.awsRequestId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const remaining = context.getRemainingTimeInMillis();
+      assert.ok(remaining > 0 && remaining <= DEFAULT_SETTINGS.manifestTimeoutSeconds * 1000);
+      assert.equal(context.logGroupName, '/aws/lambda/cloudfetch-manifest');
+
+      assert.equal(env.BUCKET_NAME, bucket);
+      assert.equal(env.JOBS_QUEUE_URL, cloud.queueUrl);
+      assert.equal(env.AWS_ENDPOINT_URL, emulator.endpoint);
+      assert.equal(env.LAYOUT, DEFAULT_SETTINGS.layout);
+      assert.equal(env.MAX_BYTES, String(DEFAULT_SETTINGS.maxBytes));
+      assert.equal(env.POWERTOOLS_METRICS_NAMESPACE, 'cloudfetch');
+      assert.equal(env.ALLOW_PRIVATE_NETWORK, 'true');
+
+      // Every upload is reported, as S3 does, even of the same bytes; a notified key only once.
+      await put(bucket, 'manifests/a+b.json.gz', 'content of manifests/a+b.json.gz');
+      await put(bucket, 'manifests/sub/items.jsonl', 'changed');
+      await put(bucket, 'manifests/notified.txt', 'http://example.com/a.jpg\n');
+      assert.equal(await cloud.notifyObjectCreated('manifests/notified.txt'), true);
+      assert.equal(await cloud.notifyObjectCreated('manifests/notified.txt'), false);
+      assert.equal(await cloud.notifyObjectCreated('other/x.csv'), false);
+      await cloud.idle();
+      const keys = calls.map((c) => c.event.Records[0]!.s3.object.key);
+      assert.equal(keys.filter((k) => k === 'manifests/sub/items.jsonl').length, 2);
+      assert.equal(keys.filter((k) => k === 'manifests/notified.txt').length, 1);
+      assert.equal(keys.filter((k) => k === 'manifests/a%2Bb.json.gz').length, 2);
+      assert.ok(!keys.includes('manifests/before-start.csv'), 'a manifest present before start is not an upload');
+      assert.deepEqual(cloud.stats().manifest, { invocations: 6, errors: 0, retries: 0, gaveUp: 0 });
+    } finally {
+      await cloud.stop();
+    }
+    assert.equal(process.env.BUCKET_NAME, undefined, 'stop() restores the environment');
+    await assert.rejects(cloud.idle(), /stopped/);
+  });
+
+  it('retries a failing manifest invocation twice, like an asynchronous Lambda invocation', async () => {
+    let calls = 0;
+    const cloud = await cloudWith(
+      {
+        manifest: async () => {
+          calls++;
+          throw new Error('cannot read manifest');
+        },
+      },
+      {},
+      { manifestRetryDelaysMs: [10, 10] },
+    );
+    try {
+      await put(cloud.bucket, 'manifests/bad.json', '{');
+      await cloud.idle();
+      assert.equal(calls, 3);
+      assert.deepEqual(cloud.stats().manifest, { invocations: 3, errors: 3, retries: 2, gaveUp: 1 });
+    } finally {
+      await cloud.stop();
+    }
+  });
+
+  it('runs a handler that uses SDK clients configured only by the environment, as in Lambda', async () => {
+    const fetched: string[] = [];
+    const cloud = await cloudWith({
+      // A manifest function in miniature: reads the upload, enqueues one job per line.
+      manifest: async (event) => {
+        const { bucket, object } = event.Records[0]!.s3;
+        const s3 = new S3Client({});
+        const sqs = new SQSClient({});
+        try {
+          const key = decodeURIComponent(object.key.replace(/\+/g, ' '));
+          const text = await (await s3.send(new GetObjectCommand({ Bucket: bucket.name, Key: key }))).Body!.transformToString();
+          const lines = text.split('\n').filter(Boolean);
+          for (let i = 0; i < lines.length; i += 10) {
+            await sqs.send(new SendMessageBatchCommand({
+              QueueUrl: process.env.JOBS_QUEUE_URL,
+              Entries: lines.slice(i, i + 10).map((body, j) => ({ Id: `l${j}`, MessageBody: body })),
+            }));
+          }
+        } finally {
+          s3.destroy();
+          sqs.destroy();
+        }
+      },
+      fetch: async (event) => {
+        fetched.push(...event.Records.map((r) => r.body));
+        return { batchItemFailures: [] };
+      },
+    });
+    try {
+      const urls = Array.from({ length: 23 }, (_, i) => `http://127.0.0.1:9/img/${i}.jpg`);
+      await put(cloud.bucket, 'manifests/urls list.txt', urls.join('\n') + '\n');
+      await cloud.idle();
+      assert.deepEqual(fetched.sort(), urls.sort());
+      assert.equal(await depth(cloud.queueUrl), 0);
+    } finally {
+      await cloud.stop();
+    }
+  });
+
+  it('filters keys exactly as the stack does', () => {
+    for (const key of ['manifests/a.json', 'manifests/a.jsonl.gz', 'manifests/x/y.tsv', 'manifests/a.ndjson', 'manifests/a.txt.gz']) assert.ok(isManifestKey(key), key);
+    for (const key of ['manifests/a.JSON', 'manifests/a.gz', 'manifests/', 'Manifests/a.csv', 'x/manifests/a.csv', 'manifests/a.csv.bz2']) assert.ok(!isManifestKey(key), key);
+    assert.equal(s3EventKey('manifests/my file+1 (a)é.csv'), 'manifests/my+file%2B1+%28a%29%C3%A9.csv');
+  });
+});
+
+describe('SQS event source emulation', () => {
+  it('hands every message to the fetch function as SQS records and deletes them after success', async () => {
+    const batches: SQSEvent[] = [];
+    const cloud = await cloudWith(
+      {
+        fetch: async (event) => {
+          batches.push(event);
+          return { batchItemFailures: [] };
+        },
+      },
+      { fetchBatchSize: 10 },
+      { fetchConcurrency: 2 },
+    );
+    try {
+      const bodies = Array.from({ length: 25 }, (_, i) => JSON.stringify({ v: 1, id: String(i), text: 'ünïcødé ✓ "quoted"' }));
+      await send(cloud.queueUrl, bodies);
+      await sqs.send(new SendMessageCommand({
+        QueueUrl: cloud.queueUrl,
+        MessageBody: 'with attributes',
+        MessageAttributes: { split: { DataType: 'String', StringValue: 'train' }, raw: { DataType: 'Binary', BinaryValue: Buffer.from([1, 2, 3]) } },
+      }));
+      await cloud.idle();
+
+      const withAttributes = batches.flatMap((b) => b.Records).find((r) => r.body === 'with attributes')!;
+      assert.deepEqual(withAttributes.messageAttributes, {
+        split: { stringValue: 'train', stringListValues: [], binaryListValues: [], dataType: 'String' },
+        raw: { binaryValue: 'AQID', stringListValues: [], binaryListValues: [], dataType: 'Binary' },
+      });
+      assert.ok(withAttributes.md5OfMessageAttributes);
+      bodies.push('with attributes');
+
+      const records = batches.flatMap((b) => b.Records);
+      assert.deepEqual(records.map((r) => r.body).sort(), [...bodies].sort());
+      assert.ok(batches.every((b) => b.Records.length >= 1 && b.Records.length <= 10));
+      const record = records[0]!;
+      assert.equal(record.eventSource, 'aws:sqs');
+      assert.equal(record.eventSourceARN, cloud.queueArn);
+      assert.equal(record.awsRegion, emulator.region);
+      assert.equal(record.md5OfBody, md5(record.body));
+      assert.equal(record.attributes.ApproximateReceiveCount, '1');
+      assert.match(record.attributes.SentTimestamp, /^\d+$/);
+      assert.ok(record.messageId && record.receiptHandle);
+
+      assert.equal(await depth(cloud.queueUrl), 0);
+      assert.deepEqual(await drain(cloud.dlqUrl), []);
+      const stats = cloud.stats().fetch;
+      assert.equal(stats.received, 26);
+      assert.equal(stats.deleted, 26);
+      assert.equal(stats.failed, 0);
+      assert.equal(stats.invocations, batches.length);
+    } finally {
+      await cloud.stop();
+    }
+  });
+
+  it('fills a batch beyond the 10 of one ReceiveMessage within the batching window', async () => {
+    const sizes: number[] = [];
+    const cloud = await cloudWith(
+      {
+        fetch: async (event) => {
+          sizes.push(event.Records.length);
+          return { batchItemFailures: [] };
+        },
+      },
+      { fetchBatchSize: 20, fetchBatchWindowSeconds: 1 },
+      { fetchConcurrency: 1 },
+    );
+    try {
+      await send(cloud.queueUrl, Array.from({ length: 25 }, (_, i) => `job ${i}`));
+      await cloud.idle();
+      assert.deepEqual(sizes, [20, 5]);
+    } finally {
+      await cloud.stop();
+    }
+  });
+
+  it('redelivers a record reported in batchItemFailures and parks it in the DLQ after maxReceiveCount receives', async () => {
+    const deliveries = new Map<string, string[]>();
+    const cloud = await cloudWith(
+      {
+        fetch: async (event): Promise<SQSBatchResponse> => {
+          for (const r of event.Records) deliveries.set(r.body, [...(deliveries.get(r.body) ?? []), r.attributes.ApproximateReceiveCount]);
+          return { batchItemFailures: event.Records.filter((r) => r.body === 'poison').map((r) => ({ itemIdentifier: r.messageId })) };
+        },
+      },
+      { maxReceiveCount: 2 },
+      { visibilityTimeoutSeconds: 1 },
+    );
+    try {
+      await send(cloud.queueUrl, ['good-1', 'poison', 'good-2']);
+      await cloud.idle();
+
+      assert.deepEqual(deliveries.get('poison'), ['1', '2']);
+      assert.deepEqual(deliveries.get('good-1'), ['1']);
+      assert.deepEqual(deliveries.get('good-2'), ['1']);
+      assert.equal(await depth(cloud.queueUrl), 0);
+      assert.deepEqual(await drain(cloud.dlqUrl), ['poison']);
+      const stats = cloud.stats().fetch;
+      assert.equal(stats.deleted, 2);
+      assert.equal(stats.failed, 2);
+      assert.equal(stats.deadLettered, 1);
+    } finally {
+      await cloud.stop();
+    }
+  });
+
+  it('loses nothing when the fetch function throws: the whole batch comes back', async () => {
+    let thrownBatch: SQSRecord[] | undefined;
+    const succeeded: SQSRecord[] = [];
+    const cloud = await cloudWith(
+      {
+        fetch: async (event) => {
+          if (!thrownBatch) {
+            thrownBatch = event.Records;
+            throw new Error('function crashed');
+          }
+          succeeded.push(...event.Records);
+          return { batchItemFailures: [] };
+        },
+      },
+      {},
+      { visibilityTimeoutSeconds: 1, fetchConcurrency: 1 },
+    );
+    try {
+      await send(cloud.queueUrl, ['a', 'b', 'c']);
+      await cloud.idle();
+
+      assert.ok(thrownBatch && thrownBatch.length > 0);
+      assert.deepEqual(succeeded.map((r) => r.body).sort(), ['a', 'b', 'c']);
+      for (const lost of thrownBatch) {
+        assert.equal(succeeded.find((r) => r.messageId === lost.messageId)?.attributes.ApproximateReceiveCount, '2');
+      }
+      assert.equal(await depth(cloud.queueUrl), 0);
+      assert.deepEqual(await drain(cloud.dlqUrl), []);
+      const stats = cloud.stats().fetch;
+      assert.equal(stats.errors, 1);
+      assert.equal(stats.deleted, 3);
+      assert.equal(stats.deadLettered, 0);
+    } finally {
+      await cloud.stop();
+    }
+  });
+
+  it('stop() with drainOnStop hands back a batch it was still gathering', async () => {
+    const cloud = await cloudWith({}, { fetchBatchSize: 20, fetchBatchWindowSeconds: 30 }, { drainOnStop: true, fetchConcurrency: 1 });
+    let stopped = false;
+    try {
+      await send(cloud.queueUrl, ['half a batch']);
+      // The poller has the message once the queue shows it in flight (a round trip per look, no sleep).
+      while (cloud.stats().fetch.received === 0) await depth(cloud.queueUrl);
+      await cloud.stop();
+      stopped = true;
+      const { Attributes: a = {} } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: cloud.queueUrl, AttributeNames: ['All'] }));
+      assert.equal(a.ApproximateNumberOfMessages, '1');
+      assert.equal(a.ApproximateNumberOfMessagesNotVisible, '0');
+      assert.equal(cloud.stats().fetch.invocations, 0);
+    } finally {
+      if (!stopped) await cloud.stop();
+    }
+  });
+
+  it('reads batch responses as Lambda does', () => {
+    const batch = [{ messageId: 'm1' }, { messageId: 'm2' }] as SQSRecord[];
+    assert.deepEqual(failedRecords(undefined, batch), { failed: new Set() });
+    assert.deepEqual(failedRecords({}, batch), { failed: new Set() });
+    assert.deepEqual(failedRecords({ batchItemFailures: null }, batch), { failed: new Set() });
+    assert.deepEqual(failedRecords({ batchItemFailures: [{ itemIdentifier: 'm2' }] }, batch), { failed: new Set(['m2']) });
+    assert.ok('invalid' in failedRecords({ batchItemFailures: [{ itemIdentifier: '' }] }, batch));
+    assert.ok('invalid' in failedRecords({ batchItemFailures: [{ itemIdentifier: 'm3' }] }, batch));
+    assert.ok('invalid' in failedRecords({ batchItemFailures: [{ id: 'm1' }] }, batch));
+    assert.ok('invalid' in failedRecords('ok', batch));
+  });
+});
+
+describe('emulator', () => {
+  it('connects to an external endpoint without owning it', async () => {
+    const external = connectEndpoint('http://localhost:4566/');
+    assert.equal(external.endpoint, 'http://127.0.0.1:4566');
+    assert.equal(external.kind, 'external');
+    await external.stop();
+    assert.throws(() => connectEndpoint('localhost:4566'), /http/);
+  });
+
+  it('stops cleanly: a process that stops its local cloud and emulator exits by itself', async () => {
+    // In a child process, because only there "exits by itself" can be observed.
+    const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+    const script = `
+      import { startLocalCloud } from ${url('../functions/local/cloud.ts')};
+      import { startEmulator, awsClientConfig } from ${url('../functions/local/emulator.ts')};
+      import { DEFAULT_SETTINGS } from ${url('../infra/settings.ts')};
+      import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
+      const emulator = await startEmulator();
+      let fetched = 0;
+      const cloud = await startLocalCloud({
+        settings: { ...DEFAULT_SETTINGS, fetchBatchWindowSeconds: 0 }, emulator, log: () => {},
+        handlers: { manifest: async () => {}, fetch: async (event) => { fetched += event.Records.length; return { batchItemFailures: [] }; } },
+      });
+      const sqs = new SQSClient(awsClientConfig(emulator));
+      await sqs.send(new SendMessageCommand({ QueueUrl: cloud.queueUrl, MessageBody: 'x' }));
+      sqs.destroy();
+      await cloud.idle();
+      await cloud.stop();
+      await emulator.stop();
+      console.log('fetched', fetched);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    // A guard, not a synchronisation: an open handle would keep the child alive past it.
+    const guard = setTimeout(() => child.kill(), 20_000);
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    clearTimeout(guard);
+    assert.equal(signal, null, 'the child was still running 20 s later: something kept it alive');
+    assert.equal(code, 0);
+    assert.equal(output.trim(), 'fetched 1');
+  });
+});
