@@ -5,7 +5,7 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { bucketName, fetcherOptions, s3Client } from './aws/config.ts';
+import { bucketName, fetcherOptions, perEnvironment, s3Client } from './aws/config.ts';
 import { TransientFailure, handleRecord, type RecordDeps } from './aws/fetch-record.ts';
 import { PREFIX } from './aws/prefixes.ts';
 import { S3Store } from './aws/s3-store.ts';
@@ -20,12 +20,18 @@ const processor = new BatchProcessor(EventType.SQS);
 const WRAP_UP_MS = 8_000;
 
 // Built on the first invocation and kept by the container: clients, keep-alive pools, DNS cache.
-let container: Omit<RecordDeps, 'signal'> | undefined;
-function setUp(): Omit<RecordDeps, 'signal'> {
+type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher };
+
+function setUp(): Container {
   const s3 = s3Client();
   const bucket = bucketName();
   return { s3, bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(fetcherOptions()), onOutcome: record };
 }
+
+const setUpOnce = perEnvironment(setUp, (old) => {
+  void old.fetcher.close();
+  old.s3.destroy();
+});
 
 function record(job: Job, outcome: Outcome): void {
   metrics.addMetric(outcome.status, MetricUnit.Count, 1);
@@ -39,7 +45,7 @@ function record(job: Job, outcome: Outcome): void {
 }
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
-  container ??= setUp();
+  const container = setUpOnce();
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), Math.max(0, context.getRemainingTimeInMillis() - WRAP_UP_MS));
   const deps: RecordDeps = { ...container, signal: deadline.signal };

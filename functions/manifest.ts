@@ -2,13 +2,12 @@
 
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { Context, S3Event } from 'aws-lambda';
-import { bucketName, jobsQueueUrl, layout, s3Client, skipExistingAtSplit, sqsClient } from './aws/config.ts';
+import { bucketName, jobsQueueUrl, layout, perEnvironment, s3Client, skipExistingAtSplit, sqsClient } from './aws/config.ts';
 import { MANIFEST_SUFFIXES, PREFIX } from './aws/prefixes.ts';
 import { splitManifest, type SplitDeps, type SplitStatus } from './aws/split.ts';
 
 const logger = new Logger();
 
-let container: SplitDeps | undefined;
 function setUp(): SplitDeps {
   return {
     s3: s3Client(),
@@ -21,13 +20,15 @@ function setUp(): SplitDeps {
   };
 }
 
+const setUpOnce = perEnvironment(setUp);
+
 /** S3 event keys are URL-encoded, with '+' for spaces. */
 export function eventKey(raw: string): string {
   return decodeURIComponent(raw.replace(/\+/g, ' '));
 }
 
 export async function handler(event: S3Event, context: Context): Promise<SplitStatus[]> {
-  container ??= setUp();
+  const container = setUpOnce();
   logger.addContext(context);
   const results: SplitStatus[] = [];
   for (const record of event.Records) {

@@ -64,3 +64,21 @@ export function s3Client(): S3Client {
 export function sqsClient(): SQSClient {
   return new SQSClient({ maxAttempts: 5 });
 }
+
+/**
+ * What a handler builds once per container (clients, connection pools), rebuilt only when the
+ * environment it was built from changes: that happens in the local cloud, never in Lambda.
+ */
+export function perEnvironment<T>(build: () => T, dispose?: (old: T) => void): () => T {
+  let signature: string | undefined;
+  let value: T | undefined;
+  return () => {
+    const now = [process.env.AWS_ENDPOINT_URL, process.env.BUCKET_NAME, process.env.JOBS_QUEUE_URL].join('\n');
+    if (value === undefined || now !== signature) {
+      if (value !== undefined) dispose?.(value);
+      value = build();
+      signature = now;
+    }
+    return value;
+  };
+}

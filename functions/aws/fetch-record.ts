@@ -48,7 +48,11 @@ export interface RecordDeps {
   onOutcome?: (job: Job, outcome: Outcome) => void;
 }
 
-export const failureKey = (split: string, id: string): string => `${PREFIX.failures}${split}/${safeSegment(id)}.json`;
+/**
+ * failures/<split>/<reason>/<id>.json: the reason is in the key, so counting failures by reason or
+ * picking those to retry is a listing, not a read of every record.
+ */
+export const failureKey = (split: string, reason: string, id: string): string => `${PREFIX.failures}${split}/${reason}/${safeSegment(id)}.json`;
 
 export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise<Outcome> {
   const job = decodeJob(record.body);
@@ -77,7 +81,7 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
   };
   // Recorded for transient failures too: if they end in the DLQ, the report still knows why.
   await deps.s3.send(new PutObjectCommand({
-    Bucket: deps.bucket, Key: failureKey(job.split, job.id), Body: JSON.stringify(failure), ContentType: 'application/json',
+    Bucket: deps.bucket, Key: failureKey(job.split, failure.reason, job.id), Body: JSON.stringify(failure), ContentType: 'application/json',
   }));
   if (transient) throw new TransientFailure(job, outcome);
   return outcome;

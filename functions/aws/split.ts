@@ -6,13 +6,14 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { INDEX_HEADER, csvField, indexRow } from '../core/index-table.ts';
 import type { Layout } from '../core/keys.ts';
 import { safeSegment } from '../core/keys.ts';
 import { ManifestError, openManifest, splitNameOf } from '../core/manifest/index.ts';
 import { MultiLabelError, planJobs, type PlanStats } from '../core/run.ts';
+import { listObjects } from './listing.ts';
 import { PREFIX } from './prefixes.ts';
 import { s3Source } from './s3-source.ts';
 import { JobSender } from './sqs-jobs.ts';
@@ -135,14 +136,9 @@ async function write(stream: NodeJS.WritableStream, text: string): Promise<void>
 /** Keys under images/<split>/, relative to images/: one listing instead of a HeadObject per image. */
 async function listStored(deps: SplitDeps, split: string): Promise<Set<string>> {
   const keys = new Set<string>();
-  let token: string | undefined;
-  do {
-    const page = await deps.s3.send(new ListObjectsV2Command({
-      Bucket: deps.bucket, Prefix: `${PREFIX.images}${split}/`, ...(token ? { ContinuationToken: token } : {}),
-    }));
-    for (const object of page.Contents ?? []) if (object.Key) keys.add(object.Key.slice(PREFIX.images.length));
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+  for await (const page of listObjects(deps.s3, deps.bucket, `${PREFIX.images}${split}/`)) {
+    for (const object of page) keys.add(object.key.slice(PREFIX.images.length));
+  }
   return keys;
 }
 
