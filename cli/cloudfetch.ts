@@ -10,6 +10,7 @@ import { MultiLabelError } from '../functions/core/run.ts';
 import { formatSummary } from '../functions/core/summary.ts';
 import { EXIT, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
+import { devCommand } from './dev.ts';
 import { runCommand } from './run.ts';
 import pkg from '../package.json' with { type: 'json' };
 import { byteSize, nonNegativeInteger, oneOf, positiveInteger, seconds } from './values.ts';
@@ -96,6 +97,17 @@ manifestOptions(
     await opened.manifest.scan();
     const report = await inspectManifest(opened.manifest, { topHosts: flags.top, topLabels: flags.top });
     process.stdout.write(flags.json ? JSON.stringify({ split: opened.split, ...report }, null, 2) + '\n' : formatInspectReport(report) + '\n');
+  });
+
+program
+  .command('dev')
+  .description('run the cloud on this machine: an S3/SQS emulator and the real Lambda handlers, until Ctrl-C')
+  .option('--endpoint <url>', 'an S3/SQS-compatible endpoint instead of the embedded emulator (default: AWS_ENDPOINT_URL)')
+  .option('--allow-private-network', 'let the fetch function reach private and loopback addresses (a local image server)', false)
+  .addOption(new Option('--visibility-timeout <seconds>', 'seconds before a failed job is delivered again').default(10).argParser(positiveInteger('--visibility-timeout', 43_200)))
+  .option('--verbose', "the handlers' INFO logs (JSON)", false)
+  .action(async (flags: { endpoint?: string; allowPrivateNetwork: boolean; visibilityTimeout: number; verbose: boolean }) => {
+    await devCommand({ ...flags });
   });
 
 interface ManifestFlags {

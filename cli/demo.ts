@@ -1,51 +1,68 @@
-// `npm run demo`: the main job offline. A sample origin on loopback (real images, and hosts that
-// fail the way the web does), a manifest in the iMaterialist Furniture shape, and a real run of
-// the engine into ./demo-data, then the summary and where the index is.
+// `npm run demo`: the whole cloud, offline. The local cloud (S3 and SQS emulated in this process,
+// the real Lambda handlers), a sample origin on loopback serving real images and failing the way
+// the web does, a manifest in the iMaterialist Furniture shape uploaded under manifests/; then,
+// once the queue has drained, the bucket is brought home to ./demo-data with its table.
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { formatSummary } from '../functions/core/summary.ts';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { bringSplitHome } from '../functions/aws/bucket-sync.ts';
+import { readStatus } from '../functions/aws/cloud-state.ts';
+import { FAILURE_REASONS, isFailureReason } from '../functions/core/outcome.ts';
+import { formatBytes, formatDuration } from '../functions/core/summary.ts';
 import { startOrigin } from '../functions/local/origin.ts';
-import { runCommand } from './run.ts';
+import { startDevCloud } from './dev-cloud.ts';
 
 const ENTRIES = 400;
 const out = process.argv[2] ?? 'demo-data';
 
 /** Mostly good images, and the failures a student meets: 404, 403, flaky 503, HTML pages, resets. */
-function samplePath(i: number): string[] {
+function samplePaths(i: number): string[] {
   const name = `item${i}`;
   switch (i % 20) {
-    case 3: return [`/status/404`];
-    case 7: return [`/status/403`];
+    case 3: return ['/status/404'];
+    case 7: return ['/status/403'];
     case 11: return [`/flaky/${name}.jpg?fail=1&code=503`];
     case 13: return [`/html/${name}`];
     case 17: return [`/reset-before/${name}?fail=1`];
-    case 19: return [`/status/410`, `/img/${name}.png`];
+    case 19: return ['/status/410', `/img/${name}.png`];
     default: return [`/img/${name}.${i % 5 === 0 ? 'png' : 'jpg'}?size=${20_000 + (i % 7) * 3000}`];
   }
 }
 
+const say = (line: string): boolean => process.stderr.write(line + '\n');
+const started = Date.now();
 const origin = await startOrigin({ latencyMs: 20 });
-const work = await mkdtemp(join(tmpdir(), 'cloudfetch-demo-'));
+const dev = await startDevCloud({ allowPrivateNetwork: true, log: () => {} });
 try {
-  const manifest = join(work, 'train.json');
-  const images = Array.from({ length: ENTRIES }, (_, i) => ({ url: samplePath(i + 1).map((p) => origin.url + p), image_id: i + 1 }));
+  const { cloud, s3, sqs } = dev;
+  say(`Local cloud: S3 and SQS emulated at ${cloud.emulator.endpoint}, bucket ${cloud.bucket}, the real handlers`);
+  say(`Sample origin: ${origin.url} (real images; 404, 403, flaky 503, HTML pages, resets)`);
+
+  const images = Array.from({ length: ENTRIES }, (_, i) => ({ url: samplePaths(i + 1).map((p) => origin.url + p), image_id: i + 1 }));
   const annotations = images.map((image) => ({ image_id: image.image_id, label_id: 1 + (image.image_id % 8) }));
-  await writeFile(manifest, JSON.stringify({ images, annotations }));
-  process.stderr.write(`Demo: ${ENTRIES} images from a local sample origin at ${origin.url}, into ${out}\n`);
-  const summary = await runCommand({
-    manifest,
-    out,
-    layout: 'flat',
-    concurrency: 32,
-    fetcher: { guard: { allowLoopback: true }, retryBaseMs: 100 },
-    log: process.stderr,
-    progress: true,
-  });
-  process.stderr.write(formatSummary(summary) + '\n');
-  process.stderr.write(`Images are in ${out}/train/, the table of every image in ${out}/train.csv.\n`);
+  await s3.send(new PutObjectCommand({ Bucket: cloud.bucket, Key: 'manifests/train.json', Body: JSON.stringify({ images, annotations }) }));
+  say(`Uploaded manifests/train.json (${ENTRIES} images): the manifest function splits it, fetch functions take the jobs…`);
+  await cloud.notifyObjectCreated('manifests/train.json');
+  await cloud.idle();
+
+  const status = await readStatus(s3, cloud.bucket, 'train');
+  if (status?.state !== 'queued') throw new Error(`the manifest was not split: ${status?.error ?? 'no status'}`);
+  const dlq = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: cloud.dlqUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
+  const stats = cloud.stats();
+  say(`Queue drained: ${stats.fetch.invocations} fetch invocations, ${stats.fetch.received} messages, ${dlq.Attributes?.ApproximateNumberOfMessages ?? 0} in the dead-letter queue.`);
+
+  say(`Bringing the bucket home to ./${out}…`);
+  const home = await bringSplitHome({ s3, bucket: cloud.bucket, split: 'train', dir: out, concurrency: 32 });
+  const { counts } = home;
+  say(`Done in ${formatDuration((Date.now() - started) / 1000)}: split train, ${counts.entries} images`);
+  say(`  fetched  ${counts.fetched}  (${formatBytes(counts.bytes)}, ${home.images.downloaded} files copied home)`);
+  say(`  failed   ${counts.failed}`);
+  if (counts.pending > 0) say(`  pending  ${counts.pending}`);
+  for (const [reason, n] of Object.entries(counts.byReason).sort((a, b) => b[1] - a[1])) {
+    say(`    ${reason.padEnd(18)} ${String(n).padStart(6)}  ${isFailureReason(reason) ? FAILURE_REASONS[reason] : ''}`);
+  }
+  say(`Images are in ${out}/train/, the table of every image in ${out}/train.csv.`);
 } finally {
+  await dev.stop();
   await origin.close();
-  await rm(work, { recursive: true, force: true });
 }

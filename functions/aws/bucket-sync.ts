@@ -5,7 +5,12 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client, type _Object } from '@aws-sdk/client-s3';
+import { INDEX_HEADER, csvField } from '../core/index-table.ts';
+import { count, emptyCounts, splitRows, type SplitCounts } from './cloud-state.ts';
+import { PREFIX } from './prefixes.ts';
 
 export interface SyncOptions {
   s3: S3Client;
@@ -108,4 +113,38 @@ export async function syncPrefix(o: SyncOptions): Promise<SyncResult> {
   const listing = list();
   await Promise.all([listing, ...Array.from({ length: o.concurrency ?? 32 }, worker)]);
   return result;
+}
+
+export interface SplitHome {
+  images: SyncResult;
+  counts: SplitCounts;
+  indexFile: string;
+}
+
+/**
+ * Brings a split home: its images into <dir>/<split>/ and its table into <dir>/<split>.csv (the
+ * columns of a local run's index; status `pending` for images still queued or in the DLQ).
+ */
+export async function bringSplitHome(o: Omit<SyncOptions, 'prefix' | 'dir'> & { split: string; dir: string }): Promise<SplitHome> {
+  const images = await syncPrefix({ ...o, prefix: `${PREFIX.images}${o.split}/`, dir: join(o.dir, o.split) });
+  const indexFile = join(resolve(o.dir), `${o.split}.csv`);
+  const partial = `${indexFile}.${randomBytes(4).toString('hex')}.part`;
+  const counts = emptyCounts();
+  const out = createWriteStream(partial);
+  try {
+    out.write(INDEX_HEADER);
+    for await (const row of splitRows(o.s3, o.bucket, o.split)) {
+      count(counts, row);
+      const line = [row.image_id, row.label, row.url, row.path, row.status, row.bytes || '', '', row.reason, '', '', ''].map(csvField).join(',') + '\n';
+      if (!out.write(line)) await once(out, 'drain');
+    }
+    out.end();
+    await once(out, 'close');
+    await rename(partial, indexFile);
+  } catch (error) {
+    out.destroy();
+    await rm(partial, { force: true });
+    throw error;
+  }
+  return { images, counts, indexFile };
 }

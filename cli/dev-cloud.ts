@@ -1,0 +1,84 @@
+// The local cloud with the real handler modules, as `cloudfetch dev`, the demo and the end-to-end
+// tests start it: the stack's settings from cdk.json, an emulator, and development timings.
+
+import { readFile } from 'node:fs/promises';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { readSettings, type Settings } from '../infra/settings.ts';
+import { startLocalCloud, type FetchHandler, type LocalCloud } from '../functions/local/cloud.ts';
+import { awsClientConfig, openEmulator, type Emulator } from '../functions/local/emulator.ts';
+
+export interface DevCloudOptions {
+  /** An external S3/SQS endpoint; default AWS_ENDPOINT_URL, else fauxqs in this process. */
+  endpoint?: string;
+  /** Let the fetch function reach private and loopback addresses (a local origin). */
+  allowPrivateNetwork?: boolean;
+  /** Settings to change from cdk.json's. */
+  settings?: Partial<Settings>;
+  /** Seconds before a failed job is delivered again (the stack's 6× the function timeout is long for a laptop). */
+  visibilityTimeoutSeconds?: number;
+  fetchConcurrency?: number;
+  /** The handlers' own log lines (JSON, Powertools): WARN by default. */
+  logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'SILENT';
+  /** Wraps the fetch handler (tests: a function that dies mid-batch). */
+  wrapFetch?: (real: FetchHandler) => FetchHandler;
+  log?: (line: string) => void;
+}
+
+export interface DevCloud {
+  cloud: LocalCloud;
+  emulator: Emulator;
+  s3: S3Client;
+  sqs: SQSClient;
+  stop(): Promise<void>;
+}
+
+/** The stack's settings as cdk.json gives them. */
+export async function cdkSettings(): Promise<Settings> {
+  const cdk = JSON.parse(await readFile(new URL('../cdk.json', import.meta.url), 'utf8')) as { context?: Record<string, unknown> };
+  return readSettings((key) => cdk.context?.[key]);
+}
+
+export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> {
+  const settings = { ...(await cdkSettings()), ...o.settings };
+  const emulator = await openEmulator(o.endpoint);
+  try {
+    const cloud = await startLocalCloud({
+      settings,
+      emulator,
+      // Imported at the first invocation, once the local cloud has set the environment the
+      // handler modules (and Powertools, at load time) read, as Lambda would have.
+      handlers: {
+        manifest: async (event, context) => (await import('../functions/manifest.ts')).handler(event, context),
+        fetch: (o.wrapFetch ?? ((real: FetchHandler) => real))(async (event, context) => (await import('../functions/fetch.ts')).handler(event, context)),
+      },
+      env: {
+        ...(o.allowPrivateNetwork ? { ALLOW_PRIVATE_NETWORK: 'true' } : {}),
+        POWERTOOLS_METRICS_DISABLED: 'true',
+        POWERTOOLS_LOG_LEVEL: o.logLevel ?? 'WARN',
+      },
+      visibilityTimeoutSeconds: o.visibilityTimeoutSeconds ?? 10,
+      batchWindowSeconds: Math.min(1, settings.fetchBatchWindowSeconds),
+      fetchConcurrency: o.fetchConcurrency ?? 4,
+      ...(o.log ? { log: o.log } : {}),
+    });
+    const config = awsClientConfig(emulator);
+    const s3 = new S3Client(config);
+    const sqs = new SQSClient(config);
+    return {
+      cloud,
+      emulator,
+      s3,
+      sqs,
+      async stop() {
+        s3.destroy();
+        sqs.destroy();
+        await cloud.stop();
+        await emulator.stop();
+      },
+    };
+  } catch (error) {
+    await emulator.stop();
+    throw error;
+  }
+}

@@ -1,0 +1,191 @@
+// The whole cloud end to end through the local cloud: the real handlers on the S3/SQS emulator,
+// fed by an upload under manifests/, fetching from the fault-injecting origin.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { parse } from 'csv-parse/sync';
+import type { SQSEvent } from 'aws-lambda';
+import { bringSplitHome } from '../functions/aws/bucket-sync.ts';
+import { readStatus } from '../functions/aws/cloud-state.ts';
+import { encodeJob } from '../functions/core/job-message.ts';
+import { lambdaContext } from '../functions/local/cloud.ts';
+import { sampleImage, startOrigin, type Origin } from '../functions/local/origin.ts';
+import { startDevCloud, type DevCloud } from '../cli/dev-cloud.ts';
+
+let origin: Origin;
+let dir: string;
+before(async () => {
+  origin = await startOrigin();
+  dir = await mkdtemp(join(tmpdir(), 'cloudfetch-cloud-'));
+});
+after(async () => {
+  await origin.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * A dev cloud with quick redelivery: a failed job is visible again after 2 s, parked after 2
+ * receives; no batching window, so a batch is never held past its visibility timeout.
+ */
+async function quickCloud(extra: Parameters<typeof startDevCloud>[0] = {}): Promise<DevCloud> {
+  return startDevCloud({
+    allowPrivateNetwork: true,
+    visibilityTimeoutSeconds: 2,
+    settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10 },
+    logLevel: 'SILENT',
+    log: () => {},
+    ...extra,
+  });
+}
+
+async function upload(dev: DevCloud, key: string, body: string): Promise<void> {
+  await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: key, Body: body }));
+  await dev.cloud.notifyObjectCreated(key);
+}
+
+async function dlqMessages(dev: DevCloud): Promise<number> {
+  const answer = await dev.sqs.send(new GetQueueAttributesCommand({ QueueUrl: dev.cloud.dlqUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
+  return Number(answer.Attributes?.ApproximateNumberOfMessages ?? 0);
+}
+
+describe('the local cloud runs the real handlers', () => {
+  test('manifest upload → every image in the bucket with the right bytes; index and failures complete', async () => {
+    const dev = await quickCloud();
+    try {
+      const good = Array.from({ length: 30 }, (_, i) => ({ id: i + 1, path: `/img/c${i + 1}.${i % 3 === 0 ? 'png' : 'jpg'}` }));
+      const bad = [
+        { id: 31, path: '/status/404', reason: 'http-404' },
+        { id: 32, path: '/html/c32', reason: 'not-image' },
+        { id: 33, path: '/status/403', reason: 'http-403' },
+      ];
+      const images = [...good, ...bad].map((e) => ({ url: [origin.url + e.path], image_id: e.id }));
+      images.push({ url: [], image_id: 34 });
+      const annotations = images.map((e) => ({ image_id: e.image_id, label_id: e.image_id % 4 }));
+      await upload(dev, 'manifests/train.json', JSON.stringify({ images, annotations }));
+      await dev.cloud.idle();
+
+      const status = await readStatus(dev.s3, dev.cloud.bucket, 'train');
+      assert.equal(status?.state, 'queued');
+      assert.equal(status?.queued, 33);
+      assert.equal(status?.invalid, 1);
+
+      for (const e of good) {
+        const ext = e.path.endsWith('.png') ? 'png' : 'jpg';
+        const object = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: `images/train/${e.id}.${ext}` }));
+        const bytes = Buffer.from(await object.Body!.transformToByteArray());
+        assert.ok(bytes.equals(sampleImage(`c${e.id}`, ext === 'png' ? 'png' : 'jpeg')), `bytes of ${e.id}`);
+        assert.equal(object.Metadata?.['source-url'], origin.url + e.path);
+      }
+      for (const e of bad) {
+        const record = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: `failures/train/${e.reason}/${e.id}.json` }));
+        const failure = JSON.parse(await record.Body!.transformToString()) as Record<string, unknown>;
+        assert.equal(failure.reason, e.reason);
+        assert.equal(failure.transient, false);
+      }
+      assert.equal(await dlqMessages(dev), 0);
+
+      // Home: the images and a table with every entry accounted for once.
+      const home = await bringSplitHome({ s3: dev.s3, bucket: dev.cloud.bucket, split: 'train', dir });
+      assert.deepEqual(
+        { entries: home.counts.entries, fetched: home.counts.fetched, failed: home.counts.failed, pending: home.counts.pending },
+        { entries: 34, fetched: 30, failed: 4, pending: 0 },
+      );
+      assert.deepEqual(home.counts.byReason, { 'http-404': 1, 'not-image': 1, 'http-403': 1, 'no-url': 1 });
+      assert.equal((await readdir(join(dir, 'train'))).length, 30);
+      assert.ok((await readFile(join(dir, 'train', '2.jpg'))).equals(sampleImage('c2', 'jpeg')));
+      const rows = parse(await readFile(join(dir, 'train.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
+      assert.deepEqual(rows.map((r) => r.image_id), Array.from({ length: 34 }, (_, i) => String(i + 1)));
+      assert.equal(rows[30]!.reason, 'http-404');
+      assert.equal(rows[0]!.path, 'train/1.png');
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  test('a message delivered twice writes once: the second delivery is skipped without a request', async () => {
+    const dev = await quickCloud();
+    try {
+      const job = { split: 'twice', id: '1', urls: [`${origin.url}/img/twice.jpg`], labels: [], key: 'twice/1.jpg', position: 1 };
+      const event = (n: number): SQSEvent => ({
+        Records: [{
+          messageId: `m${n}`, receiptHandle: `r${n}`, body: encodeJob(job), md5OfBody: '', eventSource: 'aws:sqs', eventSourceARN: dev.cloud.queueArn, awsRegion: 'us-east-1', messageAttributes: {},
+          attributes: { ApproximateReceiveCount: String(n), SentTimestamp: '0', SenderId: 'x', ApproximateFirstReceiveTimestamp: '0' },
+        }],
+      });
+      const { handler } = await import('../functions/fetch.ts');
+      const context = () => lambdaContext({ name: 'fetch', memoryMb: 512, timeoutSeconds: 30 }, 'us-east-1');
+      assert.deepEqual(await handler(event(1), context()), { batchItemFailures: [] });
+      assert.deepEqual(await handler(event(2), context()), { batchItemFailures: [] });
+      assert.equal(origin.hits('/img/twice.jpg'), 1);
+      const object = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: 'images/twice/1.jpg' }));
+      assert.ok(Buffer.from(await object.Body!.transformToByteArray()).equals(sampleImage('twice', 'jpeg')));
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  test('a fetch function that dies mid-batch loses nothing: its batch is delivered again', async () => {
+    let died = false;
+    const dev = await quickCloud({
+      wrapFetch: (real) => async (event, context) => {
+        if (!died && event.Records.length > 1) {
+          died = true;
+          await real({ Records: event.Records.slice(0, 1) }, context);
+          throw new Error('the function ran out of memory');
+        }
+        return real(event, context);
+      },
+    });
+    try {
+      const images = Array.from({ length: 12 }, (_, i) => ({ url: [`${origin.url}/img/d${i + 1}.jpg`], image_id: i + 1 }));
+      await upload(dev, 'manifests/dies.json', JSON.stringify({ images }));
+      await dev.cloud.idle();
+      assert.ok(died, 'the function died once');
+      const home = await bringSplitHome({ s3: dev.s3, bucket: dev.cloud.bucket, split: 'dies', dir: join(dir, 'dies') });
+      assert.equal(home.counts.fetched, 12);
+      for (let n = 1; n <= 12; n++) assert.ok((await readFile(join(dir, 'dies', 'dies', `${n}.jpg`))).equals(sampleImage(`d${n}`, 'jpeg')));
+      assert.equal(await dlqMessages(dev), 0);
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  test('a poison message and an image that keeps failing end in the dead-letter queue; its failure is recorded', async () => {
+    const dev = await quickCloud();
+    try {
+      await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: 'this is not a job' }));
+      const job = { split: 'dlq', id: '7', urls: [`${origin.url}/status/503`], labels: [], key: 'dlq/7.jpg', position: 1 };
+      await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(job) }));
+      await dev.cloud.idle();
+      const parked = await dev.sqs.send(new ReceiveMessageCommand({ QueueUrl: dev.cloud.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+      assert.deepEqual((parked.Messages ?? []).map((m) => m.Body).sort(), [encodeJob(job), 'this is not a job'].sort());
+      const record = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: 'failures/dlq/http-5xx/7.json' }));
+      const failure = JSON.parse(await record.Body!.transformToString()) as Record<string, unknown>;
+      assert.equal(failure.transient, true);
+      assert.equal(failure.receiveCount, 2);
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  test('a malformed manifest enqueues nothing and leaves its error with the position', async () => {
+    const dev = await quickCloud();
+    try {
+      await upload(dev, 'manifests/broken.csv', `id,url\n1,${origin.url}/img/b1.jpg\n2,"${origin.url}/img/b2.jpg,\n`);
+      await dev.cloud.idle();
+      const status = await readStatus(dev.s3, dev.cloud.bucket, 'broken');
+      assert.equal(status?.state, 'failed');
+      assert.match(status?.error ?? '', /broken\.csv/);
+      assert.match(status?.position ?? '', /line/);
+      assert.equal(dev.cloud.stats().fetch.received, 0);
+      assert.equal(origin.hits('/img/b1.jpg'), 0);
+    } finally {
+      await dev.stop();
+    }
+  });
+});
