@@ -15,7 +15,6 @@ import type { Outcome } from './core/outcome.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();
-const processor = new BatchProcessor(EventType.SQS);
 /** Time kept back from the deadline to record failures and answer SQS. */
 const WRAP_UP_MS = 8_000;
 
@@ -61,7 +60,9 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
           throw error;
         }
       },
-      processor,
+      // One processor per invocation: it holds the batch's state, and the local cloud runs
+      // several invocations in one process (Lambda runs one per container at a time).
+      new BatchProcessor(EventType.SQS),
       { context, throwOnFullBatchFailure: false },
     );
   } finally {
