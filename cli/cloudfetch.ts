@@ -11,6 +11,12 @@ import { formatSummary } from '../functions/core/summary.ts';
 import { EXIT, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
 import { devCommand } from './dev.ts';
+import { buildReport, formatReport, writeHtmlReport } from './report.ts';
+import { retryCommand } from './retry.ts';
+import { formatStatus, statusReport, watchStatus } from './status.ts';
+import { ManifestRefused, submitCommand } from './submit.ts';
+import { syncCommand } from './sync.ts';
+import { awsUsageError, resolveTarget, type Target, type TargetFlags } from './target.ts';
 import { runCommand } from './run.ts';
 import pkg from '../package.json' with { type: 'json' };
 import { byteSize, nonNegativeInteger, oneOf, positiveInteger, seconds } from './values.ts';
@@ -104,10 +110,110 @@ program
   .description('run the cloud on this machine: an S3/SQS emulator and the real Lambda handlers, until Ctrl-C')
   .option('--endpoint <url>', 'an S3/SQS-compatible endpoint instead of the embedded emulator (default: AWS_ENDPOINT_URL)')
   .option('--allow-private-network', 'let the fetch function reach private and loopback addresses (a local image server)', false)
-  .addOption(new Option('--visibility-timeout <seconds>', 'seconds before a failed job is delivered again').default(10).argParser(positiveInteger('--visibility-timeout', 43_200)))
+  .addOption(new Option('--visibility-timeout <seconds>', 'seconds before a failed job is delivered again').default(60).argParser(positiveInteger('--visibility-timeout', 43_200)))
   .option('--verbose', "the handlers' INFO logs (JSON)", false)
   .action(async (flags: { endpoint?: string; allowPrivateNetwork: boolean; visibilityTimeout: number; verbose: boolean }) => {
     await devCommand({ ...flags });
+  });
+
+const targetOptions = (command: Command): Command =>
+  command
+    .option('--dev', 'use the local cloud started by `cloudfetch dev` in this folder', false)
+    .option('--bucket <name>', 'the bucket (default: from cdk-outputs.json or the stack)')
+    .option('--queue-url <url>', 'the jobs queue URL')
+    .option('--dlq-url <url>', 'the dead-letter queue URL')
+    .option('--stack <name>', 'the stack name (default: cloudfetch:stackName in cdk.json)')
+    .option('--outputs <file>', 'outputs of `cdk deploy --outputs-file` (default: cdk-outputs.json when present)')
+    .option('--region <region>', 'AWS region (default: your AWS configuration)')
+    .option('--profile <name>', 'AWS profile')
+    .option('--endpoint <url>', 'an S3/SQS-compatible endpoint (default: AWS_ENDPOINT_URL)');
+
+async function withTarget<T>(flags: TargetFlags, work: (target: Target) => Promise<T>, sockets?: number): Promise<T> {
+  const target = await resolveTarget(flags, sockets);
+  try {
+    return await work(target);
+  } catch (error) {
+    throw awsUsageError(error);
+  } finally {
+    target.close();
+  }
+}
+
+const json = (value: unknown): boolean => process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+
+targetOptions(
+  program
+    .command('submit')
+    .description('upload a manifest to the deployed stack (or the local cloud) and wait until it is split into jobs')
+    .argument('<manifest>', 'iMaterialist JSON, JSON Lines, CSV/TSV or a URL list (.gz too)'),
+)
+  .option('--split <name>', 'split name (default: the file name without extension)')
+  .option('--no-check', 'skip reading the manifest here before the upload')
+  .addOption(new Option('--wait <seconds>', 'how long to wait for the split (0: do not wait)').default(300).argParser(nonNegativeInteger('--wait', 3600)))
+  .action(async (manifest: string, flags: TargetFlags & { split?: string; check: boolean; wait: number }) => {
+    await withTarget(flags, (t) => submitCommand(t, { manifest, ...(flags.split ? { split: flags.split } : {}), check: flags.check, wait: flags.wait, log: process.stderr }));
+  });
+
+targetOptions(program.command('status').description('per split: entries, queued, stored, failed; the queue and the dead-letter queue'))
+  .option('--split <name>', 'only this split')
+  .option('--watch', 'follow the queue until it drains, with rate and ETA', false)
+  .addOption(new Option('--interval <seconds>', 'seconds between looks in --watch').default(5).argParser(positiveInteger('--interval', 3600)))
+  .option('--counts', 'exact stored and failed counts per split (lists every key: slower)', false)
+  .option('--json', 'print the status as JSON on stdout', false)
+  .action(async (flags: TargetFlags & { split?: string; watch: boolean; interval: number; counts: boolean; json: boolean }) => {
+    await withTarget(flags, async (t) => {
+      const scope = flags.split ? { split: flags.split } : {};
+      if (flags.watch) await watchStatus(t, { ...scope, intervalMs: flags.interval * 1000, log: process.stderr });
+      const report = await statusReport(t, { ...scope, counts: flags.counts });
+      if (flags.json) json(report);
+      else process.stdout.write(formatStatus(report) + '\n');
+    });
+  });
+
+targetOptions(
+  program
+    .command('sync')
+    .description('bring images and index tables home: resumable, skips files already here')
+    .argument('<dir>', 'local folder'),
+)
+  .option('--split <name>', 'only this split (default: every split)')
+  .addOption(new Option('--layout <layout>', 'flat: <split>/<id>.<ext>; by-label: <split>/<label>/<id>.<ext>').default('flat').argParser(oneOf('--layout', LAYOUTS)))
+  .addOption(new Option('-c, --concurrency <n>', 'downloads at once').default(64).argParser(positiveInteger('--concurrency', 1024)))
+  .option('-q, --quiet', 'no progress output', false)
+  .option('--json', 'print what was copied as JSON on stdout', false)
+  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; quiet: boolean; json: boolean }) => {
+    const results = await withTarget(flags, (t) => syncCommand(t, {
+      dir, ...(flags.split ? { split: flags.split } : {}), layout: flags.layout, concurrency: flags.concurrency, progress: !flags.quiet, log: process.stderr,
+    }), flags.concurrency);
+    if (flags.json) json(results.map(({ split, home, seconds }) => ({ split, ...home.images, counts: home.counts, index: home.indexFile, seconds })));
+  });
+
+targetOptions(program.command('report').description('what is missing and why: by reason, host and HTTP status; CSV and HTML'))
+  .option('--split <name>', 'only this split')
+  .option('--csv <file>', 'write the missing images (URL, label, reason) as CSV')
+  .option('--html <file>', 'write a page with charts')
+  .addOption(new Option('--top <n>', 'how many hosts to list').default(20).argParser(positiveInteger('--top', 10_000)))
+  .option('--json', 'print the report as JSON on stdout', false)
+  .action(async (flags: TargetFlags & { split?: string; csv?: string; html?: string; top: number; json: boolean }) => {
+    await withTarget(flags, async (t) => {
+      const reports = await buildReport(t, { ...(flags.split ? { split: flags.split } : {}), ...(flags.csv ? { csv: flags.csv } : {}), top: flags.top });
+      if (flags.html) await writeHtmlReport(flags.html, reports);
+      if (flags.json) json(reports);
+      else process.stdout.write(formatReport(reports) + '\n');
+      if (flags.csv) process.stderr.write(`Missing images: ${flags.csv}\n`);
+      if (flags.html) process.stderr.write(`Report page: ${flags.html}\n`);
+    });
+  });
+
+targetOptions(program.command('retry').description('send dead-letter jobs back to the queue, and recorded failures of chosen reasons'))
+  .option('--split <name>', 'only this split (for --reasons)')
+  .option('--reasons <list>', 'comma-separated failure reasons to send again, e.g. http-403,timeout', (v: string) => v.split(',').map((r) => r.trim()).filter(Boolean), [] as string[])
+  .option('--no-dead-letter', 'leave the dead-letter queue alone')
+  .option('--json', 'print the counts as JSON on stdout', false)
+  .action(async (flags: TargetFlags & { split?: string; reasons: string[]; deadLetter: boolean; json: boolean }) => {
+    const result = await withTarget(flags, (t) => retryCommand(t, { ...(flags.split ? { split: flags.split } : {}), reasons: flags.reasons, deadLetter: flags.deadLetter }));
+    if (flags.json) json(result);
+    else process.stderr.write(`Sent back ${result.fromDeadLetter} jobs from the dead-letter queue and ${result.resent} recorded failures${result.alreadyStored ? ` (${result.alreadyStored} stored since, left alone)` : ''}.\n`);
   });
 
 interface ManifestFlags {
@@ -151,7 +257,7 @@ try {
   if (error instanceof CommanderError) {
     // Commander has printed its message already; help and version are not failures.
     process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
-  } else if (error instanceof UsageError || error instanceof ManifestError || error instanceof MultiLabelError) {
+  } else if (error instanceof UsageError || error instanceof ManifestError || error instanceof MultiLabelError || error instanceof ManifestRefused) {
     process.stderr.write(`cloudfetch: ${error.message}\n`);
     process.exitCode = EXIT.usage;
   } else {

@@ -15,7 +15,10 @@ export interface DevCloudOptions {
   allowPrivateNetwork?: boolean;
   /** Settings to change from cdk.json's. */
   settings?: Partial<Settings>;
-  /** Seconds before a failed job is delivered again (the stack's 6× the function timeout is long for a laptop). */
+  /**
+   * Seconds before a failed job is delivered again (the stack's 6× the function timeout is long
+   * for a laptop). Keep it above the longest fetch invocation, or busy jobs are delivered twice.
+   */
   visibilityTimeoutSeconds?: number;
   fetchConcurrency?: number;
   /** The handlers' own log lines (JSON, Powertools): WARN by default. */
@@ -57,7 +60,7 @@ export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> 
         POWERTOOLS_METRICS_DISABLED: 'true',
         POWERTOOLS_LOG_LEVEL: o.logLevel ?? 'WARN',
       },
-      visibilityTimeoutSeconds: o.visibilityTimeoutSeconds ?? 10,
+      visibilityTimeoutSeconds: o.visibilityTimeoutSeconds ?? 60,
       batchWindowSeconds: Math.min(1, settings.fetchBatchWindowSeconds),
       fetchConcurrency: o.fetchConcurrency ?? 4,
       ...(o.log ? { log: o.log } : {}),

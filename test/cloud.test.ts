@@ -29,13 +29,14 @@ after(async () => {
 });
 
 /**
- * A dev cloud with quick redelivery: a failed job is visible again after 2 s, parked after 2
- * receives; no batching window, so a batch is never held past its visibility timeout.
+ * A dev cloud with quick redelivery: a failed job is visible again after 5 s (longer than the
+ * fetcher's retries of one transient failure, at most 3.5 s), parked after 2 receives; no
+ * batching window, so a batch is never held past its visibility timeout.
  */
 async function quickCloud(extra: Parameters<typeof startDevCloud>[0] = {}): Promise<DevCloud> {
   return startDevCloud({
     allowPrivateNetwork: true,
-    visibilityTimeoutSeconds: 2,
+    visibilityTimeoutSeconds: 5,
     settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10 },
     logLevel: 'SILENT',
     log: () => {},

@@ -1,28 +1,23 @@
-// Copies a bucket prefix to a local folder: many downloads at once over keep-alive connections,
-// local files of the same size skipped, each file written under a temporary name and renamed,
-// so a sync killed at any moment resumes without partial files.
+// Brings a split home from the bucket: many downloads at once over keep-alive connections, the
+// listing sharded by the keys' first character so it runs in parallel, local files of the same
+// size skipped, and every file written through the filesystem store (temporary, then rename), so
+// a sync killed at any moment resumes without partial files.
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client, type _Object } from '@aws-sdk/client-s3';
+import { rename, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { parse } from 'csv-parse';
+import type { Readable } from 'node:stream';
 import { INDEX_HEADER, csvField } from '../core/index-table.ts';
+import { UNLABELED, safeSegment, type Layout } from '../core/keys.ts';
+import { FsStore } from '../local/fs-store.ts';
 import { count, emptyCounts, splitRows, type SplitCounts } from './cloud-state.ts';
+import { listObjects, type ListedObject } from './listing.ts';
 import { PREFIX } from './prefixes.ts';
-
-export interface SyncOptions {
-  s3: S3Client;
-  bucket: string;
-  /** Bucket prefix to copy, e.g. `images/train/`; keys below it keep their relative path. */
-  prefix: string;
-  /** Local folder the relative paths go under. */
-  dir: string;
-  concurrency?: number;
-  signal?: AbortSignal;
-  onFile?: (file: { key: string; bytes: number; downloaded: boolean }) => void;
-}
+import { indexKey } from './split.ts';
 
 export interface SyncResult {
   listed: number;
@@ -31,111 +26,136 @@ export interface SyncResult {
   bytes: number;
 }
 
-export async function syncPrefix(o: SyncOptions): Promise<SyncResult> {
-  const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, bytes: 0 };
-  const root = resolve(o.dir);
-  const dirs = new Set<string>();
-  const queue: _Object[] = [];
-  let listingDone = false;
-  const waiting: Array<() => void> = [];
-  const signalWork = (): void => {
-    for (const wake of waiting.splice(0)) wake();
-  };
-
-  const list = async (): Promise<void> => {
-    let token: string | undefined;
-    try {
-      do {
-        const page = await o.s3.send(
-          new ListObjectsV2Command({ Bucket: o.bucket, Prefix: o.prefix, ...(token ? { ContinuationToken: token } : {}) }),
-          { abortSignal: o.signal },
-        );
-        for (const object of page.Contents ?? []) {
-          if (!object.Key || object.Key.endsWith('/')) continue;
-          result.listed++;
-          queue.push(object);
-        }
-        signalWork();
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-        // Keep the listing at most a few pages ahead of the downloads.
-        while (queue.length > 5_000 && !o.signal?.aborted) await new Promise<void>((r) => setImmediate(r));
-      } while (token && !o.signal?.aborted);
-    } finally {
-      listingDone = true;
-      signalWork();
-    }
-  };
-
-  const copy = async (object: _Object): Promise<void> => {
-    const key = object.Key!;
-    const target = resolve(root, key.slice(o.prefix.length));
-    if (!target.startsWith(root + sep)) throw new Error(`object key escapes the folder: ${key}`);
-    const size = object.Size ?? -1;
-    const local = await stat(target).catch(() => null);
-    if (local?.isFile() && local.size === size) {
-      result.skipped++;
-      o.onFile?.({ key, bytes: size, downloaded: false });
-      return;
-    }
-    const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: key }), { abortSignal: o.signal });
-    const body = await answer.Body!.transformToByteArray();
-    const dir = dirname(target);
-    if (!dirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      dirs.add(dir);
-    }
-    const temp = join(dir, `.${randomBytes(6).toString('hex')}.cloudfetch-part`);
-    try {
-      await writeFile(temp, body);
-      await rename(temp, target);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    }
-    result.downloaded++;
-    result.bytes += body.length;
-    o.onFile?.({ key, bytes: body.length, downloaded: true });
-  };
-
-  const worker = async (): Promise<void> => {
-    for (;;) {
-      if (o.signal?.aborted) return;
-      const next = queue.shift();
-      if (next) {
-        await copy(next);
-        continue;
-      }
-      if (listingDone) return;
-      await new Promise<void>((r) => waiting.push(r));
-    }
-  };
-
-  const listing = list();
-  await Promise.all([listing, ...Array.from({ length: o.concurrency ?? 32 }, worker)]);
-  return result;
-}
-
 export interface SplitHome {
   images: SyncResult;
   counts: SplitCounts;
   indexFile: string;
 }
 
+export interface HomeOptions {
+  s3: S3Client;
+  bucket: string;
+  split: string;
+  /** Local folder: images go to <dir>/<split>/…, the table to <dir>/<split>.csv. */
+  dir: string;
+  /** `by-label` re-lays the flat bucket keys out as <split>/<label>/<file> (ImageFolder style). */
+  layout?: Layout;
+  concurrency?: number;
+  signal?: AbortSignal;
+  onFile?: (file: { key: string; bytes: number; downloaded: boolean }) => void;
+  onListed?: (objects: number, bytes: number) => void;
+}
+
+// safeSegment() output starts with one of these: listing each as its own prefix runs in parallel.
+const SHARDS = [...'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-%'];
+const FILE_ATTEMPTS = 4;
+
+/** Image key (relative to images/) → local path (relative to dir), per the layout. */
+async function placement(o: HomeOptions): Promise<(key: string) => string> {
+  if (o.layout !== 'by-label') return (key) => key;
+  const labels = new Map<string, string>();
+  const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: indexKey(o.split) }));
+  for await (const row of (answer.Body as Readable).pipe(parse({ columns: true })) as AsyncIterable<Record<string, string>>) {
+    const labelList = (row.label ?? '').split(' ').filter(Boolean);
+    if (labelList.length > 1) throw new Error(`--layout by-label needs one label per image, but image ${row.image_id} has ${labelList.length}: use the flat layout`);
+    if (row.path) labels.set(row.path, labelList.length === 0 ? UNLABELED : safeSegment(labelList[0]!));
+  }
+  return (key) => {
+    const slash = key.indexOf('/');
+    return `${key.slice(0, slash)}/${labels.get(key) ?? UNLABELED}${key.slice(slash)}`;
+  };
+}
+
+export async function syncImages(o: HomeOptions, place: (key: string) => string): Promise<SyncResult> {
+  const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, bytes: 0 };
+  const store = await FsStore.open(o.dir);
+  const prefix = `${PREFIX.images}${o.split}/`;
+  const queue: ListedObject[] = [];
+  let listers = SHARDS.length;
+  const waiting: Array<() => void> = [];
+  const wake = (): void => {
+    for (const resolveWait of waiting.splice(0)) resolveWait();
+  };
+
+  const list = async (shard: string): Promise<void> => {
+    try {
+      for await (const page of listObjects(o.s3, o.bucket, prefix + shard, o.signal)) {
+        result.listed += page.length;
+        o.onListed?.(page.length, page.reduce((sum, x) => sum + x.size, 0));
+        queue.push(...page);
+        wake();
+        // Keep the listing a few pages ahead of the downloads, not a million keys ahead.
+        while (queue.length > 20_000 && !o.signal?.aborted) await new Promise<void>((r) => waiting.push(r));
+      }
+    } finally {
+      listers--;
+      wake();
+    }
+  };
+
+  const copy = async (object: ListedObject): Promise<void> => {
+    const key = object.key.slice(PREFIX.images.length);
+    const local = place(key);
+    const existing = await stat(store.path(local)).catch(() => null);
+    if (existing?.isFile() && existing.size === object.size) {
+      result.skipped++;
+      o.onFile?.({ key, bytes: object.size, downloaded: false });
+      return;
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: object.key }), o.signal ? { abortSignal: o.signal } : {});
+        // The SDK retries requests; a body cut off mid-way is retried here.
+        const body = await answer.Body!.transformToByteArray();
+        if (body.length !== object.size) throw new Error(`${object.key}: got ${body.length} of ${object.size} bytes`);
+        await store.replace(local, body);
+        result.downloaded++;
+        result.bytes += body.length;
+        o.onFile?.({ key, bytes: body.length, downloaded: true });
+        return;
+      } catch (error) {
+        if (o.signal?.aborted || attempt >= FILE_ATTEMPTS) throw error;
+        await sleep(500 * 2 ** attempt);
+      }
+    }
+  };
+
+  const worker = async (): Promise<void> => {
+    while (!o.signal?.aborted) {
+      const next = queue.shift();
+      if (next) {
+        if (queue.length < 10_000) wake();
+        await copy(next);
+      } else if (listers === 0) return;
+      else await new Promise<void>((r) => waiting.push(r));
+    }
+  };
+
+  try {
+    await Promise.all([...SHARDS.map(list), ...Array.from({ length: o.concurrency ?? 64 }, worker)]);
+  } finally {
+    await store.close();
+  }
+  return result;
+}
+
 /**
  * Brings a split home: its images into <dir>/<split>/ and its table into <dir>/<split>.csv (the
  * columns of a local run's index; status `pending` for images still queued or in the DLQ).
  */
-export async function bringSplitHome(o: Omit<SyncOptions, 'prefix' | 'dir'> & { split: string; dir: string }): Promise<SplitHome> {
-  const images = await syncPrefix({ ...o, prefix: `${PREFIX.images}${o.split}/`, dir: join(o.dir, o.split) });
+export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
+  const place = await placement(o);
+  const images = await syncImages(o, place);
   const indexFile = join(resolve(o.dir), `${o.split}.csv`);
-  const partial = `${indexFile}.${randomBytes(4).toString('hex')}.part`;
+  const partial = `${indexFile}.${process.pid}.part`;
   const counts = emptyCounts();
   const out = createWriteStream(partial);
   try {
     out.write(INDEX_HEADER);
     for await (const row of splitRows(o.s3, o.bucket, o.split)) {
       count(counts, row);
-      const line = [row.image_id, row.label, row.url, row.path, row.status, row.bytes || '', '', row.reason, '', '', ''].map(csvField).join(',') + '\n';
+      const path = row.path ? place(row.path) : '';
+      const line = [row.image_id, row.label, row.url, path, row.status, row.bytes || '', '', row.reason, '', '', ''].map(csvField).join(',') + '\n';
       if (!out.write(line)) await once(out, 'drain');
     }
     out.end();

@@ -87,6 +87,24 @@ export class FsStore implements Store {
     return true;
   }
 
+  /** Stores the bytes under the key atomically, replacing what is there (a sync bringing a newer copy). */
+  async replace(key: string, body: Uint8Array): Promise<void> {
+    const target = this.path(key);
+    const dir = dirname(target);
+    if (!this.#dirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.#dirs.add(dir);
+    }
+    const temp = join(this.#temp, `${++this.#counter}.part`);
+    try {
+      await writeFile(temp, body, { flag: 'wx' });
+      await rename(temp, target);
+    } catch (error) {
+      await unlink(temp).catch(() => {});
+      throw error;
+    }
+  }
+
   /** Removes this process's temporary folder, and the shared one when no other run uses it. */
   async close(): Promise<void> {
     await rm(this.#temp, { recursive: true, force: true });

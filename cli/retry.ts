@@ -1,0 +1,82 @@
+// `cloudfetch retry`: moves what the dead-letter queue holds back to the jobs queue, and sends
+// recorded failures of chosen reasons again (after changing the user agent, say). Images stored
+// since are left alone.
+
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { storedImages } from '../functions/aws/cloud-state.ts';
+import type { FailureRecord } from '../functions/aws/fetch-record.ts';
+import { listObjects } from '../functions/aws/listing.ts';
+import { PREFIX } from '../functions/aws/prefixes.ts';
+import { JobSender } from '../functions/aws/sqs-jobs.ts';
+import { listSplits } from '../functions/aws/cloud-state.ts';
+import { isFailureReason } from '../functions/core/outcome.ts';
+import { UsageError } from './errors.ts';
+import type { Target } from './target.ts';
+
+export interface RetryResult {
+  fromDeadLetter: number;
+  resent: number;
+  alreadyStored: number;
+}
+
+/** Receives from the DLQ and sends to the jobs queue, deleting only what was sent. */
+async function redrive(t: Target): Promise<number> {
+  if (!t.queueUrl || !t.dlqUrl) throw new UsageError('retry needs the queue URLs: deploy with --outputs-file cdk-outputs.json, or pass --queue-url and --dlq-url');
+  let moved = 0;
+  for (let empty = 0; empty < 2; ) {
+    const answer = await t.sqs.send(new ReceiveMessageCommand({ QueueUrl: t.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60 }));
+    const messages = answer.Messages ?? [];
+    if (messages.length === 0) {
+      empty++;
+      continue;
+    }
+    empty = 0;
+    const sent = await t.sqs.send(new SendMessageBatchCommand({ QueueUrl: t.queueUrl, Entries: messages.map((m, i) => ({ Id: String(i), MessageBody: m.Body ?? '' })) }));
+    const ok = new Set((sent.Successful ?? []).map((s) => s.Id));
+    const done = messages.filter((_, i) => ok.has(String(i)));
+    if (done.length > 0) {
+      await t.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: t.dlqUrl, Entries: done.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })) }));
+    }
+    moved += done.length;
+  }
+  return moved;
+}
+
+export async function retryCommand(t: Target, o: { split?: string; reasons: string[]; deadLetter: boolean }): Promise<RetryResult> {
+  for (const reason of o.reasons) {
+    if (!isFailureReason(reason)) throw new UsageError(`unknown reason "${reason}" (see the reasons in \`cloudfetch report\`)`);
+    if (reason === 'no-url' || reason === 'bad-url') throw new UsageError(`${reason} is a problem of the manifest itself: fix the manifest and submit it again`);
+  }
+  const result: RetryResult = { fromDeadLetter: 0, resent: 0, alreadyStored: 0 };
+  if (o.deadLetter) result.fromDeadLetter = await redrive(t);
+  if (o.reasons.length === 0) return result;
+  if (!t.queueUrl) throw new UsageError('retry needs the jobs queue URL: deploy with --outputs-file cdk-outputs.json, or pass --queue-url');
+
+  const splits = (await listSplits(t.s3, t.bucket)).filter((s) => s.state === 'queued' && (!o.split || s.split === o.split)).map((s) => s.split);
+  const sender = new JobSender(t.sqs, t.queueUrl);
+  for (const split of splits) {
+    const stored = await storedImages(t.s3, t.bucket, split);
+    const seen = new Set<string>();
+    for (const reason of o.reasons) {
+      for await (const page of listObjects(t.s3, t.bucket, `${PREFIX.failures}${split}/${reason}/`)) {
+        const records = await Promise.all(page.map(async (object) => {
+          const answer = await t.s3.send(new GetObjectCommand({ Bucket: t.bucket, Key: object.key }));
+          return JSON.parse(await answer.Body!.transformToString()) as FailureRecord;
+        }));
+        for (const f of records) {
+          if (seen.has(f.key)) continue;
+          seen.add(f.key);
+          if (stored.has(f.key)) {
+            result.alreadyStored++;
+            continue;
+          }
+          await sender.send({ split: f.split, id: f.id, urls: f.urls, labels: f.labels, key: f.key, position: 0 });
+          result.resent++;
+        }
+      }
+    }
+  }
+  await sender.flush();
+  return result;
+}

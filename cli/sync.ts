@@ -1,0 +1,73 @@
+// `cloudfetch sync`: brings images and index tables home, resumable, with a bar of bytes and rate.
+
+import cliProgress from 'cli-progress';
+import { bringSplitHome, type SplitHome } from '../functions/aws/bucket-sync.ts';
+import { listSplits } from '../functions/aws/cloud-state.ts';
+import type { Layout } from '../functions/core/keys.ts';
+import { formatBytes, formatDuration } from '../functions/core/summary.ts';
+import { UsageError } from './errors.ts';
+import type { Target } from './target.ts';
+
+export interface SyncCommandOptions {
+  dir: string;
+  split?: string;
+  layout: Layout;
+  concurrency: number;
+  progress: boolean;
+  signal?: AbortSignal;
+  log: NodeJS.WriteStream;
+}
+
+export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Array<{ split: string; home: SplitHome; seconds: number }>> {
+  const splits = (await listSplits(t.s3, t.bucket)).filter((s) => s.state === 'queued' && (!o.split || s.split === o.split)).map((s) => s.split);
+  if (splits.length === 0) throw new UsageError(o.split ? `no split "${o.split}" in the bucket (see \`cloudfetch status\`)` : 'nothing to sync yet: `cloudfetch submit <manifest>` first');
+  const results = [];
+  for (const split of splits) {
+    const started = Date.now();
+    let listed = 0;
+    let listedBytes = 0;
+    let done = 0;
+    let bytes = 0;
+    const bar = o.progress && o.log.isTTY
+      ? new cliProgress.SingleBar({ stream: o.log, format: ` ${split} {bar} {value}/{total} files | {size} | {rate}/s`, hideCursor: true, fps: 5 }, cliProgress.Presets.shades_classic)
+      : null;
+    bar?.start(0, 0, { size: '0 B', rate: '0 B' });
+    const tick = (): void => {
+      const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+      bar?.setTotal(listed);
+      bar?.update(done, { size: `${formatBytes(bytes)} of ${formatBytes(listedBytes)}`, rate: formatBytes(bytes / seconds) });
+    };
+    const timer = !bar && o.progress
+      ? setInterval(() => o.log.write(`sync ${split}: ${done}/${listed} files, ${formatBytes(bytes)} copied\n`), 10_000)
+      : null;
+    timer?.unref();
+    try {
+      const home = await bringSplitHome({
+        s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency,
+        ...(o.signal ? { signal: o.signal } : {}),
+        onListed: (n, size) => {
+          listed += n;
+          listedBytes += size;
+          tick();
+        },
+        onFile: (f) => {
+          done++;
+          if (f.downloaded) bytes += f.bytes;
+          tick();
+        },
+      });
+      const seconds = (Date.now() - started) / 1000;
+      results.push({ split, home, seconds });
+      bar?.stop();
+      const c = home.counts;
+      o.log.write(
+        `${split}: ${home.images.downloaded} files copied (${formatBytes(home.images.bytes)}), ${home.images.skipped} already here, in ${formatDuration(seconds)}; ` +
+          `table ${home.indexFile}: ${c.fetched} stored, ${c.failed} failed, ${c.pending} pending\n`,
+      );
+    } finally {
+      bar?.stop();
+      if (timer) clearInterval(timer);
+    }
+  }
+  return results;
+}
