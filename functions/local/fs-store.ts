@@ -52,12 +52,7 @@ export class FsStore implements Store {
   }
 
   async put(key: string, body: Uint8Array, _meta?: PutMetadata): Promise<boolean> {
-    const target = this.path(key);
-    const dir = dirname(target);
-    if (!this.#dirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      this.#dirs.add(dir);
-    }
+    const target = await this.#prepare(key);
     const temp = join(this.#temp, `${++this.#counter}.part`);
     await writeFile(temp, body, { flag: 'wx' });
     if (this.#linkWorks) {
@@ -89,12 +84,7 @@ export class FsStore implements Store {
 
   /** Stores the bytes under the key atomically, replacing what is there (a sync bringing a newer copy). */
   async replace(key: string, body: Uint8Array): Promise<void> {
-    const target = this.path(key);
-    const dir = dirname(target);
-    if (!this.#dirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      this.#dirs.add(dir);
-    }
+    const target = await this.#prepare(key);
     const temp = join(this.#temp, `${++this.#counter}.part`);
     try {
       await writeFile(temp, body, { flag: 'wx' });
@@ -103,6 +93,17 @@ export class FsStore implements Store {
       await unlink(temp).catch(() => {});
       throw error;
     }
+  }
+
+  /** The key's path, its folder created (once per folder). */
+  async #prepare(key: string): Promise<string> {
+    const target = this.path(key);
+    const dir = dirname(target);
+    if (!this.#dirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.#dirs.add(dir);
+    }
+    return target;
   }
 
   /** Removes this process's temporary folder, and the shared one when no other run uses it. */

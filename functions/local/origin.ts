@@ -39,18 +39,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32, gzipSync } from 'node:zlib';
+import { contentTypeOf } from '../core/image.ts';
 
 export type SampleFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'bmp' | 'tiff' | 'avif';
 
-export const SAMPLE_CONTENT_TYPES: Record<SampleFormat, string> = {
-  jpeg: 'image/jpeg',
-  png: 'image/png',
-  gif: 'image/gif',
-  webp: 'image/webp',
-  bmp: 'image/bmp',
-  tiff: 'image/tiff',
-  avif: 'image/avif',
-};
 
 const EXTENSIONS: Record<string, SampleFormat> = {
   jpg: 'jpeg',
@@ -447,7 +439,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   function imageHeaders(format: SampleFormat, query: URLSearchParams): Record<string, string> {
     const type = query.get('type');
     if (type === 'none') return {};
-    return { 'content-type': type ?? SAMPLE_CONTENT_TYPES[format] };
+    return { 'content-type': type ?? contentTypeOf(format) };
   }
 
   function imageBytes(name: string, format: SampleFormat, query: URLSearchParams): Buffer {
