@@ -279,6 +279,7 @@ test('the manifest function may read manifests/, write index/ and status/, list 
   assert.deepEqual(grantsOf(ids.manifest).map(line), [
     `logs:CreateLogStream ${groupOf(ids.manifest)}.Arn`,
     `logs:PutLogEvents ${groupOf(ids.manifest)}.Arn`,
+    's3:AbortMultipartUpload bucket/index/*',
     's3:GetObject bucket/manifests/*',
     `s3:ListBucket bucket if ${IMAGES_ONLY}`,
     's3:PutObject bucket/index/*',

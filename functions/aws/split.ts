@@ -3,10 +3,11 @@
 
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { INDEX_HEADER, csvField, indexRow } from '../core/index-table.ts';
 import type { Layout } from '../core/keys.ts';
@@ -98,6 +99,7 @@ export async function splitManifest(manifestKey: string, deps: SplitDeps): Promi
     }
     await sender.flush();
   } catch (error) {
+    index.on('error', () => {}); // abandoned: a write still in flight fails once it is destroyed
     index.destroy();
     await rm(work, { recursive: true, force: true });
     const known = manifestFailure(error);
@@ -108,10 +110,14 @@ export async function splitManifest(manifestKey: string, deps: SplitDeps): Promi
   index.end();
   await once(index, 'close');
   try {
-    const { size } = await stat(indexFile);
-    await deps.s3.send(new PutObjectCommand({
-      Bucket: deps.bucket, Key: indexKey(split), Body: createReadStream(indexFile), ContentLength: size, ContentType: 'text/csv; charset=utf-8',
-    }));
+    // In parts when large (a 1M-entry index is ~100 MB): S3 emulators refuse big single bodies,
+    // and a failed part is retried alone.
+    await new Upload({
+      client: deps.s3,
+      params: { Bucket: deps.bucket, Key: indexKey(split), Body: createReadStream(indexFile), ContentType: 'text/csv; charset=utf-8' },
+      partSize: 8 * 1024 * 1024,
+      queueSize: 4,
+    }).done();
   } finally {
     await rm(work, { recursive: true, force: true });
   }

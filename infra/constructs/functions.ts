@@ -78,8 +78,11 @@ export class Functions extends Construct {
     // Manifest function. It never writes under manifests/, so its own writes cannot trigger it.
     allowObjects(this.manifest, 'ReadUploadedManifests', ['s3:GetObject'], bucket, [PREFIX.manifests],
       'manifests/<name>: the manifest a user uploads.');
-    allowObjects(this.manifest, 'WriteIndexAndStatus', ['s3:PutObject'], bucket, [PREFIX.index, PREFIX.status],
-      'index/<split>.csv and status/<split>.json, one each per uploaded manifest.');
+    allowObjects(this.manifest, 'WriteStatus', ['s3:PutObject'], bucket, [PREFIX.status],
+      'status/<split>.json, one per uploaded manifest.');
+    // A large index goes up in parts (authorised as s3:PutObject); a failed upload aborts its parts.
+    allowObjects(this.manifest, 'WriteIndex', ['s3:PutObject', 's3:AbortMultipartUpload'], bucket, [PREFIX.index],
+      'index/<split>.csv, one per uploaded manifest, uploaded in parts when large.');
     if (settings.skipExistingAtSplit) {
       // One listing of images/<split>/ instead of a HeadObject per image; only under images/.
       this.manifest.addToRolePolicy(listImagesStatement('ListStoredImages', bucket));
