@@ -4,4 +4,9 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** The manifest function refused an upload (malformed manifest): its recorded error. */
+export class ManifestRefused extends Error {
+  override name = 'ManifestRefused';
+}
+
 export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: 130 } as const;

@@ -1,5 +1,4 @@
-#!/usr/bin/env node
-// The cloudfetch command line. Each command is a thin layer over the engine in functions/core.
+// The cloudfetch command line (started by cli/cloudfetch.ts). Each command is a thin layer over the engine in functions/core.
 
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_FETCHER_OPTIONS } from '../functions/core/fetcher.ts';
@@ -8,16 +7,11 @@ import { ManifestError, type ManifestFormat } from '../functions/core/manifest/i
 import { formatInspectReport, inspectManifest } from '../functions/core/manifest/inspect.ts';
 import { MultiLabelError } from '../functions/core/run.ts';
 import { formatSummary } from '../functions/core/summary.ts';
-import { EXIT, UsageError } from './errors.ts';
+import { EXIT, ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
-import { devCommand } from './dev.ts';
-import { buildReport, formatReport, writeHtmlReport } from './report.ts';
-import { retryCommand } from './retry.ts';
-import { formatStatus, statusReport, watchStatus } from './status.ts';
-import { ManifestRefused, submitCommand } from './submit.ts';
-import { syncCommand } from './sync.ts';
-import { awsUsageError, resolveTarget, type Target, type TargetFlags } from './target.ts';
-import { runCommand } from './run.ts';
+// The cloud commands load the AWS SDK: imported when one of them runs, so `run` and `inspect`
+// start fast and small.
+import type { Target, TargetFlags } from './target.ts';
 import pkg from '../package.json' with { type: 'json' };
 import { byteSize, nonNegativeInteger, oneOf, positiveInteger, seconds } from './values.ts';
 
@@ -65,6 +59,7 @@ manifestOptions(
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    const { runCommand } = await import('./run.ts');
     const summary = await runCommand({
       manifest,
       out: flags.out,
@@ -113,6 +108,7 @@ program
   .addOption(new Option('--visibility-timeout <seconds>', 'seconds before a failed job is delivered again').default(60).argParser(positiveInteger('--visibility-timeout', 43_200)))
   .option('--verbose', "the handlers' INFO logs (JSON)", false)
   .action(async (flags: { endpoint?: string; allowPrivateNetwork: boolean; visibilityTimeout: number; verbose: boolean }) => {
+    const { devCommand } = await import('./dev.ts');
     await devCommand({ ...flags });
   });
 
@@ -129,6 +125,7 @@ const targetOptions = (command: Command): Command =>
     .option('--endpoint <url>', 'an S3/SQS-compatible endpoint (default: AWS_ENDPOINT_URL)');
 
 async function withTarget<T>(flags: TargetFlags, work: (target: Target) => Promise<T>, sockets?: number): Promise<T> {
+  const { awsUsageError, resolveTarget } = await import('./target.ts');
   const target = await resolveTarget(flags, sockets);
   try {
     return await work(target);
@@ -151,6 +148,7 @@ targetOptions(
   .option('--no-check', 'skip reading the manifest here before the upload')
   .addOption(new Option('--wait <seconds>', 'how long to wait for the split (0: do not wait)').default(300).argParser(nonNegativeInteger('--wait', 3600)))
   .action(async (manifest: string, flags: TargetFlags & { split?: string; check: boolean; wait: number }) => {
+    const { submitCommand } = await import('./submit.ts');
     await withTarget(flags, (t) => submitCommand(t, { manifest, ...(flags.split ? { split: flags.split } : {}), check: flags.check, wait: flags.wait, log: process.stderr }));
   });
 
@@ -161,6 +159,7 @@ targetOptions(program.command('status').description('per split: entries, queued,
   .option('--counts', 'exact stored and failed counts per split (lists every key: slower)', false)
   .option('--json', 'print the status as JSON on stdout', false)
   .action(async (flags: TargetFlags & { split?: string; watch: boolean; interval: number; counts: boolean; json: boolean }) => {
+    const { formatStatus, statusReport, watchStatus } = await import('./status.ts');
     await withTarget(flags, async (t) => {
       const scope = flags.split ? { split: flags.split } : {};
       if (flags.watch) await watchStatus(t, { ...scope, intervalMs: flags.interval * 1000, log: process.stderr });
@@ -182,6 +181,7 @@ targetOptions(
   .option('-q, --quiet', 'no progress output', false)
   .option('--json', 'print what was copied as JSON on stdout', false)
   .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; quiet: boolean; json: boolean }) => {
+    const { syncCommand } = await import('./sync.ts');
     const results = await withTarget(flags, (t) => syncCommand(t, {
       dir, ...(flags.split ? { split: flags.split } : {}), layout: flags.layout, concurrency: flags.concurrency, progress: !flags.quiet, log: process.stderr,
     }), flags.concurrency);
@@ -195,6 +195,7 @@ targetOptions(program.command('report').description('what is missing and why: by
   .addOption(new Option('--top <n>', 'how many hosts to list').default(20).argParser(positiveInteger('--top', 10_000)))
   .option('--json', 'print the report as JSON on stdout', false)
   .action(async (flags: TargetFlags & { split?: string; csv?: string; html?: string; top: number; json: boolean }) => {
+    const { buildReport, formatReport, writeHtmlReport } = await import('./report.ts');
     await withTarget(flags, async (t) => {
       const reports = await buildReport(t, { ...(flags.split ? { split: flags.split } : {}), ...(flags.csv ? { csv: flags.csv } : {}), top: flags.top });
       if (flags.html) await writeHtmlReport(flags.html, reports);
@@ -211,6 +212,7 @@ targetOptions(program.command('retry').description('send dead-letter jobs back t
   .option('--no-dead-letter', 'leave the dead-letter queue alone')
   .option('--json', 'print the counts as JSON on stdout', false)
   .action(async (flags: TargetFlags & { split?: string; reasons: string[]; deadLetter: boolean; json: boolean }) => {
+    const { retryCommand } = await import('./retry.ts');
     const result = await withTarget(flags, (t) => retryCommand(t, { ...(flags.split ? { split: flags.split } : {}), reasons: flags.reasons, deadLetter: flags.deadLetter }));
     if (flags.json) json(result);
     else process.stderr.write(`Sent back ${result.fromDeadLetter} jobs from the dead-letter queue and ${result.resent} recorded failures${result.alreadyStored ? ` (${result.alreadyStored} stored since, left alone)` : ''}.\n`);

@@ -12,7 +12,7 @@ import { readStatus } from '../functions/aws/cloud-state.ts';
 import { MANIFEST_SUFFIXES, PREFIX } from '../functions/aws/prefixes.ts';
 import type { SplitStatus } from '../functions/aws/split.ts';
 import { formatBytes } from '../functions/core/summary.ts';
-import { UsageError } from './errors.ts';
+import { ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
 import type { Target } from './target.ts';
 
@@ -23,10 +23,6 @@ export interface SubmitOptions {
   /** Seconds to wait for the split; 0 returns after the upload. */
   wait: number;
   log: NodeJS.WriteStream;
-}
-
-export class ManifestRefused extends Error {
-  override name = 'ManifestRefused';
 }
 
 export async function submitCommand(t: Target, o: SubmitOptions): Promise<SplitStatus | null> {

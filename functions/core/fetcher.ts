@@ -6,6 +6,7 @@ import { Agent, interceptors, type Dispatcher } from 'undici';
 import { GuardError, checkUrl, dnsLookup, guardInterceptor, type GuardOptions } from './guard.ts';
 import { SNIFF_BYTES, contentTypeOf, detectImageFormat, type ImageFormat } from './image.ts';
 import { isTransient, type FailureReason } from './outcome.ts';
+import { Slots } from './slots.ts';
 import { parseFetchUrl } from './url.ts';
 
 export const DEFAULT_USER_AGENT =
@@ -59,30 +60,6 @@ class Failure extends Error {
     super(detail);
     this.reason = reason;
     this.httpStatus = httpStatus;
-  }
-}
-
-/** A counting semaphore: at most `limit` holders at once, waiters served in order. */
-class Slots {
-  #free: number;
-  #waiting: Array<() => void> = [];
-  constructor(limit: number) {
-    this.#free = limit;
-  }
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#free++;
-  }
-  get idle(): boolean {
-    return this.#waiting.length === 0;
   }
 }
 

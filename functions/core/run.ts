@@ -6,8 +6,9 @@ import { imageKey, type Layout } from './keys.ts';
 import { idKey } from './manifest/index.ts';
 import type { Outcome } from './outcome.ts';
 import type { Store } from './store.ts';
+import { Slots } from './slots.ts';
 import { parseFetchUrl } from './url.ts';
-import { fetchJob, type ImageFetcher } from './worker.ts';
+import { fetchStage, type ImageFetcher } from './worker.ts';
 
 export interface IndexRecord {
   position: number;
@@ -101,20 +102,46 @@ export async function runPool(
     }
   };
 
-  const worker = async (): Promise<void> => {
-    while (!signal.aborted) {
-      const next = await iterator.next();
-      if (next.done) return;
-      const sequence = nextSequence++;
-      if ('record' in next.value) {
-        report(sequence, next.value.record);
-        continue;
+  // `concurrency` images on the network at once. A few more workers than that do the local part
+  // (the existence check, taking the next entry) meanwhile, and each worker writes one image
+  // while it fetches the next: the store's round trips stay off the connections' critical path.
+  const network = new Slots(options.concurrency);
+  const limited: ImageFetcher = {
+    async fetchImage(urls, abort) {
+      await network.acquire();
+      try {
+        return await fetcher.fetchImage(urls, abort);
+      } finally {
+        network.release();
       }
-      const { job } = next.value;
-      const outcome = await fetchJob(job, store, fetcher, signal);
-      if (signal.aborted) return;
-      const { position, id, labels, urls, key } = job;
-      report(sequence, { position, id, labels, urls, key, outcome });
+    },
+  };
+  const worker = async (): Promise<void> => {
+    let writing: Promise<void> = Promise.resolve();
+    try {
+      while (!signal.aborted) {
+        const next = await iterator.next();
+        if (next.done) return;
+        const sequence = nextSequence++;
+        if ('record' in next.value) {
+          report(sequence, next.value.record);
+          continue;
+        }
+        const { job } = next.value;
+        const staged = await fetchStage(job, store, limited, signal);
+        if (signal.aborted && !('write' in staged)) return;
+        await writing;
+        const { position, id, labels, urls, key } = job;
+        if ('outcome' in staged) {
+          report(sequence, { position, id, labels, urls, key, outcome: staged.outcome });
+          continue;
+        }
+        // Bytes in hand are written even after an abort: they cost nothing more to keep.
+        writing = staged.write().then((outcome) => report(sequence, { position, id, labels, urls, key, outcome }));
+        writing.catch(() => {}); // awaited above or below; this only marks it handled meanwhile
+      }
+    } finally {
+      await writing;
     }
   };
 
@@ -126,6 +153,7 @@ export async function runPool(
       stop.abort(error);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, guarded));
+  const workers = options.concurrency + Math.max(2, Math.ceil(options.concurrency / 8));
+  await Promise.all(Array.from({ length: workers }, guarded));
   if (firstError) throw (firstError as { error: unknown }).error;
 }
