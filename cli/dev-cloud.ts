@@ -1,10 +1,10 @@
 // The local cloud with the real handler modules, as `cloudfetch dev`, the demo and the end-to-end
 // tests start it: the stack's settings from cdk.json, an emulator, and development timings.
 
-import { readFile } from 'node:fs/promises';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { readSettings, type Settings } from '../infra/settings.ts';
+import type { Settings } from '../infra/settings.ts';
+import { cdkSettings } from './cdk-settings.ts';
 import { startLocalCloud, type FetchHandler, type LocalCloud } from '../functions/local/cloud.ts';
 import { awsClientConfig, openEmulator, type Emulator } from '../functions/local/emulator.ts';
 
@@ -37,11 +37,6 @@ export interface DevCloud {
 }
 
 /** The stack's settings as cdk.json gives them. */
-export async function cdkSettings(): Promise<Settings> {
-  const cdk = JSON.parse(await readFile(new URL('../cdk.json', import.meta.url), 'utf8')) as { context?: Record<string, unknown> };
-  return readSettings((key) => cdk.context?.[key]);
-}
-
 export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> {
   const settings = { ...(await cdkSettings()), ...o.settings };
   const emulator = await openEmulator(o.endpoint);

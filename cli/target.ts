@@ -6,11 +6,9 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { cdkSettings } from './dev-cloud.ts';
-import { readDevConnection } from './dev.ts';
+import { cdkSettings } from './cdk-settings.ts';
 import { UsageError } from './errors.ts';
 
 export interface TargetFlags {
@@ -97,6 +95,8 @@ export async function resolveTarget(flags: TargetFlags, sockets = 64): Promise<T
     ...(endpoint ? { endpoint } : {}),
   };
   if (flags.dev) {
+    // dev.ts brings the emulator (fauxqs, Fastify): loaded only for --dev.
+    const { readDevConnection } = await import('./dev.ts');
     const dev = await readDevConnection();
     return target(dev, { endpoint: dev.endpoint, region: dev.region, credentials: dev.credentials }, `the local cloud at ${dev.endpoint}`, sockets);
   }
@@ -117,6 +117,7 @@ export async function resolveTarget(flags: TargetFlags, sockets = 64): Promise<T
     if (!names) throw new UsageError(`${outputsFile} has no BucketName output for stack ${stackName}: deploy with \`npx cdk deploy --outputs-file ${OUTPUTS_FILE}\``);
     return target(names, { ...base, ...(base.region ? {} : { region: regionOfQueue(names.queueUrl) }) }, outputsFile, sockets);
   }
+  const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
   const cloudformation = new CloudFormationClient({ ...base, maxAttempts: 5 });
   try {
     const answer = await cloudformation.send(new DescribeStacksCommand({ StackName: stackName }));

@@ -7,6 +7,7 @@ import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } fro
 import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
+import { ObjectReadError, ObjectReader } from '../functions/aws/object-reader.ts';
 import { S3Store } from '../functions/aws/s3-store.ts';
 import { splitManifest, type SplitDeps } from '../functions/aws/split.ts';
 import { JobSender } from '../functions/aws/sqs-jobs.ts';
@@ -156,5 +157,40 @@ describe('splitting a manifest', () => {
     assert.equal(status.state, 'failed');
     assert.match(status.error!, /by-label needs one label per image/);
     assert.deepEqual(await drain(d.queueUrl), []);
+  });
+});
+
+describe('object reader (the sync path)', () => {
+  test('reads keys with reserved characters byte for byte; a missing key is a 404 that is not retried', async () => {
+    const reader = await ObjectReader.open(s3, bucket, 4);
+    try {
+      const keys = ['images/train/a%2Fb c+d.jpg', "images/train/ü!'()*&=.jpg", 'images/train/plain.jpg'];
+      for (const [i, key] of keys.entries()) {
+        await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from(`body ${i} of ${key}`) }));
+      }
+      for (const [i, key] of keys.entries()) assert.equal((await reader.get(key)).toString(), `body ${i} of ${key}`);
+      const missing = await reader.get('images/train/none.jpg').catch((error: unknown) => error);
+      assert.ok(missing instanceof ObjectReadError);
+      assert.equal(missing.status, 404);
+      assert.equal(missing.transient, false);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  test('a connection that fails is transient; the endpoint follows the SDK rules (path style here, virtual hosts on AWS)', async () => {
+    const refused = new S3Client({ endpoint: 'http://127.0.0.1:9', region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, forcePathStyle: true, maxAttempts: 1 });
+    const aws = new S3Client({ region: 'ap-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+    const readers = [await ObjectReader.open(refused, 'my-bucket', 1), await ObjectReader.open(aws, 'my-bucket', 1)];
+    try {
+      assert.equal(readers[0]!.urlOf('images/t/1 2.jpg'), 'http://127.0.0.1:9/my-bucket/images/t/1%202.jpg');
+      assert.equal(readers[1]!.urlOf('images/t/%41.jpg'), 'https://my-bucket.s3.ap-east-1.amazonaws.com/images/t/%2541.jpg');
+      const failed = await readers[0]!.get('images/t/1.jpg').catch((error: unknown) => error);
+      assert.ok(failed instanceof ObjectReadError && failed.transient, String(failed));
+    } finally {
+      await Promise.all(readers.map((r) => r.close()));
+      refused.destroy();
+      aws.destroy();
+    }
   });
 });

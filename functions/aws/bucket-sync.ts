@@ -5,8 +5,8 @@
 
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
@@ -16,6 +16,7 @@ import { UNLABELED, safeSegment, type Layout } from '../core/keys.ts';
 import { FsStore } from '../local/fs-store.ts';
 import { count, emptyCounts, splitRows, type SplitCounts } from './cloud-state.ts';
 import { listObjects, type ListedObject } from './listing.ts';
+import { ObjectReadError, ObjectReader } from './object-reader.ts';
 import { PREFIX } from './prefixes.ts';
 import { indexKey } from './split.ts';
 
@@ -48,7 +49,7 @@ export interface HomeOptions {
 
 // safeSegment() output starts with one of these: listing each as its own prefix runs in parallel.
 const SHARDS = [...'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-%'];
-const FILE_ATTEMPTS = 4;
+const FILE_ATTEMPTS = 8;
 
 /** Image key (relative to images/) → local path (relative to dir), per the layout. */
 async function placement(o: HomeOptions): Promise<(key: string) => string> {
@@ -66,9 +67,11 @@ async function placement(o: HomeOptions): Promise<(key: string) => string> {
   };
 }
 
-export async function syncImages(o: HomeOptions, place: (key: string) => string): Promise<SyncResult> {
+/** Copies the split's images; `stored`, when given, receives every listed key (relative to images/) and size. */
+export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>): Promise<SyncResult> {
   const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, bytes: 0 };
   const store = await FsStore.open(o.dir);
+  const reader = await ObjectReader.open(o.s3, o.bucket, o.concurrency ?? 64);
   const prefix = `${PREFIX.images}${o.split}/`;
   const queue: ListedObject[] = [];
   let listers = SHARDS.length;
@@ -77,10 +80,24 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string)
     for (const resolveWait of waiting.splice(0)) resolveWait();
   };
 
+  // Names in each local folder when the sync began: one readdir instead of a stat per object
+  // that is not there (all of them, on a first sync).
+  const folders = new Map<string, Promise<Set<string>>>();
+  const presentAtStart = async (path: string): Promise<boolean> => {
+    const folder = dirname(path);
+    let names = folders.get(folder);
+    if (!names) {
+      names = readdir(folder).then((list) => new Set(list), () => new Set<string>());
+      folders.set(folder, names);
+    }
+    return (await names).has(basename(path));
+  };
+
   const list = async (shard: string): Promise<void> => {
     try {
       for await (const page of listObjects(o.s3, o.bucket, prefix + shard, o.signal)) {
         result.listed += page.length;
+        if (stored) for (const object of page) stored.set(object.key.slice(PREFIX.images.length), object.size);
         o.onListed?.(page.length, page.reduce((sum, x) => sum + x.size, 0));
         queue.push(...page);
         wake();
@@ -96,7 +113,8 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string)
   const copy = async (object: ListedObject): Promise<void> => {
     const key = object.key.slice(PREFIX.images.length);
     const local = place(key);
-    const existing = await stat(store.path(local)).catch(() => null);
+    const path = store.path(local);
+    const existing = (await presentAtStart(path)) ? await stat(path).catch(() => null) : null;
     if (existing?.isFile() && existing.size === object.size) {
       result.skipped++;
       o.onFile?.({ key, bytes: object.size, downloaded: false });
@@ -104,18 +122,18 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string)
     }
     for (let attempt = 1; ; attempt++) {
       try {
-        const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: object.key }), o.signal ? { abortSignal: o.signal } : {});
-        // The SDK retries requests; a body cut off mid-way is retried here.
-        const body = await answer.Body!.transformToByteArray();
-        if (body.length !== object.size) throw new Error(`${object.key}: got ${body.length} of ${object.size} bytes`);
+        const body = await reader.get(object.key, o.signal);
+        if (body.length !== object.size) throw new ObjectReadError(`${object.key}: got ${body.length} of ${object.size} bytes`);
         await store.replace(local, body);
         result.downloaded++;
         result.bytes += body.length;
         o.onFile?.({ key, bytes: body.length, downloaded: true });
         return;
       } catch (error) {
-        if (o.signal?.aborted || attempt >= FILE_ATTEMPTS) throw error;
-        await sleep(500 * 2 ** attempt);
+        const retry = error instanceof ObjectReadError && error.transient && attempt < FILE_ATTEMPTS;
+        if (o.signal?.aborted || !retry) throw error;
+        // Up to ~1 minute in all: a link across the border drops for tens of seconds at times.
+        await sleep(Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2));
       }
     }
   };
@@ -134,7 +152,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string)
   try {
     await Promise.all([...SHARDS.map(list), ...Array.from({ length: o.concurrency ?? 64 }, worker)]);
   } finally {
-    await store.close();
+    await Promise.all([store.close(), reader.close()]);
   }
   return result;
 }
@@ -145,14 +163,16 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string)
  */
 export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   const place = await placement(o);
-  const images = await syncImages(o, place);
+  // The sync's listing is the table's too: what it lists is what is stored (and now here).
+  const stored = new Map<string, number>();
+  const images = await syncImages(o, place, stored);
   const indexFile = join(resolve(o.dir), `${o.split}.csv`);
   const partial = `${indexFile}.${process.pid}.part`;
   const counts = emptyCounts();
   const out = createWriteStream(partial);
   try {
     out.write(INDEX_HEADER);
-    for await (const row of splitRows(o.s3, o.bucket, o.split)) {
+    for await (const row of splitRows(o.s3, o.bucket, o.split, stored)) {
       count(counts, row);
       const path = row.path ? place(row.path) : '';
       const line = [row.image_id, row.label, row.url, path, row.status, row.bytes || '', '', row.reason, '', '', ''].map(csvField).join(',') + '\n';
@@ -162,6 +182,7 @@ export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
     await once(out, 'close');
     await rename(partial, indexFile);
   } catch (error) {
+    out.on('error', () => {}); // abandoned: a write still in flight fails once it is destroyed
     out.destroy();
     await rm(partial, { force: true });
     throw error;

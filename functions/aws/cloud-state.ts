@@ -79,9 +79,9 @@ export async function failureReasons(s3: S3Client, bucket: string, split: string
   return new Map([...latest].map(([id, { reason }]) => [id, reason]));
 }
 
-/** The split's rows with their final (or current) status, in manifest order. */
-export async function* splitRows(s3: S3Client, bucket: string, split: string): AsyncGenerator<CloudRow> {
-  const [stored, failures] = await Promise.all([storedImages(s3, bucket, split), failureReasons(s3, bucket, split)]);
+/** The split's rows with their final (or current) status, in manifest order; `listed`: a listing of its images already made. */
+export async function* splitRows(s3: S3Client, bucket: string, split: string, listed?: Map<string, number>): AsyncGenerator<CloudRow> {
+  const [stored, failures] = await Promise.all([listed ?? storedImages(s3, bucket, split), failureReasons(s3, bucket, split)]);
   let body: Readable;
   try {
     const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: indexKey(split) }));

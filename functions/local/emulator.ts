@@ -18,7 +18,7 @@ export interface Emulator {
 export const DEFAULT_EMULATOR_REGION = 'us-east-1';
 
 /** fauxqs and LocalStack accept any credentials and never check them; these are conventional. */
-const EMULATOR_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
+export const EMULATOR_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 
 /**
  * Starts fauxqs in this process on 127.0.0.1 with a port the OS picks, its request log off and

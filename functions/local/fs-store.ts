@@ -3,11 +3,21 @@
 // and an existing file is never overwritten — the local twin of PutObject with If-None-Match: *.
 
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import * as fs from 'node:fs';
+import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { PutMetadata, Store } from '../core/store.ts';
 
 const TEMP_DIR = '.cloudfetch-tmp';
+
+// The callback API, promisified: for many small files it costs the event loop about half of what
+// fs/promises does (no FileHandle per file), which a run of 64 downloads at once feels.
+const stat = promisify(fs.stat);
+const writeFile = promisify(fs.writeFile);
+const link = promisify(fs.link);
+const unlink = promisify(fs.unlink);
+const rename = promisify(fs.rename);
 
 export class FsStore implements Store {
   readonly root: string;
