@@ -3,31 +3,19 @@
 // the web does, a manifest in the iMaterialist Furniture shape uploaded under manifests/; then,
 // once the queue has drained, the bucket is brought home to ./demo-data with its table.
 
+import { isAbsolute } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { bringSplitHome } from '../functions/aws/bucket-sync.ts';
 import { readStatus } from '../functions/aws/cloud-state.ts';
 import { FAILURE_REASONS, isFailureReason } from '../functions/core/outcome.ts';
 import { formatBytes, formatDuration } from '../functions/core/summary.ts';
-import { startOrigin } from '../functions/local/origin.ts';
+import { sampleMixPaths, startOrigin } from '../functions/local/origin.ts';
 import { startDevCloud } from './dev-cloud.ts';
 
 const ENTRIES = 400;
 const out = process.argv[2] ?? 'demo-data';
-
-/** Mostly good images, and the failures a student meets: 404, 403, flaky 503, HTML pages, resets. */
-function samplePaths(i: number): string[] {
-  const name = `item${i}`;
-  switch (i % 20) {
-    case 3: return ['/status/404'];
-    case 7: return ['/status/403'];
-    case 11: return [`/flaky/${name}.jpg?fail=1&code=503`];
-    case 13: return [`/html/${name}`];
-    case 17: return [`/reset-before/${name}?fail=1`];
-    case 19: return ['/status/410', `/img/${name}.png`];
-    default: return [`/img/${name}.${i % 5 === 0 ? 'png' : 'jpg'}?size=${20_000 + (i % 7) * 3000}`];
-  }
-}
+const shown = isAbsolute(out) || out.startsWith('.') ? out : `./${out}`;
 
 const say = (line: string): boolean => process.stderr.write(line + '\n');
 const started = Date.now();
@@ -38,7 +26,7 @@ try {
   say(`Local cloud: S3 and SQS emulated at ${cloud.emulator.endpoint}, bucket ${cloud.bucket}, the real handlers`);
   say(`Sample origin: ${origin.url} (real images; 404, 403, flaky 503, HTML pages, resets)`);
 
-  const images = Array.from({ length: ENTRIES }, (_, i) => ({ url: samplePaths(i + 1).map((p) => origin.url + p), image_id: i + 1 }));
+  const images = Array.from({ length: ENTRIES }, (_, i) => ({ url: sampleMixPaths(i + 1).map((p) => origin.url + p), image_id: i + 1 }));
   const annotations = images.map((image) => ({ image_id: image.image_id, label_id: 1 + (image.image_id % 8) }));
   await s3.send(new PutObjectCommand({ Bucket: cloud.bucket, Key: 'manifests/train.json', Body: JSON.stringify({ images, annotations }) }));
   say(`Uploaded manifests/train.json (${ENTRIES} images): the manifest function splits it, fetch functions take the jobs…`);
@@ -51,7 +39,7 @@ try {
   const stats = cloud.stats();
   say(`Queue drained: ${stats.fetch.invocations} fetch invocations, ${stats.fetch.received} messages, ${dlq.Attributes?.ApproximateNumberOfMessages ?? 0} in the dead-letter queue.`);
 
-  say(`Bringing the bucket home to ./${out}…`);
+  say(`Bringing the bucket home to ${shown}…`);
   const home = await bringSplitHome({ s3, bucket: cloud.bucket, split: 'train', dir: out, concurrency: 32 });
   const { counts } = home;
   say(`Done in ${formatDuration((Date.now() - started) / 1000)}: split train, ${counts.entries} images`);

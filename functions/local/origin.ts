@@ -354,6 +354,24 @@ function naturalLength(name: string, format: SampleFormat): number {
   return BUILDERS[format](name, 0).length;
 }
 
+/**
+ * Paths for entry i of a sample manifest: mostly good images, and the failures a student meets
+ * (1 in 20 each: 404, 403, a 503 that passes on retry, an HTML page, a reset that passes on
+ * retry, a 410 whose mirror works). The demo and the cost benchmark use this mix.
+ */
+export function sampleMixPaths(i: number): string[] {
+  const name = `item${i}`;
+  switch (i % 20) {
+    case 3: return ['/status/404'];
+    case 7: return ['/status/403'];
+    case 11: return [`/flaky/${name}.jpg?fail=1&code=503`];
+    case 13: return [`/html/${name}`];
+    case 17: return [`/reset-before/${name}?fail=1`];
+    case 19: return ['/status/410', `/img/${name}.png`];
+    default: return [`/img/${name}.${i % 5 === 0 ? 'png' : 'jpg'}?size=${20_000 + (i % 7) * 3000}`];
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The origin.
 
