@@ -5,7 +5,7 @@
 
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -113,9 +113,8 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   const copy = async (object: ListedObject): Promise<void> => {
     const key = object.key.slice(PREFIX.images.length);
     const local = place(key);
-    const path = store.path(local);
-    const existing = (await presentAtStart(path)) ? await stat(path).catch(() => null) : null;
-    if (existing?.isFile() && existing.size === object.size) {
+    const existing = (await presentAtStart(store.path(local))) ? await store.head(local) : null;
+    if (existing?.bytes === object.size) {
       result.skipped++;
       o.onFile?.({ key, bytes: object.size, downloaded: false });
       return;
