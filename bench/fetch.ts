@@ -5,7 +5,7 @@
 //
 //   npm run bench:fetch -- [--urls 4000] [--latency 50] [--connections 64] [--runs 2]
 //                          [--out-dir DIR] [--json] [--check] [--keep] [--skip-aria2c]
-//                          [--cloudfetch-cli PATH]   (another checkout's cli/cloudfetch.ts, for A/B)
+//                          [--cloudfetch-cli PATH]   (another checkout's cli/cloudfetch.js, for A/B)
 
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -38,7 +38,7 @@ const USAGE = `usage: node bench/fetch.ts [options]
   --out-dir DIR     where the downloads go (default /dev/shm when it is a tmpfs, else the temp dir)
   --timeout S       longest one tool run may take, in seconds (default 300)
   --skip-aria2c     measure cloudfetch only
-  --cloudfetch-cli PATH  the cloudfetch entry point to run (default: this checkout's cli/cloudfetch.ts)
+  --cloudfetch-cli PATH  the cloudfetch entry point to run (default: this checkout's cli/cloudfetch.js)
   --json            print the results as JSON on stdout (the table goes to stderr)
   --check           exit 1 when a target is missed
   --keep            keep the work folder (URL list, downloads) and say where it is`;
@@ -97,7 +97,7 @@ const config = {
   timeoutMs: integer('timeout', values.timeout, 1, 86_400) * 1000,
 };
 if (config.maxBytes < config.minBytes) fail('--max-kb must be at least --min-kb');
-const CLI = resolve(values['cloudfetch-cli'] ?? join(ROOT, 'cli', 'cloudfetch.ts'));
+const CLI = resolve(values['cloudfetch-cli'] ?? join(ROOT, 'cli', 'cloudfetch.js'));
 const json = values.json;
 // With --json, stdout carries the JSON alone; everything for people goes to stderr.
 const out = json ? process.stderr : process.stdout;
@@ -465,7 +465,7 @@ async function main(): Promise<number> {
   say('');
   say('Rates are URLs / wall time of the whole process (start-up included), best run of each tool;');
   say('peak RSS is the largest of the runs; CPU s is user + system time of the tool (the origin not included).');
-  say(`cloudfetch: node cli/cloudfetch.ts run ${SPLIT}.txt --out DIR --concurrency ${config.connections} --per-host ${config.connections} --allow-private-network --quiet --json`);
+  say(`cloudfetch: node cli/cloudfetch.js run ${SPLIT}.txt --out DIR --concurrency ${config.connections} --per-host ${config.connections} --allow-private-network --quiet --json`);
   if (!aria2Skipped) say(`aria2c: aria2c --input-file ${SPLIT}.txt --dir DIR ${ARIA2C_FLAGS(config.connections).map((f) => (f.includes(' ') ? `'${f}'` : f)).join(' ')}`);
   if (values.keep) say(`Kept: ${workDir}`);
 

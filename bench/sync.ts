@@ -141,7 +141,7 @@ const TOOLS: Tool[] = [
   {
     name: 'cloudfetch',
     command: process.execPath,
-    args: (endpoint, out) => [join(ROOT, 'cli', 'cloudfetch.ts'), 'sync', out, '--bucket', BUCKET, '--endpoint', endpoint, '--region', REGION, '--quiet'],
+    args: (endpoint, out) => [join(ROOT, 'cli', 'cloudfetch.js'), 'sync', out, '--bucket', BUCKET, '--endpoint', endpoint, '--region', REGION, '--quiet'],
     imagesDir: (out) => join(out, SPLIT),
   },
   {

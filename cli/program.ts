@@ -1,4 +1,4 @@
-// The cloudfetch command line (started by cli/cloudfetch.ts). Each command is a thin layer over the engine in functions/core.
+// The cloudfetch command line (started by cli/cloudfetch.js). Each command is a thin layer over the engine in functions/core.
 
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_FETCHER_OPTIONS } from '../functions/core/fetcher.ts';

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { fileSource, openManifest, type Manifest } from '../functions/core/manifest/index.ts';
 import { formatInspectReport, inspectManifest, type InspectReport } from '../functions/core/manifest/inspect.ts';
 
-const shared = (name: string): string => fileURLToPath(new URL(`../../shared/manifests/${name}`, import.meta.url));
+const competition = (name: string): string => fileURLToPath(new URL(`fixtures/manifests/competitions/${name}`, import.meta.url));
 
 let dir = '';
 before(async () => {
@@ -79,7 +79,7 @@ test('inspect counts ids, duplicates, labels, missing and unusable URLs, mirrors
 });
 
 test('inspect of the real Furniture train sample, and the report as text', async () => {
-  const manifest = await openManifest(fileSource(shared('furniture-2018-train.json')));
+  const manifest = await openManifest(fileSource(competition('furniture-2018-train.json')));
   await manifest.scan();
   const report = await inspectManifest(manifest);
   assert.deepEqual(report, {

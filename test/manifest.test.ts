@@ -19,7 +19,7 @@ import {
 } from '../functions/core/manifest/index.ts';
 import { LabelStore } from '../functions/core/manifest/labels.ts';
 
-const shared = (name: string): string => fileURLToPath(new URL(`../../shared/manifests/${name}`, import.meta.url));
+const competition = (name: string): string => fileURLToPath(new URL(`fixtures/manifests/competitions/${name}`, import.meta.url));
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/manifests/${name}`, import.meta.url));
 
 let dir = '';
@@ -84,7 +84,7 @@ async function rejectsAt(path: string | ManifestSource, position: string, messag
 
 describe('real manifest shapes', () => {
   test('iMaterialist Furniture 2018 train: url lists, numeric ids, one label each', async () => {
-    const { manifest, count, entries } = await read(shared('furniture-2018-train.json'));
+    const { manifest, count, entries } = await read(competition('furniture-2018-train.json'));
     assert.equal(manifest.format, 'imaterialist');
     assert.equal(count, 3);
     assert.deepEqual(entries, [
@@ -95,7 +95,7 @@ describe('real manifest shapes', () => {
   });
 
   test('iMaterialist Furniture 2018 test: no annotations, no labels', async () => {
-    const { count, entries } = await read(shared('furniture-2018-test.json'));
+    const { count, entries } = await read(competition('furniture-2018-test.json'));
     assert.equal(count, 2);
     assert.deepEqual(entries, [
       { position: 1, id: '1', urls: ['https://img10.360buyimg.com/imgzone/jfs/t1/1/2/3/4/abcdef.jpg'], labels: [] },
@@ -104,7 +104,7 @@ describe('real manifest shapes', () => {
   });
 
   test('iMaterialist Fashion 2018 (Kaggle): camelCase, string ids, url a string, multi-label', async () => {
-    const { manifest, entries } = await read(shared('fashion-2018-train.json'));
+    const { manifest, entries } = await read(competition('fashion-2018-train.json'));
     assert.equal(manifest.format, 'imaterialist');
     assert.deepEqual(entries, [
       { position: 1, id: '1', urls: ['https://contestimg.wish.com/api/webimage/570f35feb2f4b95d223aa9b1-large'], labels: ['95', '66', '137', '70', '20'] },
@@ -113,7 +113,7 @@ describe('real manifest shapes', () => {
   });
 
   test('Google Landmarks 2018: CSV id,url,landmark_id; position is the line', async () => {
-    const { manifest, count, entries } = await read(shared('landmarks-2018-train.csv'));
+    const { manifest, count, entries } = await read(competition('landmarks-2018-train.csv'));
     assert.equal(manifest.format, 'csv');
     assert.equal(count, 2);
     assert.deepEqual(entries, [
@@ -218,7 +218,7 @@ describe('iMaterialist JSON', () => {
   });
 
   test('entries() without scan() scans first, so labels after the images are still joined', async () => {
-    const manifest = await openManifest(fileSource(shared('furniture-2018-train.json')));
+    const manifest = await openManifest(fileSource(competition('furniture-2018-train.json')));
     const entries = await collect(manifest);
     assert.deepEqual(
       entries.map((entry) => entry.labels),
@@ -227,7 +227,7 @@ describe('iMaterialist JSON', () => {
   });
 
   test('each pass opens the source afresh (the cloud reads S3 once per pass)', async () => {
-    const source = memorySource('manifests/train.json', await (await import('node:fs/promises')).readFile(shared('furniture-2018-train.json')));
+    const source = memorySource('manifests/train.json', await (await import('node:fs/promises')).readFile(competition('furniture-2018-train.json')));
     const manifest = await openManifest(source);
     assert.equal(source.opens, 1, 'one short read to detect the format');
     await manifest.scan();

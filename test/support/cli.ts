@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const CLI = fileURLToPath(new URL('../../cli/cloudfetch.ts', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../cli/cloudfetch.js', import.meta.url));
 
 export interface CliResult {
   code: number | null;
