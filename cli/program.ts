@@ -6,7 +6,6 @@ import { LAYOUTS, type Layout } from '../functions/core/keys.ts';
 import { ManifestError, type ManifestFormat } from '../functions/core/manifest/index.ts';
 import { formatInspectReport, inspectManifest } from '../functions/core/manifest/inspect.ts';
 import { MultiLabelError } from '../functions/core/run.ts';
-import { formatSummary } from '../functions/core/summary.ts';
 import { EXIT, ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
 // The cloud commands load the AWS SDK: imported when one of them runs, so `run` and `inspect`
@@ -44,17 +43,16 @@ manifestOptions(
   .addOption(new Option('--timeout <seconds>', 'overall deadline per image, retries included').default(DEFAULT_FETCHER_OPTIONS.timeoutMs / 1000).argParser(seconds('--timeout')))
   .addOption(new Option('--retries <n>', 'further attempts after a transient failure (5xx, 429, reset, timeout)').default(DEFAULT_FETCHER_OPTIONS.retries).argParser(nonNegativeInteger('--retries', 20)))
   .addOption(new Option('--retry-delay <seconds>', 'first backoff before a retry; doubles each time, with jitter').default(DEFAULT_FETCHER_OPTIONS.retryBaseMs / 1000).argParser(seconds('--retry-delay')))
-  .addOption(new Option('--max-bytes <size>', 'largest image accepted').default(DEFAULT_FETCHER_OPTIONS.maxBytes, '50MB').argParser(byteSize('--max-bytes')))
+  .addOption(new Option('--max-bytes <size>', 'largest image accepted; K, M, G count in 1024s: 50MB = 50MiB').default(DEFAULT_FETCHER_OPTIONS.maxBytes, '50MiB').argParser(byteSize('--max-bytes')))
   .option('--user-agent <text>', 'User-Agent header (default: a current desktop browser)')
   .option('--referer <url>', 'Referer header, for sites that refuse hotlinks')
-  .option('--allow-private-network', 'allow private, loopback and link-local addresses (local testing only)', false)
-  .option('--json', 'print the summary as JSON on stdout', false)
-  .option('-q, --quiet', 'no progress output', false)
+  .option('--allow-private-network', 'allow private and loopback addresses (local testing only; link-local and metadata addresses stay refused)')
+  .option('--json', 'print the summary as JSON on stdout')
+  .option('-q, --quiet', 'nothing on stderr but errors')
   .action(async (manifest: string, flags: RunFlags) => {
     const controller = new AbortController();
     const onSignal = (): void => {
       if (controller.signal.aborted) process.exit(EXIT.interrupted);
-      process.stderr.write('\nStopping: finishing nothing new, writing what is done (press Ctrl-C again to quit at once)…\n');
       controller.abort();
     };
     process.on('SIGINT', onSignal);
@@ -74,13 +72,12 @@ manifestOptions(
         maxBytes: flags.maxBytes,
         ...(flags.userAgent ? { userAgent: flags.userAgent } : {}),
         ...(flags.referer ? { referer: flags.referer } : {}),
-        guard: { allowPrivateNetwork: flags.allowPrivateNetwork },
+        guard: { allowPrivateNetwork: flags.allowPrivateNetwork === true },
       },
       signal: controller.signal,
       log: process.stderr,
-      progress: !flags.quiet,
+      quiet: flags.quiet === true,
     });
-    process.stderr.write(formatSummary(summary) + '\n');
     if (flags.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     process.exitCode = summary.interrupted ? EXIT.interrupted : EXIT.ok;
   });
@@ -92,7 +89,7 @@ manifestOptions(
     .argument('<manifest>', 'iMaterialist JSON, JSON Lines, CSV/TSV or a URL list (.gz too)'),
 )
   .addOption(new Option('--top <n>', 'how many hosts and labels to list').default(10).argParser(positiveInteger('--top', 1000)))
-  .option('--json', 'print the report as JSON on stdout', false)
+  .option('--json', 'print the report as JSON on stdout')
   .action(async (manifest: string, flags: InspectFlags) => {
     const opened = await openManifestFile({ manifest, ...pick(flags, ['split', 'format', 'idColumn', 'urlColumn', 'labelColumn']) });
     await opened.manifest.scan();
@@ -104,17 +101,17 @@ program
   .command('dev')
   .description('run the cloud on this machine: an S3/SQS emulator and the real Lambda handlers, until Ctrl-C')
   .option('--endpoint <url>', 'an S3/SQS-compatible endpoint instead of the embedded emulator (default: AWS_ENDPOINT_URL)')
-  .option('--allow-private-network', 'let the fetch function reach private and loopback addresses (a local image server)', false)
+  .option('--allow-private-network', 'let the fetch function reach private and loopback addresses (a local image server)')
   .addOption(new Option('--visibility-timeout <seconds>', 'seconds before a failed job is delivered again').default(60).argParser(positiveInteger('--visibility-timeout', 43_200)))
-  .option('--verbose', "the handlers' INFO logs (JSON)", false)
-  .action(async (flags: { endpoint?: string; allowPrivateNetwork: boolean; visibilityTimeout: number; verbose: boolean }) => {
+  .option('--verbose', "the handlers' INFO logs (JSON)")
+  .action(async (flags: { endpoint?: string; allowPrivateNetwork?: boolean; visibilityTimeout: number; verbose?: boolean }) => {
     const { devCommand } = await import('./dev.ts');
-    await devCommand({ ...flags });
+    await devCommand({ ...flags, allowPrivateNetwork: flags.allowPrivateNetwork === true, verbose: flags.verbose === true });
   });
 
 const targetOptions = (command: Command): Command =>
   command
-    .option('--dev', 'use the local cloud started by `cloudfetch dev` in this folder', false)
+    .option('--dev', 'use the local cloud started by `cloudfetch dev` in this folder')
     .option('--bucket <name>', 'the bucket (default: from cdk-outputs.json or the stack)')
     .option('--queue-url <url>', 'the jobs queue URL')
     .option('--dlq-url <url>', 'the dead-letter queue URL')
@@ -154,16 +151,16 @@ targetOptions(
 
 targetOptions(program.command('status').description('per split: entries, queued, stored, failed; the queue and the dead-letter queue'))
   .option('--split <name>', 'only this split')
-  .option('--watch', 'follow the queue until it drains, with rate and ETA', false)
+  .option('--watch', 'follow the queue until it drains, with rate and ETA')
   .addOption(new Option('--interval <seconds>', 'seconds between looks in --watch').default(5).argParser(positiveInteger('--interval', 3600)))
-  .option('--counts', 'exact stored and failed counts per split (lists every key: slower)', false)
-  .option('--json', 'print the status as JSON on stdout', false)
-  .action(async (flags: TargetFlags & { split?: string; watch: boolean; interval: number; counts: boolean; json: boolean }) => {
+  .option('--counts', 'exact stored and failed counts per split (lists every key: slower)')
+  .option('--json', 'print the status as JSON on stdout')
+  .action(async (flags: TargetFlags & { split?: string; watch?: boolean; interval: number; counts?: boolean; json?: boolean }) => {
     const { formatStatus, statusReport, watchStatus } = await import('./status.ts');
     await withTarget(flags, async (t) => {
       const scope = flags.split ? { split: flags.split } : {};
       if (flags.watch) await watchStatus(t, { ...scope, intervalMs: flags.interval * 1000, log: process.stderr });
-      const report = await statusReport(t, { ...scope, counts: flags.counts });
+      const report = await statusReport(t, { ...scope, counts: flags.counts === true });
       if (flags.json) json(report);
       else process.stdout.write(formatStatus(report) + '\n');
     });
@@ -178,9 +175,9 @@ targetOptions(
   .option('--split <name>', 'only this split (default: every split)')
   .addOption(new Option('--layout <layout>', 'flat: <split>/<id>.<ext>; by-label: <split>/<label>/<id>.<ext>').default('flat').argParser(oneOf('--layout', LAYOUTS)))
   .addOption(new Option('-c, --concurrency <n>', 'downloads at once').default(64).argParser(positiveInteger('--concurrency', 1024)))
-  .option('-q, --quiet', 'no progress output', false)
-  .option('--json', 'print what was copied as JSON on stdout', false)
-  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; quiet: boolean; json: boolean }) => {
+  .option('-q, --quiet', 'no progress output')
+  .option('--json', 'print what was copied as JSON on stdout')
+  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; quiet?: boolean; json?: boolean }) => {
     const { syncCommand } = await import('./sync.ts');
     const results = await withTarget(flags, (t) => syncCommand(t, {
       dir, ...(flags.split ? { split: flags.split } : {}), layout: flags.layout, concurrency: flags.concurrency, progress: !flags.quiet, log: process.stderr,
@@ -193,8 +190,8 @@ targetOptions(program.command('report').description('what is missing and why: by
   .option('--csv <file>', 'write the missing images (URL, label, reason) as CSV')
   .option('--html <file>', 'write a page with charts')
   .addOption(new Option('--top <n>', 'how many hosts to list').default(20).argParser(positiveInteger('--top', 10_000)))
-  .option('--json', 'print the report as JSON on stdout', false)
-  .action(async (flags: TargetFlags & { split?: string; csv?: string; html?: string; top: number; json: boolean }) => {
+  .option('--json', 'print the report as JSON on stdout')
+  .action(async (flags: TargetFlags & { split?: string; csv?: string; html?: string; top: number; json?: boolean }) => {
     const { buildReport, formatReport, writeHtmlReport } = await import('./report.ts');
     await withTarget(flags, async (t) => {
       const reports = await buildReport(t, { ...(flags.split ? { split: flags.split } : {}), ...(flags.csv ? { csv: flags.csv } : {}), top: flags.top });
@@ -210,8 +207,8 @@ targetOptions(program.command('retry').description('send dead-letter jobs back t
   .option('--split <name>', 'only this split (for --reasons)')
   .option('--reasons <list>', 'comma-separated failure reasons to send again, e.g. http-403,timeout', (v: string) => v.split(',').map((r) => r.trim()).filter(Boolean), [] as string[])
   .option('--no-dead-letter', 'leave the dead-letter queue alone')
-  .option('--json', 'print the counts as JSON on stdout', false)
-  .action(async (flags: TargetFlags & { split?: string; reasons: string[]; deadLetter: boolean; json: boolean }) => {
+  .option('--json', 'print the counts as JSON on stdout')
+  .action(async (flags: TargetFlags & { split?: string; reasons: string[]; deadLetter: boolean; json?: boolean }) => {
     const { retryCommand } = await import('./retry.ts');
     const result = await withTarget(flags, (t) => retryCommand(t, { ...(flags.split ? { split: flags.split } : {}), reasons: flags.reasons, deadLetter: flags.deadLetter }));
     if (flags.json) json(result);
@@ -237,14 +234,14 @@ interface RunFlags extends ManifestFlags {
   maxBytes: number;
   userAgent?: string;
   referer?: string;
-  allowPrivateNetwork: boolean;
-  json: boolean;
-  quiet: boolean;
+  allowPrivateNetwork?: boolean;
+  json?: boolean;
+  quiet?: boolean;
 }
 
 interface InspectFlags extends ManifestFlags {
   top: number;
-  json: boolean;
+  json?: boolean;
 }
 
 function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]): Partial<Pick<T, K>> {

@@ -4,15 +4,16 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { Fetcher, type FetcherOptions } from '../functions/core/fetcher.ts';
+import { DEFAULT_FETCHER_OPTIONS, Fetcher, type FetcherOptions } from '../functions/core/fetcher.ts';
 import { INDEX_HEADER, indexRow } from '../functions/core/index-table.ts';
 import type { Layout } from '../functions/core/keys.ts';
 import type { ManifestFormat } from '../functions/core/manifest/index.ts';
 import { planJobs, runPool, type PlanStats } from '../functions/core/run.ts';
-import { Tally, type Summary } from '../functions/core/summary.ts';
+import { formatSummary, plural, Tally, type Summary } from '../functions/core/summary.ts';
 import { FsStore } from '../functions/local/fs-store.ts';
 import { openManifestFile } from './manifest-file.ts';
-import { startProgress } from './progress.ts';
+import { prepareOutFolder } from './out-folder.ts';
+import { startProgress, type Progress } from './progress.ts';
 
 export interface RunCommandOptions {
   manifest: string;
@@ -26,17 +27,37 @@ export interface RunCommandOptions {
   concurrency: number;
   fetcher: Partial<FetcherOptions>;
   signal?: AbortSignal;
-  /** Where progress and notes go (stderr in the CLI). */
+  /** Where progress, notes and the summary go (stderr in the CLI). */
   log: NodeJS.WriteStream;
-  progress: boolean;
+  /** Nothing on the log; errors are thrown, for the caller to print. */
+  quiet: boolean;
 }
 
 export async function runCommand(o: RunCommandOptions): Promise<Summary> {
+  const say = (text: string): void => {
+    if (!o.quiet) o.log.write(`${text}\n`);
+  };
+  let progress: Progress | null = null;
+  // The bar ends before anything else is written, or the terminal mixes the two.
+  const onAbort = (): void => {
+    progress?.stop();
+    say('Stopping: nothing new is started; what is in hand is written (press Ctrl-C again to quit at once)…');
+  };
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await fetchAll(o, say, (started) => (progress = started));
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onProgress: (progress: Progress) => void): Promise<Summary> {
   const started = Date.now();
   const { manifest, split } = await openManifestFile(o);
-  o.log.write(`Reading ${o.manifest} (${manifest.format})…\n`);
+  say(`Reading ${o.manifest} (${manifest.format})…`);
   const { entries } = await manifest.scan();
-  o.log.write(`${entries} entries; fetching split "${split}" into ${o.out} with ${o.concurrency} connections\n`);
+  await prepareOutFolder(o.out);
+  say(`${entries} ${plural(entries, 'entry', 'entries')}; fetching split "${split}" into ${o.out}: ${inFlight(o.concurrency, o.fetcher.perHost)}`);
 
   const store = await FsStore.open(o.out);
   const fetcher = new Fetcher(o.fetcher);
@@ -47,7 +68,8 @@ export async function runCommand(o: RunCommandOptions): Promise<Summary> {
   let rows = INDEX_HEADER;
   const tally = new Tally();
   const stats: PlanStats = { duplicates: 0, firstDuplicates: [] };
-  const progress = o.progress ? startProgress(entries, tally, o.log) : null;
+  const progress = o.quiet || o.signal?.aborted ? null : startProgress(entries, tally, o.log);
+  if (progress) onProgress(progress);
   let completed = false;
   try {
     await runPool(planJobs(manifest.entries(), split, o.layout, stats), store, fetcher, { concurrency: o.concurrency, ...(o.signal ? { signal: o.signal } : {}) }, (record) => {
@@ -72,6 +94,13 @@ export async function runCommand(o: RunCommandOptions): Promise<Summary> {
   }
   const interrupted = !completed;
   const summary = tally.summary(split, stats.duplicates, (Date.now() - started) / 1000, interrupted);
-  if (!interrupted) o.log.write(`Index: ${indexPath}\n`);
+  if (!interrupted) say(`Index: ${join(o.out, `${split}.csv`)}`);
+  say(formatSummary(summary));
   return summary;
+}
+
+/** "64 images at once, at most 16 per host": the per-host cap only when it is the tighter one. */
+function inFlight(concurrency: number, perHost = DEFAULT_FETCHER_OPTIONS.perHost): string {
+  const atOnce = `${concurrency} ${plural(concurrency, 'image')} at once`;
+  return perHost < concurrency ? `${atOnce}, at most ${perHost} per host` : atOnce;
 }

@@ -30,15 +30,21 @@ export function seconds(name: string): (value: string) => number {
   };
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+// 1024-based whatever the spelling: people write MB and mean what their tools call MB.
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, b: 1,
+  k: 1024, kb: 1024, kib: 1024,
+  m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2,
+  g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3,
+};
 
-/** A byte size such as 50MB, 512k or 1048576. */
+/** A byte size such as 50MB (= 50MiB), 512k or 1048576. */
 export function byteSize(name: string): (value: string) => number {
   return (value) => {
     const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
     const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
     if (!match || unit === undefined || Number(match[1]) <= 0) {
-      throw new InvalidArgumentError(`${name} takes a size such as 50MB, 512KB or 1048576, not "${value}".`);
+      throw new InvalidArgumentError(`${name} takes a size such as 50MiB, 512KiB or 1048576, not "${value}".`);
     }
     return Math.floor(Number(match[1]) * unit);
   };

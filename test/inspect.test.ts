@@ -113,7 +113,7 @@ test('inspect of the real Furniture train sample, and the report as text', async
   assert.equal(lines[0], 'format         imaterialist');
   assert.equal(lines[1], 'entries        3');
   assert.ok(lines.includes('labeled        3 (100.0%), 3 distinct labels, 0 multi-label'), text);
-  assert.ok(lines.includes('URLs           4, 1 entries with mirrors'), text);
+  assert.ok(lines.includes('URLs           4, 1 entry with mirrors'), text);
   assert.ok(lines.includes('top hosts                  entries'), text);
   assert.ok(lines.includes('img13.360buyimg.com              1'), text);
 });
@@ -131,12 +131,15 @@ test('the text report names problem positions as lines for line formats, with th
   assert.match(text, /^hosts {10}3 \(first usable URL of each entry\)$/m);
 });
 
-test('the text report lists the first problem positions', async () => {
+test('the text report lists the first problem positions, singular and plural right', async () => {
   const manifest = await open('problems2.jsonl', PROBLEMS.map((item) => JSON.stringify(item)).join('\n') + '\n');
   const text = formatInspectReport(await inspectManifest(manifest));
-  assert.match(text, /^duplicate ids  3 \(at line 3, 7, 13\)$/m);
+  assert.match(text, /^duplicate ids  3 \(at lines 3, 7, 13\)$/m);
   assert.match(text, /^no URL         1 \(7\.7%\) \(at line 4\)$/m);
   assert.match(text, /^no usable URL  1 \(7\.7%\) \(at line 5\)$/m);
+  const one = formatInspectReport(await inspectManifest(await open('one.jsonl', '{"id": 1, "urls": ["https://a.example/1", "https://b.example/1"], "label": "cat"}\n')));
+  assert.match(one, /^labeled {8}1 \(100\.0%\), 1 distinct label, 0 multi-label$/m);
+  assert.match(one, /^URLs {11}2, 1 entry with mirrors$/m);
 });
 
 test('duplicates are found across many ids, numbers and text mixed (bitmap growth, Set fallback)', async () => {

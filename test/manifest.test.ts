@@ -448,6 +448,7 @@ describe('malformed manifests: one ManifestError naming the position', () => {
   test('a CSV row with the wrong number of fields', async () => {
     const path = await temp('fields.csv', 'id,url,label\n1,https://a/1,x\n2,https://a/2\n');
     await rejectsAt(path, 'line 3', /fields\.csv: line 3 has 2 fields where the header has 3/);
+    await rejectsAt(await temp('field.csv', 'id,url,label\n1,https://a/1,x\n2\n'), 'line 3', /field\.csv: line 3 has 1 field where the header has 3$/);
   });
 
   test('a CSV quote never closed, an empty id', async () => {
@@ -466,6 +467,29 @@ describe('malformed manifests: one ManifestError naming the position', () => {
       (error: unknown) => error instanceof ManifestError && error.position === 'line 2',
     );
     assert.deepEqual(seen, ['1']);
+  });
+
+  test('binary content (an image, an archive, another encoding) is refused at its first bad byte, gunzipped first', async () => {
+    const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d]);
+    const notText = async (name: string, content: Buffer, offset: number, options?: ReadOptions): Promise<void> => {
+      const path = await temp(name, content);
+      await assert.rejects(openManifest(fileSource(path), options), (error: unknown) => {
+        assert.ok(error instanceof ManifestError);
+        assert.equal(error.message, `${path} is not a text manifest (binary data at byte ${offset})`);
+        assert.equal(error.position, `byte ${offset}`);
+        return true;
+      });
+    };
+    await notText('photo.png', png, 0);
+    await notText('forced.csv', png, 0, { format: 'csv' });
+    await notText('nul.csv.gz', gzipSync('id,url\n1,https://a/1\0\n'), 20);
+    // Latin-1 "é" (0xE9) without its continuation bytes; an overlong "/" (0xC0 0xAF) is never valid.
+    await notText('latin1.csv', Buffer.from('id,url,label\n1,https://a/1,caf\xe9\n', 'latin1'), 30);
+    await notText('overlong.txt', Buffer.from([0x68, 0xc0, 0xaf]), 1);
+    // Valid UTF-8 of every length passes, also when a character is cut off by the 64 KiB head.
+    const cut = Buffer.concat([Buffer.from('url\n'), Buffer.alloc((1 << 16) - 5, 'a'), Buffer.from('€\n')]);
+    assert.equal((await openManifest(fileSource(await temp('cut.txt', cut)), { format: 'csv' })).format, 'csv');
+    assert.equal((await openManifest(memorySource('utf8.txt', 'https://ü.example/€/𝄞.jpg\n'))).format, 'urls');
   });
 
   test('a missing file is an ordinary error from open(), not a ManifestError', async () => {

@@ -168,7 +168,8 @@ describe('cloudfetch run', () => {
     const manifest = await furnitureManifest('interrupt.json', cases);
     const out = join(dir, 'out-int');
     const before = origin.totalRequests();
-    const run = startCli(['run', manifest, '--out', out, '--concurrency', '4', ...FAST]);
+    // Not --quiet: the summary is what this test reads.
+    const run = startCli(['run', manifest, '--out', out, '--concurrency', '4', ...FAST.filter((flag) => flag !== '--quiet')]);
     while (origin.totalRequests() - before < 10) await new Promise((resolve) => setTimeout(resolve, 10));
     run.child.kill('SIGINT');
     const result = await run.done;

@@ -75,8 +75,9 @@ export interface PoolOptions {
 
 /**
  * Runs every planned job with at most `concurrency` in flight and calls `onRecord` once per
- * entry, in plan order. Stops taking new jobs when the signal aborts; records of jobs cut short
- * by the abort are not reported (they were not really tried).
+ * entry, in plan order. Stops taking new jobs when the signal aborts; failures of jobs cut short
+ * by the abort are not reported (they were not really tried), but everything that did complete
+ * is, images written during the drain included.
  */
 export async function runPool(
   planned: AsyncIterable<Planned>,
@@ -129,7 +130,7 @@ export async function runPool(
         }
         const { job } = next.value;
         const staged = await fetchStage(job, store, limited, signal);
-        if (signal.aborted && !('write' in staged)) return;
+        if (signal.aborted && 'outcome' in staged && staged.outcome.status === 'failed') return;
         await writing;
         const { position, id, labels, urls, key } = job;
         if ('outcome' in staged) {
@@ -156,4 +157,6 @@ export async function runPool(
   const workers = options.concurrency + Math.max(2, Math.ceil(options.concurrency / 8));
   await Promise.all(Array.from({ length: workers }, guarded));
   if (firstError) throw (firstError as { error: unknown }).error;
+  // After an abort the jobs cut short leave gaps that hold back later records: hand those on too.
+  for (const sequence of [...done.keys()].sort((x, y) => x - y)) onRecord(done.get(sequence)!);
 }

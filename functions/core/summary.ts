@@ -69,8 +69,9 @@ function hostOf(url: string): string {
   }
 }
 
+/** Sizes are counted in 1024s, so they are labelled so: 1.5 MiB, not 1.5 MB. */
 export function formatBytes(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
@@ -78,6 +79,11 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** The noun for a count: plural(1, 'entry', 'entries') is 'entry', plural(2, 'image') is 'images'. */
+export function plural(count: number, singular: string, many = `${singular}s`): string {
+  return count === 1 ? singular : many;
 }
 
 export function formatDuration(seconds: number): string {
@@ -91,7 +97,7 @@ export function formatDuration(seconds: number): string {
 export function formatSummary(s: Summary): string {
   const lines: string[] = [];
   const rate = s.seconds > 0 ? ` (${((s.fetched + s.skipped + s.failed) / s.seconds).toFixed(0)} images/s)` : '';
-  lines.push(`${s.interrupted ? 'Interrupted' : 'Done'}: split ${s.split}, ${s.entries} entries in ${formatDuration(s.seconds)}${rate}`);
+  lines.push(`${s.interrupted ? 'Interrupted' : 'Done'}: split ${s.split}, ${s.entries} ${plural(s.entries, 'entry', 'entries')} in ${formatDuration(s.seconds)}${rate}`);
   lines.push(`  fetched  ${s.fetched}  (${formatBytes(s.bytes)})`);
   lines.push(`  skipped  ${s.skipped}  (already stored)`);
   lines.push(`  failed   ${s.failed}`);

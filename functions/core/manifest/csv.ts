@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parse } from 'csv-parse';
 import type { ManifestEntry } from '../job.ts';
+import { plural } from '../summary.ts';
 import { ManifestError } from './errors.ts';
 import type { FormatReader } from './reader.ts';
 import { contentChunks, type ManifestSource } from './source.ts';
@@ -120,7 +121,7 @@ function translate(name: string, error: unknown, lastLine: number): unknown {
   switch (code) {
     case 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH': {
       const counts = /expect (\d+), got (\d+)/.exec(error.message);
-      const detail = counts ? `${counts[2]} fields where the header has ${counts[1]}` : 'a different number of fields than the header';
+      const detail = counts ? `${counts[2]} ${plural(Number(counts[2]), 'field')} where the header has ${counts[1]}` : 'a different number of fields than the header';
       return new ManifestError(name, where, `${where} has ${detail}`);
     }
     case 'CSV_QUOTE_NOT_CLOSED':

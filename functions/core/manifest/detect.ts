@@ -36,6 +36,37 @@ export function detectFormat(name: string, head: Buffer): ManifestFormat {
   throw new ManifestError(name, 'top level', `unknown manifest shape: ${SUPPORTED_SHAPES}`);
 }
 
+/**
+ * The offset of the first byte that cannot be UTF-8 text (a NUL, or an invalid sequence), or -1.
+ * When `head` is only the start of the content, a sequence cut off at its end is not held against it.
+ */
+export function binaryOffset(head: Buffer, complete: boolean): number {
+  for (let i = 0; i < head.length; ) {
+    const b = head[i]!;
+    if (b === 0) return i;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    // Continuation bytes after the lead, and the range of the first of them (no overlong forms,
+    // no surrogates, nothing past U+10FFFF).
+    let more = 0;
+    let low = 0x80;
+    let high = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) more = 1;
+    else if (b >= 0xe0 && b <= 0xef) [more, low, high] = [2, b === 0xe0 ? 0xa0 : 0x80, b === 0xed ? 0x9f : 0xbf];
+    else if (b >= 0xf0 && b <= 0xf4) [more, low, high] = [3, b === 0xf0 ? 0x90 : 0x80, b === 0xf4 ? 0x8f : 0xbf];
+    else return i;
+    for (let k = 1; k <= more; k++) {
+      if (i + k >= head.length) return complete ? i : -1;
+      const c = head[i + k]!;
+      if (c < (k === 1 ? low : 0x80) || c > (k === 1 ? high : 0xbf)) return i;
+    }
+    i += more + 1;
+  }
+  return -1;
+}
+
 /** A complete JSON object on the first line, and the next line starts another one. */
 function looksLikeJsonLines(text: string): boolean {
   const lines = text.split('\n');

@@ -15,5 +15,13 @@ export class ManifestError extends Error {
   }
 }
 
+/** An image or an archive given as the manifest: saying so beats a parse error about its "lines". */
+export class NotTextError extends ManifestError {
+  constructor(source: string, offset: number) {
+    super(source, `byte ${offset}`, '');
+    this.message = `${source} is not a text manifest (binary data at byte ${offset})`;
+  }
+}
+
 export const SUPPORTED_SHAPES =
   'expected {"images": [...]} (iMaterialist), JSON Lines, CSV/TSV with a header, or a list of URLs';

@@ -3,12 +3,13 @@
 
 import type { ManifestEntry } from '../job.ts';
 import { csvReader } from './csv.ts';
-import { detectFormat, type ManifestFormat } from './detect.ts';
+import { binaryOffset, detectFormat, type ManifestFormat } from './detect.ts';
+import { NotTextError } from './errors.ts';
 import { imaterialistReader } from './imaterialist.ts';
 import { itemKeys } from './item.ts';
 import { jsonLinesReader, urlListReader } from './lines.ts';
 import type { FormatReader } from './reader.ts';
-import { readHead, type ManifestSource } from './source.ts';
+import { HEAD_BYTES, readHead, type ManifestSource } from './source.ts';
 
 export { ManifestError } from './errors.ts';
 export { idKey } from './id.ts';
@@ -57,9 +58,15 @@ class StreamingManifest implements Manifest {
   }
 }
 
-/** Opens a manifest: detects its format (from the name, else the first bytes) unless given. */
+/**
+ * Opens a manifest: refuses binary content (its first bytes, gunzipped), and detects the format
+ * (from the name, else those bytes) unless given.
+ */
 export async function openManifest(source: ManifestSource, options: ReadOptions = {}): Promise<Manifest> {
-  const format = options.format ?? detectFormat(source.name, await readHead(source));
+  const head = await readHead(source);
+  const binary = binaryOffset(head, head.length < HEAD_BYTES);
+  if (binary >= 0) throw new NotTextError(source.name, binary);
+  const format = options.format ?? detectFormat(source.name, head);
   const keys = itemKeys(options);
   const reader = ((): FormatReader => {
     switch (format) {

@@ -2,6 +2,7 @@
 // problems are. One pass over the entries, in memory bounded by the distinct ids (as bits when
 // they are small integers) plus the distinct labels and hosts.
 
+import { plural } from '../summary.ts';
 import { parseFetchUrl } from '../url.ts';
 import type { ManifestFormat } from './detect.ts';
 import { idKey } from './id.ts';
@@ -115,9 +116,9 @@ function top(counts: Map<string, number>, n: number): Array<[string, number]> {
 /** A readable multi-line report for the terminal. */
 export function formatInspectReport(r: InspectReport): string {
   const n = (value: number): string => value.toLocaleString('en-US');
-  const unit = r.format === 'imaterialist' ? 'entry' : 'line';
+  const [unit, units] = r.format === 'imaterialist' ? ['entry', 'entries'] : ['line', 'lines'];
   const at = (positions: number[], total: number): string =>
-    positions.length === 0 ? '' : ` (at ${unit} ${positions.join(', ')}${total > positions.length ? ', …' : ''})`;
+    positions.length === 0 ? '' : ` (at ${plural(total, unit, units)} ${positions.join(', ')}${total > positions.length ? ', …' : ''})`;
   const percent = (part: number): string => {
     if (r.entries === 0) return '';
     const share = (100 * part) / r.entries;
@@ -129,8 +130,8 @@ export function formatInspectReport(r: InspectReport): string {
     ['entries', n(r.entries)],
     ['distinct ids', n(r.distinctIds)],
     ['duplicate ids', `${n(r.duplicateIds)}${at(r.examples.duplicateIds, r.duplicateIds)}`],
-    ['labeled', `${n(r.labeled)}${percent(r.labeled)}, ${n(r.distinctLabels)} distinct labels, ${n(r.multiLabelEntries)} multi-label`],
-    ['URLs', `${n(r.urls)}, ${n(r.mirrors)} entries with mirrors`],
+    ['labeled', `${n(r.labeled)}${percent(r.labeled)}, ${n(r.distinctLabels)} distinct ${plural(r.distinctLabels, 'label')}, ${n(r.multiLabelEntries)} multi-label`],
+    ['URLs', `${n(r.urls)}, ${n(r.mirrors)} ${plural(r.mirrors, 'entry', 'entries')} with mirrors`],
     ['no URL', `${n(r.noUrl)}${percent(r.noUrl)}${at(r.examples.noUrl, r.noUrl)}`],
     ['no usable URL', `${n(r.badUrl)}${percent(r.badUrl)}${at(r.examples.badUrl, r.badUrl)}`],
     ['hosts', `${n(r.hosts)} (first usable URL of each entry)`],

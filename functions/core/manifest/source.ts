@@ -82,8 +82,10 @@ export async function* contentChunks(source: ManifestSource): AsyncGenerator<Buf
   }
 }
 
+export const HEAD_BYTES = 1 << 16;
+
 /** Up to `limit` bytes from the start of the content (gunzipped), for format detection. */
-export async function readHead(source: ManifestSource, limit = 1 << 16): Promise<Buffer> {
+export async function readHead(source: ManifestSource, limit = HEAD_BYTES): Promise<Buffer> {
   const parts: Buffer[] = [];
   let length = 0;
   for await (const chunk of contentChunks(source)) {
