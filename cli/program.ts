@@ -188,14 +188,14 @@ targetOptions(
 targetOptions(program.command('report').description('what is missing and why: by reason, host and HTTP status; CSV and HTML'))
   .option('--split <name>', 'only this split')
   .option('--csv <file>', 'write the missing images (URL, label, reason) as CSV')
-  .option('--html <file>', 'write a page with charts')
+  .option('--html <file>', 'write one self-contained page: hosts, reasons with example URLs, the queue')
   .addOption(new Option('--top <n>', 'how many hosts to list').default(20).argParser(positiveInteger('--top', 10_000)))
   .option('--json', 'print the report as JSON on stdout')
   .action(async (flags: TargetFlags & { split?: string; csv?: string; html?: string; top: number; json?: boolean }) => {
     const { buildReport, formatReport, writeHtmlReport } = await import('./report.ts');
     await withTarget(flags, async (t) => {
       const reports = await buildReport(t, { ...(flags.split ? { split: flags.split } : {}), ...(flags.csv ? { csv: flags.csv } : {}), top: flags.top });
-      if (flags.html) await writeHtmlReport(flags.html, reports);
+      if (flags.html) await writeHtmlReport(flags.html, reports, t);
       if (flags.json) json(reports);
       else process.stdout.write(formatReport(reports) + '\n');
       if (flags.csv) process.stderr.write(`Missing images: ${flags.csv}\n`);
