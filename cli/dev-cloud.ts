@@ -33,7 +33,8 @@ export interface DevCloud {
   emulator: Emulator;
   s3: S3Client;
   sqs: SQSClient;
-  stop(): Promise<void>;
+  /** Stops the cloud (see LocalCloud.stop) and the embedded emulator. */
+  stop(o?: { graceMs?: number }): Promise<{ abandoned: number }>;
 }
 
 /** The stack's settings as cdk.json gives them. */
@@ -68,11 +69,12 @@ export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> 
       emulator,
       s3,
       sqs,
-      async stop() {
+      async stop(o = {}) {
         s3.destroy();
         sqs.destroy();
-        await cloud.stop();
+        const stopped = await cloud.stop(o);
         await emulator.stop();
+        return stopped;
       },
     };
   } catch (error) {

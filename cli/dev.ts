@@ -1,12 +1,18 @@
 // `cloudfetch dev`: the local cloud in the foreground, until Ctrl-C. Other commands reach it with
 // --dev, through the connection file it writes in the current folder.
 
+import { rmSync } from 'node:fs';
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { startDevCloud } from './dev-cloud.ts';
-import { UsageError } from './errors.ts';
+import { plural } from '../functions/core/summary.ts';
+import { startDevCloud, type DevCloud } from './dev-cloud.ts';
+import { EXIT, UsageError } from './errors.ts';
+import { awsUsageError, checkReachable } from './target.ts';
 
 export const DEV_FILE = '.cloudfetch/dev.json';
+
+/** How long Ctrl-C waits for running invocations: a fetch that hangs must not hold the exit. */
+const STOP_GRACE_SECONDS = 5;
 
 export interface DevConnection {
   endpoint: string;
@@ -40,13 +46,21 @@ export interface DevCommandOptions {
   verbose: boolean;
 }
 
-export async function devCommand(o: DevCommandOptions): Promise<void> {
-  const dev = await startDevCloud({
-    ...(o.endpoint ? { endpoint: o.endpoint } : {}),
-    allowPrivateNetwork: o.allowPrivateNetwork,
-    visibilityTimeoutSeconds: o.visibilityTimeout,
-    logLevel: o.verbose ? 'INFO' : 'WARN',
-  });
+/** Runs the local cloud until Ctrl-C (or SIGTERM), then exits the process with 130. */
+export async function devCommand(o: DevCommandOptions): Promise<never> {
+  const endpoint = o.endpoint ?? process.env.AWS_ENDPOINT_URL;
+  if (endpoint) await checkReachable({ endpoint });
+  let dev: DevCloud;
+  try {
+    dev = await startDevCloud({
+      ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+      allowPrivateNetwork: o.allowPrivateNetwork,
+      visibilityTimeoutSeconds: o.visibilityTimeout,
+      logLevel: o.verbose ? 'INFO' : 'WARN',
+    });
+  } catch (error) {
+    throw awsUsageError(error, { where: endpoint ? { endpoint } : {} });
+  }
   const { cloud, emulator } = dev;
   const file = resolve(DEV_FILE);
   const connection: DevConnection = {
@@ -72,8 +86,27 @@ export async function devCommand(o: DevCommandOptions): Promise<void> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
-  process.stderr.write('Stopping the local cloud…\n');
+  const quit = (): never => {
+    rmSync(file, { force: true });
+    process.exit(EXIT.interrupted);
+  };
+  process.on('SIGINT', quit);
+  process.on('SIGTERM', quit);
+  const running = cloud.running();
+  const busy = [
+    running.fetch ? `${running.fetch} running fetch ${plural(running.fetch, 'invocation')}` : '',
+    running.manifest ? `${running.manifest} manifest ${plural(running.manifest, 'invocation')}` : '',
+  ].filter(Boolean).join(' and ');
+  process.stderr.write(busy
+    ? `Stopping the local cloud: polling stopped, waiting up to ${STOP_GRACE_SECONDS} s for ${busy} (Ctrl-C again to quit at once)…\n`
+    : 'Stopping the local cloud…\n');
   await rm(file, { force: true });
   await rmdir(dirname(file)).catch(() => {});
-  await dev.stop();
+  const { abandoned } = await dev.stop({ graceMs: STOP_GRACE_SECONDS * 1000 });
+  if (abandoned > 0) {
+    const jobs = emulator.kind === 'embedded' ? 'the embedded emulator keeps nothing' : 'their jobs come back after the visibility timeout';
+    process.stderr.write(`Left ${abandoned} ${plural(abandoned, 'invocation')} unfinished: ${jobs}.\n`);
+  }
+  // Invocations left running hold sockets and timers: exit rather than wait for them.
+  process.exit(EXIT.interrupted);
 }

@@ -127,7 +127,7 @@ async function withTarget<T>(flags: TargetFlags, work: (target: Target) => Promi
   try {
     return await work(target);
   } catch (error) {
-    throw awsUsageError(error);
+    throw awsUsageError(error, { where: target.where });
   } finally {
     target.close();
   }
@@ -144,9 +144,14 @@ targetOptions(
   .option('--split <name>', 'split name (default: the file name without extension)')
   .option('--no-check', 'skip reading the manifest here before the upload')
   .addOption(new Option('--wait <seconds>', 'how long to wait for the split (0: do not wait)').default(300).argParser(nonNegativeInteger('--wait', 3600)))
-  .action(async (manifest: string, flags: TargetFlags & { split?: string; check: boolean; wait: number }) => {
+  .option('--dry-run', 'check the manifest and say what would be uploaded, upload nothing')
+  .option('--json', "print the split's status as JSON on stdout")
+  .action(async (manifest: string, flags: TargetFlags & { split?: string; check: boolean; wait: number; dryRun?: boolean; json?: boolean }) => {
     const { submitCommand } = await import('./submit.ts');
-    await withTarget(flags, (t) => submitCommand(t, { manifest, ...(flags.split ? { split: flags.split } : {}), check: flags.check, wait: flags.wait, log: process.stderr }));
+    const result = await withTarget(flags, (t) => submitCommand(t, {
+      manifest, ...(flags.split ? { split: flags.split } : {}), check: flags.check, wait: flags.wait, dryRun: flags.dryRun === true, log: process.stderr,
+    }));
+    if (flags.json) json(result);
   });
 
 targetOptions(program.command('status').description('per split: entries, queued, stored, failed; the queue and the dead-letter queue'))
@@ -162,7 +167,7 @@ targetOptions(program.command('status').description('per split: entries, queued,
       if (flags.watch) await watchStatus(t, { ...scope, intervalMs: flags.interval * 1000, log: process.stderr });
       const report = await statusReport(t, { ...scope, counts: flags.counts === true });
       if (flags.json) json(report);
-      else process.stdout.write(formatStatus(report) + '\n');
+      else process.stdout.write(formatStatus(report, t) + '\n');
     });
   });
 
@@ -176,13 +181,15 @@ targetOptions(
   .addOption(new Option('--layout <layout>', 'flat: <split>/<id>.<ext>; by-label: <split>/<label>/<id>.<ext>').default('flat').argParser(oneOf('--layout', LAYOUTS)))
   .addOption(new Option('-c, --concurrency <n>', 'downloads at once').default(64).argParser(positiveInteger('--concurrency', 1024)))
   .option('-q, --quiet', 'no progress output')
+  .option('--dry-run', 'say what would be copied (files and bytes), write nothing')
   .option('--json', 'print what was copied as JSON on stdout')
-  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; quiet?: boolean; json?: boolean }) => {
+  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; quiet?: boolean; dryRun?: boolean; json?: boolean }) => {
     const { syncCommand } = await import('./sync.ts');
+    const dryRun = flags.dryRun === true;
     const results = await withTarget(flags, (t) => syncCommand(t, {
-      dir, ...(flags.split ? { split: flags.split } : {}), layout: flags.layout, concurrency: flags.concurrency, progress: !flags.quiet, log: process.stderr,
+      dir, ...(flags.split ? { split: flags.split } : {}), layout: flags.layout, concurrency: flags.concurrency, progress: !flags.quiet, dryRun, log: process.stderr,
     }), flags.concurrency);
-    if (flags.json) json(results.map(({ split, home, seconds }) => ({ split, ...home.images, counts: home.counts, index: home.indexFile, seconds })));
+    if (flags.json) json(results.map(({ split, home, seconds }) => ({ split, ...(dryRun ? { dryRun } : {}), ...home.images, counts: home.counts, index: home.indexFile, seconds })));
   });
 
 targetOptions(program.command('report').description('what is missing and why: by reason, host and HTTP status; CSV and HTML'))
@@ -207,12 +214,13 @@ targetOptions(program.command('retry').description('send dead-letter jobs back t
   .option('--split <name>', 'only this split (for --reasons)')
   .option('--reasons <list>', 'comma-separated failure reasons to send again, e.g. http-403,timeout', (v: string) => v.split(',').map((r) => r.trim()).filter(Boolean), [] as string[])
   .option('--no-dead-letter', 'leave the dead-letter queue alone')
+  .option('--dry-run', 'count what would be sent, send nothing')
   .option('--json', 'print the counts as JSON on stdout')
-  .action(async (flags: TargetFlags & { split?: string; reasons: string[]; deadLetter: boolean; json?: boolean }) => {
-    const { retryCommand } = await import('./retry.ts');
-    const result = await withTarget(flags, (t) => retryCommand(t, { ...(flags.split ? { split: flags.split } : {}), reasons: flags.reasons, deadLetter: flags.deadLetter }));
+  .action(async (flags: TargetFlags & { split?: string; reasons: string[]; deadLetter: boolean; dryRun?: boolean; json?: boolean }) => {
+    const { formatRetry, retryCommand } = await import('./retry.ts');
+    const result = await withTarget(flags, (t) => retryCommand(t, { ...(flags.split ? { split: flags.split } : {}), reasons: flags.reasons, deadLetter: flags.deadLetter, dryRun: flags.dryRun === true }));
     if (flags.json) json(result);
-    else process.stderr.write(`Sent back ${result.fromDeadLetter} jobs from the dead-letter queue and ${result.resent} recorded failures${result.alreadyStored ? ` (${result.alreadyStored} stored since, left alone)` : ''}.\n`);
+    else process.stderr.write(formatRetry(result) + '\n');
   });
 
 interface ManifestFlags {

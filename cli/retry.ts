@@ -4,13 +4,13 @@
 
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
-import { storedImages } from '../functions/aws/cloud-state.ts';
+import { listSplits, readQueueState, storedImages } from '../functions/aws/cloud-state.ts';
 import type { FailureRecord } from '../functions/aws/fetch-record.ts';
 import { listObjects } from '../functions/aws/listing.ts';
 import { PREFIX } from '../functions/aws/prefixes.ts';
 import { JobSender } from '../functions/aws/sqs-jobs.ts';
-import { listSplits } from '../functions/aws/cloud-state.ts';
-import { isFailureReason } from '../functions/core/outcome.ts';
+import { FAILURE_REASONS, isFailureReason } from '../functions/core/outcome.ts';
+import { plural } from '../functions/core/summary.ts';
 import { UsageError } from './errors.ts';
 import type { Target } from './target.ts';
 
@@ -18,11 +18,18 @@ export interface RetryResult {
   fromDeadLetter: number;
   resent: number;
   alreadyStored: number;
+  /** Nothing was sent: the counts are what a retry would send. */
+  dryRun?: true;
 }
 
-/** Receives from the DLQ and sends to the jobs queue, deleting only what was sent. */
-async function redrive(t: Target): Promise<number> {
+/** Problems of the manifest itself: sending them again cannot help. */
+const MANIFEST_REASONS = new Set(['no-url', 'bad-url']);
+
+/** Receives from the DLQ and sends to the jobs queue, deleting only what was sent; a dry run only counts. */
+async function redrive(t: Target, dryRun: boolean): Promise<number> {
   if (!t.queueUrl || !t.dlqUrl) throw new UsageError('retry needs the queue URLs: deploy with --outputs-file cdk-outputs.json, or pass --queue-url and --dlq-url');
+  // Receiving would hide the messages and count a receive against them: the attribute touches nothing.
+  if (dryRun) return (await readQueueState(t.sqs, t.queueUrl, t.dlqUrl)).deadLetter;
   let moved = 0;
   for (let empty = 0; empty < 2; ) {
     const answer = await t.sqs.send(new ReceiveMessageCommand({ QueueUrl: t.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60 }));
@@ -43,13 +50,16 @@ async function redrive(t: Target): Promise<number> {
   return moved;
 }
 
-export async function retryCommand(t: Target, o: { split?: string; reasons: string[]; deadLetter: boolean }): Promise<RetryResult> {
+export async function retryCommand(t: Target, o: { split?: string; reasons: string[]; deadLetter: boolean; dryRun?: boolean }): Promise<RetryResult> {
   for (const reason of o.reasons) {
-    if (!isFailureReason(reason)) throw new UsageError(`unknown reason "${reason}" (see the reasons in \`cloudfetch report\`)`);
-    if (reason === 'no-url' || reason === 'bad-url') throw new UsageError(`${reason} is a problem of the manifest itself: fix the manifest and submit it again`);
+    if (!isFailureReason(reason)) {
+      const valid = Object.keys(FAILURE_REASONS).filter((r) => !MANIFEST_REASONS.has(r));
+      throw new UsageError(`unknown reason "${reason}": --reasons takes ${valid.join(', ')}`);
+    }
+    if (MANIFEST_REASONS.has(reason)) throw new UsageError(`${reason} is a problem of the manifest itself: fix the manifest and submit it again`);
   }
-  const result: RetryResult = { fromDeadLetter: 0, resent: 0, alreadyStored: 0 };
-  if (o.deadLetter) result.fromDeadLetter = await redrive(t);
+  const result: RetryResult = { fromDeadLetter: 0, resent: 0, alreadyStored: 0, ...(o.dryRun ? { dryRun: true } : {}) };
+  if (o.deadLetter) result.fromDeadLetter = await redrive(t, o.dryRun ?? false);
   if (o.reasons.length === 0) return result;
   if (!t.queueUrl) throw new UsageError('retry needs the jobs queue URL: deploy with --outputs-file cdk-outputs.json, or pass --queue-url');
 
@@ -71,7 +81,7 @@ export async function retryCommand(t: Target, o: { split?: string; reasons: stri
             result.alreadyStored++;
             continue;
           }
-          await sender.send({ split: f.split, id: f.id, urls: f.urls, labels: f.labels, key: f.key, position: 0 });
+          if (!o.dryRun) await sender.send({ split: f.split, id: f.id, urls: f.urls, labels: f.labels, key: f.key, position: 0 });
           result.resent++;
         }
       }
@@ -79,4 +89,10 @@ export async function retryCommand(t: Target, o: { split?: string; reasons: stri
   }
   await sender.flush();
   return result;
+}
+
+export function formatRetry(r: RetryResult): string {
+  const what = `${r.fromDeadLetter} ${plural(r.fromDeadLetter, 'job')} from the dead-letter queue and ${r.resent} recorded ${plural(r.resent, 'failure')}` +
+    (r.alreadyStored ? ` (${r.alreadyStored} stored since, left alone)` : '');
+  return r.dryRun ? `Would send back ${what}. Dry run: nothing sent.` : `Sent back ${what}.`;
 }

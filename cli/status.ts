@@ -3,19 +3,16 @@
 // attribute calls; exact per-split counts (a listing of every key) only with --counts.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import cliProgress from 'cli-progress';
-import { count, emptyCounts, listSplits, splitRows, type SplitCounts } from '../functions/aws/cloud-state.ts';
+import {
+  count, describePending, describeQueue, emptyCounts, listSplits, nextDelivery, queueBusy, readQueueState, splitRows,
+  type QueueState, type SplitCounts,
+} from '../functions/aws/cloud-state.ts';
 import type { SplitStatus } from '../functions/aws/split.ts';
 import { formatDuration } from '../functions/core/summary.ts';
-import type { Target } from './target.ts';
+import { command, type Target } from './target.ts';
 
-export interface QueueState {
-  waiting: number;
-  inFlight: number;
-  delayed: number;
-  deadLetter: number;
-}
+export type { QueueState } from '../functions/aws/cloud-state.ts';
 
 export interface StatusReport {
   splits: Array<SplitStatus & { counts?: SplitCounts }>;
@@ -24,23 +21,18 @@ export interface StatusReport {
   done: boolean;
 }
 
-async function queueNumbers(t: Target, url: string): Promise<Record<string, string>> {
-  const answer = await t.sqs.send(new GetQueueAttributesCommand({
-    QueueUrl: url,
-    AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'],
-  }));
-  return answer.Attributes ?? {};
-}
+/** The local cloud's emulator lists every message to tell when hidden ones come back: small queues only. */
+const INSPECTABLE = 10_000;
 
 export async function queueState(t: Target): Promise<QueueState | null> {
   if (!t.queueUrl) return null;
-  const [jobs, dlq] = await Promise.all([queueNumbers(t, t.queueUrl), t.dlqUrl ? queueNumbers(t, t.dlqUrl) : Promise.resolve({} as Record<string, string>)]);
-  return {
-    waiting: Number(jobs.ApproximateNumberOfMessages ?? 0),
-    inFlight: Number(jobs.ApproximateNumberOfMessagesNotVisible ?? 0),
-    delayed: Number(jobs.ApproximateNumberOfMessagesDelayed ?? 0),
-    deadLetter: Number(dlq.ApproximateNumberOfMessages ?? 0),
-  };
+  const q = await readQueueState(t.sqs, t.queueUrl, t.dlqUrl);
+  if (t.where.endpoint && q.inFlight + q.delayed > 0 && q.waiting + q.inFlight + q.delayed <= INSPECTABLE) {
+    const { nextVisibleIn } = await import('../functions/local/emulator.ts');
+    const next = await nextVisibleIn(t.queueUrl);
+    if (next !== undefined) q.nextDeliveryIn = next;
+  }
+  return q;
 }
 
 export async function statusReport(t: Target, o: { split?: string; counts: boolean }): Promise<StatusReport> {
@@ -50,17 +42,16 @@ export async function statusReport(t: Target, o: { split?: string; counts: boole
     for (const s of splits) {
       if (s.state !== 'queued') continue;
       const counts = emptyCounts();
-      for await (const row of splitRows(t.s3, t.bucket, s.split)) count(counts, row);
+      for await (const row of splitRows(t.s3, t.bucket, s.split, { queueBusy: queueBusy(queue) })) count(counts, row);
       s.counts = counts;
     }
   }
-  const busy = queue ? queue.waiting + queue.inFlight + queue.delayed : 0;
-  return { splits, queue, done: busy === 0 && !splits.some((s) => s.state === 'splitting') };
+  return { splits, queue, done: !queueBusy(queue) && !splits.some((s) => s.state === 'splitting') };
 }
 
-export function formatStatus(r: StatusReport): string {
+export function formatStatus(r: StatusReport, t: Pick<Target, 'args'>): string {
   const lines: string[] = [];
-  if (r.splits.length === 0) lines.push('No manifest submitted yet: `cloudfetch submit <manifest>`.');
+  if (r.splits.length === 0) lines.push(`No manifest submitted yet: ${command(t, 'submit <manifest>')}.`);
   for (const s of r.splits) {
     if (s.state === 'failed') {
       lines.push(`${s.split}: REFUSED — ${s.error ?? 'unknown error'}`);
@@ -74,15 +65,21 @@ export function formatStatus(r: StatusReport): string {
     if (s.counts) {
       const c = s.counts;
       const reasons = Object.entries(c.byReason).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ');
-      lines.push(`  now: ${c.fetched} stored, ${c.failed} failed${reasons ? ` (${reasons})` : ''}, ${c.pending} pending`);
+      lines.push(`  now: ${c.fetched} stored, ${c.failed} failed${reasons ? ` (${reasons})` : ''}, ${describePending(c, r.queue)}`);
     }
   }
   if (r.queue) {
     const q = r.queue;
-    lines.push(`Queue: ${q.waiting} waiting, ${q.inFlight} in flight${q.delayed ? `, ${q.delayed} delayed` : ''}; dead-letter queue: ${q.deadLetter}${q.deadLetter ? ' (`cloudfetch retry` sends them back)' : ''}`);
+    lines.push(`Queue: ${describeQueue(q)}; dead-letter queue: ${q.deadLetter}${q.deadLetter ? ` (${command(t, 'retry')} sends them back)` : ''}`);
   }
-  lines.push(r.done ? 'Nothing left to fetch: `cloudfetch sync <dir>` brings the images home.' : 'Still working.');
+  lines.push(r.done ? `Nothing left to fetch: ${command(t, 'sync <dir>')} brings the images home.` : 'Still working.');
   return lines.join('\n');
+}
+
+/** Time left at this rate, always with a unit; a dash while there is no rate to go by. */
+export function etaText(left: number, perSecond: number): string {
+  if (left === 0) return formatDuration(0);
+  return perSecond > 0 && Number.isFinite(perSecond) ? formatDuration(left / perSecond) : '—';
 }
 
 /** Watches the queue drain: a bar with rate and ETA on a terminal, plain lines otherwise. */
@@ -90,8 +87,9 @@ export async function watchStatus(t: Target, o: { split?: string; intervalMs: nu
   const started = Date.now();
   let most = 0;
   let report = await statusReport(t, { ...(o.split ? { split: o.split } : {}), counts: false });
+  // Not cli-progress's own {eta}: that one is a bare number of seconds, or INF.
   const bar = o.log.isTTY
-    ? new cliProgress.SingleBar({ stream: o.log, format: ' {bar} {value}/{total} done | {waiting} waiting, {inFlight} in flight, {dlq} parked | {rate}/s | ETA {eta}', hideCursor: true }, cliProgress.Presets.shades_classic)
+    ? new cliProgress.SingleBar({ stream: o.log, format: ' {bar} {value}/{total} done | {queue} | {dlq} parked | {rate}/s | ETA {remaining}', hideCursor: true }, cliProgress.Presets.shades_classic)
     : null;
   let barStarted = false;
   for (;;) {
@@ -100,15 +98,16 @@ export async function watchStatus(t: Target, o: { split?: string; intervalMs: nu
     most = Math.max(most, left);
     const done = most - left;
     const rate = done / Math.max(0.001, (Date.now() - started) / 1000);
-    const eta = rate > 0 && left > 0 ? formatDuration(left / rate) : '-';
-    const payload = { waiting: q.waiting, inFlight: q.inFlight, dlq: q.deadLetter, rate: rate.toFixed(0), eta };
+    const remaining = etaText(left, rate);
     if (bar) {
+      const due = q.inFlight > 0 ? `, due again ${nextDelivery(q)}` : '';
+      const payload = { queue: `${q.waiting} waiting, ${q.inFlight} in flight${due}`, dlq: q.deadLetter, rate: rate.toFixed(0), remaining };
       if (!barStarted) bar.start(Math.max(1, most), done, payload);
       barStarted = true;
       bar.setTotal(Math.max(1, most));
       bar.update(done, payload);
     } else {
-      o.log.write(`status: ${left} left (${q.waiting} waiting, ${q.inFlight} in flight), ${q.deadLetter} in the dead-letter queue, ${payload.rate}/s, ETA ${eta}\n`);
+      o.log.write(`status: ${left} left (${describeQueue(q)}), ${q.deadLetter} in the dead-letter queue, ${rate.toFixed(0)}/s, ETA ${remaining}\n`);
     }
     if (report.done || o.signal?.aborted) break;
     await sleep(o.intervalMs);

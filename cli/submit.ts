@@ -14,7 +14,7 @@ import type { SplitStatus } from '../functions/aws/split.ts';
 import { formatBytes } from '../functions/core/summary.ts';
 import { ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
-import type { Target } from './target.ts';
+import { command, type Target } from './target.ts';
 
 export interface SubmitOptions {
   manifest: string;
@@ -22,20 +22,36 @@ export interface SubmitOptions {
   check: boolean;
   /** Seconds to wait for the split; 0 returns after the upload. */
   wait: number;
+  /** Check and say what would be uploaded; upload nothing. */
+  dryRun?: boolean;
   log: NodeJS.WriteStream;
 }
 
-export async function submitCommand(t: Target, o: SubmitOptions): Promise<SplitStatus | null> {
+/**
+ * The split as the manifest function left it; `uploaded` when it has not started on this upload
+ * (or was not waited for); in a dry run, what would be uploaded.
+ */
+export type SubmitResult =
+  | SplitStatus
+  | { split: string; manifest: string; state: 'uploaded' }
+  | { dryRun: true; split: string; manifest: string; bucket: string; bytes: number; entries?: number };
+
+export async function submitCommand(t: Target, o: SubmitOptions): Promise<SubmitResult> {
   const suffix = MANIFEST_SUFFIXES.filter((s) => o.manifest.toLowerCase().endsWith(s)).sort((a, b) => b.length - a.length)[0];
   if (!suffix) throw new UsageError(`${basename(o.manifest)}: the manifest function takes names ending in ${MANIFEST_SUFFIXES.filter((s) => !s.endsWith('.gz')).join(', ')} (or those with .gz)`);
   const { manifest, split } = await openManifestFile({ manifest: o.manifest, ...(o.split ? { split: o.split } : {}) });
+  let entries: number | undefined;
   if (o.check) {
     o.log.write(`Checking ${o.manifest} (${manifest.format})…\n`);
-    const { entries } = await manifest.scan();
+    ({ entries } = await manifest.scan());
     o.log.write(`${entries} entries.\n`);
   }
   const key = `${PREFIX.manifests}${split}${suffix}`;
   const { size } = await stat(o.manifest);
+  if (o.dryRun) {
+    o.log.write(`Would upload ${formatBytes(size)}${entries === undefined ? '' : ` (${entries} entries)`} to s3://${t.bucket}/${key}, split "${split}". Dry run: nothing uploaded.\n`);
+    return { dryRun: true, split, manifest: key, bucket: t.bucket, bytes: size, ...(entries === undefined ? {} : { entries }) };
+  }
   const upload = new Upload({
     client: t.s3,
     params: { Bucket: t.bucket, Key: key, Body: createReadStream(o.manifest) },
@@ -51,7 +67,8 @@ export async function submitCommand(t: Target, o: SubmitOptions): Promise<SplitS
     bar?.stop();
   }
   o.log.write(`Uploaded ${formatBytes(size)} to s3://${t.bucket}/${key}\n`);
-  if (o.wait === 0) return null;
+  const uploaded = { split, manifest: key, state: 'uploaded' } as const;
+  if (o.wait === 0) return uploaded;
 
   // The split of this upload: a status written no earlier than the upload (both clocks are S3's).
   const head = await t.s3.send(new HeadObjectCommand({ Bucket: t.bucket, Key: key }));
@@ -69,14 +86,14 @@ export async function submitCommand(t: Target, o: SubmitOptions): Promise<SplitS
     await sleep(1000);
   }
   if (!status || Date.parse(status.startedAt) < uploadedAt || status.state === 'splitting') {
-    o.log.write(`The split is not finished after ${o.wait} s; follow it with \`cloudfetch status --watch\`.\n`);
-    return status;
+    o.log.write(`The split is not finished after ${o.wait} s; follow it with ${command(t, 'status --watch')}.\n`);
+    return status && Date.parse(status.startedAt) >= uploadedAt ? status : uploaded;
   }
   if (status.state === 'failed') throw new ManifestRefused(`the manifest function refused ${key}: ${status.error ?? 'unknown error'}`);
   o.log.write(
     `Split "${split}": ${status.entries} entries, ${status.queued} queued, ${status.alreadyStored ?? 0} already stored, ` +
       `${status.invalid ?? 0} without a usable URL, ${status.duplicates ?? 0} duplicate ids.\n` +
-      'Follow with `cloudfetch status --watch`, then `cloudfetch sync <dir>`.\n',
+      `Follow with ${command(t, 'status --watch')}, then ${command(t, 'sync <dir>')}.\n`,
   );
   return status;
 }

@@ -2,11 +2,11 @@
 
 import cliProgress from 'cli-progress';
 import { bringSplitHome, type SplitHome } from '../functions/aws/bucket-sync.ts';
-import { listSplits } from '../functions/aws/cloud-state.ts';
+import { describePending, listSplits, queueBusy, readQueueState } from '../functions/aws/cloud-state.ts';
 import type { Layout } from '../functions/core/keys.ts';
 import { formatBytes, formatDuration } from '../functions/core/summary.ts';
 import { UsageError } from './errors.ts';
-import type { Target } from './target.ts';
+import { command, type Target } from './target.ts';
 
 export interface SyncCommandOptions {
   dir: string;
@@ -14,13 +14,17 @@ export interface SyncCommandOptions {
   layout: Layout;
   concurrency: number;
   progress: boolean;
+  /** List and compare, write nothing: what a sync would copy. */
+  dryRun?: boolean;
   signal?: AbortSignal;
   log: NodeJS.WriteStream;
 }
 
 export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Array<{ split: string; home: SplitHome; seconds: number }>> {
   const splits = (await listSplits(t.s3, t.bucket)).filter((s) => s.state === 'queued' && (!o.split || s.split === o.split)).map((s) => s.split);
-  if (splits.length === 0) throw new UsageError(o.split ? `no split "${o.split}" in the bucket (see \`cloudfetch status\`)` : 'nothing to sync yet: `cloudfetch submit <manifest>` first');
+  if (splits.length === 0) throw new UsageError(o.split ? `no split "${o.split}" in the bucket (see ${command(t, 'status')})` : `nothing to sync yet: ${command(t, 'submit <manifest>')} first`);
+  // Whether a failed attempt may still be retried: then its row is pending, not failed.
+  const queue = t.queueUrl ? await readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null;
   const results = [];
   for (const split of splits) {
     const started = Date.now();
@@ -44,6 +48,7 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
     try {
       const home = await bringSplitHome({
         s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency,
+        queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false,
         ...(o.signal ? { signal: o.signal } : {}),
         onListed: (n, size) => {
           listed += n;
@@ -60,10 +65,12 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
       results.push({ split, home, seconds });
       bar?.stop();
       const c = home.counts;
-      o.log.write(
-        `${split}: ${home.images.downloaded} files copied (${formatBytes(home.images.bytes)}), ${home.images.skipped} already here, in ${formatDuration(seconds)}; ` +
-          `table ${home.indexFile}: ${c.fetched} stored, ${c.failed} failed, ${c.pending} pending\n`,
-      );
+      const table = `${c.fetched} stored, ${c.failed} failed, ${describePending(c, queue)}`;
+      o.log.write(o.dryRun
+        ? `${split}: would copy ${home.images.downloaded} files (${formatBytes(home.images.bytes)}), ${home.images.skipped} already here; ` +
+            `table ${home.indexFile} would list ${table}. Dry run: nothing written.\n`
+        : `${split}: ${home.images.downloaded} files copied (${formatBytes(home.images.bytes)}), ${home.images.skipped} already here, in ${formatDuration(seconds)}; ` +
+            `table ${home.indexFile}: ${table}\n`);
     } finally {
       bar?.stop();
       if (timer) clearInterval(timer);

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { connect } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { cdkSettings } from './cdk-settings.ts';
@@ -31,7 +32,18 @@ export interface Target {
   sqs: SQSClient;
   /** Where the names came from, for messages. */
   source: string;
+  /** What is reached, for messages about network errors. */
+  where: Where;
+  /** The target flags the user gave, as command-line words: next-step hints repeat them. */
+  args: readonly string[];
   close(): void;
+}
+
+/** The endpoint (a local cloud's when `dev`), or AWS in a region. */
+export interface Where {
+  endpoint?: string;
+  region?: string;
+  dev?: boolean;
 }
 
 interface ClientConfig {
@@ -61,13 +73,20 @@ function clients(config: ClientConfig, sockets: number): { s3: S3Client; sqs: SQ
   return { s3: new S3Client({ ...common, forcePathStyle: Boolean(config.endpoint) }), sqs: new SQSClient(common) };
 }
 
-function target(names: { bucket: string; queueUrl?: string; dlqUrl?: string }, config: ClientConfig, source: string, sockets: number): Target {
-  const { s3, sqs } = clients(config, sockets);
+async function target(
+  names: { bucket: string; queueUrl?: string; dlqUrl?: string },
+  config: ClientConfig,
+  o: { source: string; args: readonly string[]; dev?: boolean; sockets: number },
+): Promise<Target> {
+  const { s3, sqs } = clients(config, o.sockets);
+  const region = config.region ?? (await s3.config.region().catch(() => undefined));
   return {
     ...names,
     s3,
     sqs,
-    source,
+    source: o.source,
+    where: { ...(config.endpoint ? { endpoint: config.endpoint } : {}), ...(region ? { region } : {}), ...(o.dev ? { dev: true } : {}) },
+    args: o.args,
     close() {
       s3.destroy();
       sqs.destroy();
@@ -87,8 +106,55 @@ function regionOfQueue(url: string | undefined): string | undefined {
   return url ? /^https:\/\/sqs\.([a-z0-9-]+)\.amazonaws\.com/.exec(url)?.[1] : undefined;
 }
 
+/** The target flags as the user gave them, quoted for a shell where needed. */
+export function targetArgs(flags: TargetFlags): string[] {
+  const args: string[] = [];
+  if (flags.dev) args.push('--dev');
+  const valued: Array<[keyof TargetFlags, string]> = [
+    ['bucket', '--bucket'], ['queueUrl', '--queue-url'], ['dlqUrl', '--dlq-url'], ['stack', '--stack'],
+    ['outputs', '--outputs'], ['region', '--region'], ['profile', '--profile'], ['endpoint', '--endpoint'],
+  ];
+  for (const [key, flag] of valued) {
+    const value = flags[key];
+    if (typeof value === 'string') args.push(flag, /^[\w@%+=:,./-]+$/.test(value) ? value : `'${value.replaceAll("'", "'\\''")}'`);
+  }
+  return args;
+}
+
+/** A next step to suggest, with the user's target flags: `cloudfetch sync <dir> --dev`. */
+export function command(t: { args: readonly string[] }, what: string): string {
+  return `\`cloudfetch ${[what, ...t.args].join(' ')}\``;
+}
+
+/**
+ * A refused or unknown endpoint fails at once here, instead of after the SDK's attempts with
+ * backoff (meant for a lossy link, not for an emulator that is not running).
+ */
+export async function checkReachable(where: Where & { endpoint: string }, timeoutMs = 15_000): Promise<void> {
+  const url = URL.parse(where.endpoint);
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new UsageError(`the endpoint must be an http(s) URL such as http://127.0.0.1:4566, not ${JSON.stringify(where.endpoint)}`);
+  }
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port, timeout: timeoutMs });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve();
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      reject(Object.assign(new Error(`connect ETIMEDOUT ${url.host}`), { code: 'ETIMEDOUT' }));
+    });
+    socket.once('error', reject);
+  }).catch((error: unknown) => {
+    throw awsUsageError(error, { where });
+  });
+}
+
 export async function resolveTarget(flags: TargetFlags, sockets = 64): Promise<Target> {
   const endpoint = flags.endpoint ?? process.env.AWS_ENDPOINT_URL;
+  const args = targetArgs(flags);
   const base: ClientConfig = {
     ...(flags.region ? { region: flags.region } : {}),
     ...(flags.profile ? { profile: flags.profile } : {}),
@@ -98,11 +164,13 @@ export async function resolveTarget(flags: TargetFlags, sockets = 64): Promise<T
     // dev.ts brings the emulator (fauxqs, Fastify): loaded only for --dev.
     const { readDevConnection } = await import('./dev.ts');
     const dev = await readDevConnection();
-    return target(dev, { endpoint: dev.endpoint, region: dev.region, credentials: dev.credentials }, `the local cloud at ${dev.endpoint}`, sockets);
+    await checkReachable({ endpoint: dev.endpoint, dev: true });
+    return target(dev, { endpoint: dev.endpoint, region: dev.region, credentials: dev.credentials }, { source: `the local cloud at ${dev.endpoint}`, args, dev: true, sockets });
   }
+  if (endpoint) await checkReachable({ endpoint });
   if (flags.bucket) {
     const names = { bucket: flags.bucket, ...(flags.queueUrl ? { queueUrl: flags.queueUrl } : {}), ...(flags.dlqUrl ? { dlqUrl: flags.dlqUrl } : {}) };
-    return target(names, { ...base, ...(base.region ? {} : { region: regionOfQueue(flags.queueUrl) }) }, `bucket ${flags.bucket}`, sockets);
+    return target(names, { ...base, ...(base.region ? {} : { region: regionOfQueue(flags.queueUrl) }) }, { source: `bucket ${flags.bucket}`, args, sockets });
   }
   const stackName = flags.stack ?? (await cdkSettings().catch(() => null))?.stackName ?? 'cloudfetch';
   const outputsFile = flags.outputs ?? OUTPUTS_FILE;
@@ -115,7 +183,7 @@ export async function resolveTarget(flags: TargetFlags, sockets = 64): Promise<T
     }
     const names = namesFrom(all[stackName] ?? {}) ?? Object.values(all).map(namesFrom).find((n) => n !== null);
     if (!names) throw new UsageError(`${outputsFile} has no BucketName output for stack ${stackName}: deploy with \`npx cdk deploy --outputs-file ${OUTPUTS_FILE}\``);
-    return target(names, { ...base, ...(base.region ? {} : { region: regionOfQueue(names.queueUrl) }) }, outputsFile, sockets);
+    return target(names, { ...base, ...(base.region ? {} : { region: regionOfQueue(names.queueUrl) }) }, { source: outputsFile, args, sockets });
   }
   const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
   const cloudformation = new CloudFormationClient({ ...base, maxAttempts: 5 });
@@ -124,17 +192,80 @@ export async function resolveTarget(flags: TargetFlags, sockets = 64): Promise<T
     const outputs: Outputs = Object.fromEntries((answer.Stacks?.[0]?.Outputs ?? []).map((o) => [o.OutputKey ?? '', o.OutputValue ?? '']));
     const names = namesFrom(outputs);
     if (!names) throw new UsageError(`stack ${stackName} has no BucketName output: is it a cloudfetch stack?`);
-    return target(names, base, `stack ${stackName}`, sockets);
+    return await target(names, base, { source: `stack ${stackName}`, args, sockets });
   } catch (error) {
-    throw awsUsageError(error, stackName);
+    const region = base.region ?? (await cloudformation.config.region().catch(() => undefined));
+    throw awsUsageError(error, { stackName, where: { ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}) } });
   } finally {
     cloudformation.destroy();
   }
 }
 
-/** The AWS errors a user fixes with configuration, as one line saying what to do. */
-export function awsUsageError(error: unknown, stackName = 'cloudfetch'): Error {
+// Node's and the SDK's codes for an endpoint that cannot be reached, in a few words.
+const NETWORK_CAUSES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'DNS lookup failed',
+  ETIMEDOUT: 'timed out',
+  ESOCKETTIMEDOUT: 'timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'timed out',
+  ECONNRESET: 'connection reset',
+  ECONNABORTED: 'connection reset',
+  EPIPE: 'connection reset',
+  UND_ERR_SOCKET: 'connection reset',
+  ENETUNREACH: 'network unreachable',
+  ENETDOWN: 'network unreachable',
+  EHOSTUNREACH: 'host unreachable',
+  EHOSTDOWN: 'host unreachable',
+  EPROTO: 'TLS handshake failed',
+};
+
+/** Why a request never got an answer, when that is the trouble; null for any other error. */
+export function networkCause(error: unknown): { cause: string; tls: boolean; host?: string } | null {
+  // The error, its causes and an AggregateError's parts (a connection tried on IPv6 and IPv4).
+  const seen = new Set<unknown>();
+  const queue = [error];
+  while (queue.length > 0 && seen.size < 20) {
+    const e = queue.shift();
+    if (!e || typeof e !== 'object' || seen.has(e)) continue;
+    seen.add(e);
+    const { code, name, hostname, cause, errors } = e as { code?: unknown; name?: unknown; hostname?: unknown; cause?: unknown; errors?: unknown };
+    const host = typeof hostname === 'string' ? { host: hostname } : {};
+    if (typeof code === 'string') {
+      if (/CERT/.test(code)) return { cause: `certificate not accepted: ${code}`, tls: true, ...host };
+      if (code.startsWith('ERR_SSL_')) return { cause: 'TLS handshake failed', tls: true, ...host };
+      const cause = NETWORK_CAUSES[code];
+      if (cause) return { cause, tls: code === 'EPROTO', ...host };
+    }
+    if (name === 'TimeoutError') return { cause: 'timed out', tls: false };
+    queue.push(cause, ...(Array.isArray(errors) ? errors : []));
+  }
+  return null;
+}
+
+/** One line for an endpoint that cannot be reached: which one, why, and what to check. */
+function unreachable(network: { cause: string; tls: boolean; host?: string }, where: Where): UsageError {
+  const { cause, tls } = network;
+  if (where.dev && where.endpoint) {
+    return new UsageError(`cannot reach the local cloud at ${where.endpoint} (${cause}): is \`cloudfetch dev\` still running in this folder?`);
+  }
+  if (where.endpoint) {
+    const check = tls ? 'check its certificate, and --endpoint' : 'is it running (`cloudfetch dev`, LocalStack)? check --endpoint or AWS_ENDPOINT_URL';
+    return new UsageError(`cannot reach the S3/SQS endpoint ${where.endpoint} (${cause}): ${check}`);
+  }
+  const what = where.region ? `AWS in region ${where.region}` : `AWS${network.host ? ` at ${network.host}` : ''}`;
+  const check = tls
+    ? 'a proxy may be intercepting TLS: set NODE_EXTRA_CA_CERTS to its CA certificate'
+    : 'check your network, proxy, or --region';
+  return new UsageError(`cannot reach ${what} (${cause}): ${check}`);
+}
+
+/** The AWS and network errors a user fixes with configuration, as one line saying what to do. */
+export function awsUsageError(error: unknown, o: { stackName?: string; where?: Where } = {}): Error {
   if (error instanceof UsageError) return error;
+  const network = networkCause(error);
+  if (network) return unreachable(network, o.where ?? {});
+  const stackName = o.stackName ?? 'cloudfetch';
   const e = error as { name?: string; message?: string };
   const message = e.message ?? String(error);
   if (e.name === 'CredentialsProviderError' || /Could not load credentials|credential/i.test(message)) {

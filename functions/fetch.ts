@@ -67,6 +67,8 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     );
   } finally {
     clearTimeout(timer);
-    metrics.publishStoredMetrics();
+    // Powertools warns on every publish of nothing: a batch that counted nothing (messages that
+    // are not jobs) or, in the local cloud, one whose counts another invocation just published.
+    if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
   }
 }

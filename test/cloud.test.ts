@@ -16,6 +16,9 @@ import { encodeJob } from '../functions/core/job-message.ts';
 import { lambdaContext } from '../functions/local/cloud.ts';
 import { sampleImage, startOrigin, type Origin } from '../functions/local/origin.ts';
 import { startDevCloud, type DevCloud } from '../cli/dev-cloud.ts';
+import { formatStatus, statusReport, watchStatus } from '../cli/status.ts';
+import type { Target } from '../cli/target.ts';
+import { FakeTerminal } from './support/terminal.ts';
 
 let origin: Origin;
 let dir: string;
@@ -185,6 +188,61 @@ describe('the local cloud runs the real handlers', () => {
       assert.match(status?.position ?? '', /line/);
       assert.equal(dev.cloud.stats().fetch.received, 0);
       assert.equal(origin.hits('/img/b1.jpg'), 0);
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  test('jobs being retried show as in flight and due again, their images as retrying, not failed; the ETA has a unit or a dash', async () => {
+    let tried = 0;
+    let allTried!: () => void;
+    const firstAttempts = new Promise<void>((resolve) => (allTried = resolve));
+    // Failed jobs stay hidden for 10 minutes: long enough to look at them at leisure.
+    const dev = await quickCloud({
+      visibilityTimeoutSeconds: 600,
+      wrapFetch: (real) => async (event, context) => {
+        try {
+          return await real(event, context);
+        } finally {
+          tried += event.Records.length;
+          if (tried === 3) allTried();
+        }
+      },
+    });
+    const t: Target = {
+      bucket: dev.cloud.bucket, queueUrl: dev.cloud.queueUrl, dlqUrl: dev.cloud.dlqUrl, s3: dev.s3, sqs: dev.sqs,
+      source: 'the local cloud', where: { endpoint: dev.emulator.endpoint, dev: true }, args: ['--dev'], close() {},
+    };
+    try {
+      const images = [1, 2, 3].map((id) => ({ url: [`${origin.url}/status/503`], image_id: id }));
+      await upload(dev, 'manifests/busy.json', JSON.stringify({ images }));
+      await firstAttempts;
+
+      const report = await statusReport(t, { counts: true });
+      assert.deepEqual({ ...report.queue, nextDeliveryIn: undefined }, { waiting: 0, inFlight: 3, delayed: 0, deadLetter: 0, visibilityTimeout: 600, nextDeliveryIn: undefined });
+      const due = report.queue!.nextDeliveryIn!;
+      assert.ok(due > 500 && due <= 600, `due again in ${due} s`);
+      assert.equal(report.done, false);
+      assert.deepEqual(report.splits[0]!.counts, { entries: 3, fetched: 0, failed: 0, pending: 3, retrying: 3, bytes: 0, byReason: {} });
+      const lines = formatStatus(report, t).split('\n');
+      assert.equal(lines[1], '  now: 0 stored, 0 failed, 3 still queued or in flight (3 retrying after a failed attempt)');
+      assert.match(lines[2]!, /^Queue: 0 waiting, 3 in flight \(being fetched, or failed and due again in \d+m\d\ds\); dead-letter queue: 0$/);
+      assert.equal(lines[3], 'Still working.');
+
+      // The table calls them pending, with the reason of the attempt that failed.
+      const home = await bringSplitHome({ s3: dev.s3, bucket: dev.cloud.bucket, split: 'busy', dir: join(dir, 'busy'), queueBusy: true });
+      const rows = parse(await readFile(home.indexFile, 'utf8'), { columns: true }) as Array<Record<string, string>>;
+      assert.deepEqual(rows.map((r) => [r.status, r.reason]), [['pending', 'http-5xx'], ['pending', 'http-5xx'], ['pending', 'http-5xx']]);
+
+      // Nothing moves, so no rate: the ETA is a dash, on a terminal and off one.
+      const stopped = AbortSignal.abort();
+      let plain = '';
+      const pipe = { isTTY: false, write: (text: string) => ((plain += text), true) } as unknown as NodeJS.WriteStream;
+      await watchStatus(t, { intervalMs: 1000, log: pipe, signal: stopped });
+      assert.match(plain, /^status: 3 left \(0 waiting, 3 in flight \(being fetched, or failed and due again in \d+m\d\ds\)\), 0 in the dead-letter queue, 0\/s, ETA —\n$/);
+      const terminal = new FakeTerminal(200);
+      await watchStatus(t, { intervalMs: 1000, log: terminal as unknown as NodeJS.WriteStream, signal: stopped });
+      assert.match(terminal.screen().join('\n'), /0\/3 done \| 0 waiting, 3 in flight, due again in \d+m\d\ds \| 0 parked \| 0\/s \| ETA —$/m);
     } finally {
       await dev.stop();
     }

@@ -8,13 +8,14 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
 import { encodeJob } from '../functions/core/job-message.ts';
 import { sampleImage, startOrigin, type Origin } from '../functions/local/origin.ts';
 import type { DevConnection } from '../cli/dev.ts';
 import { cli, startCli } from './support/cli.ts';
+import { devClients, until } from './support/dev.ts';
 
 let origin: Origin;
 let cwd: string;
@@ -23,14 +24,6 @@ let devExit: Promise<unknown>;
 let connection: DevConnection;
 let s3: S3Client;
 let sqs: SQSClient;
-
-const until = async (condition: () => boolean | Promise<boolean>, what: string, limitMs = 30_000): Promise<void> => {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > limitMs) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-};
 
 before(async () => {
   origin = await startOrigin();
@@ -41,9 +34,7 @@ before(async () => {
   const file = join(cwd, '.cloudfetch', 'dev.json');
   await until(() => existsSync(file), 'cloudfetch dev to start');
   connection = JSON.parse(await readFile(file, 'utf8')) as DevConnection;
-  const config = { endpoint: connection.endpoint, region: connection.region, credentials: connection.credentials };
-  s3 = new S3Client({ ...config, forcePathStyle: true });
-  sqs = new SQSClient(config);
+  ({ s3, sqs } = devClients(connection));
 });
 
 after(async () => {

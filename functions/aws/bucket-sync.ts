@@ -5,7 +5,7 @@
 
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { readdir, rename, rm } from 'node:fs/promises';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -43,6 +43,10 @@ export interface HomeOptions {
   layout?: Layout;
   concurrency?: number;
   signal?: AbortSignal;
+  /** The jobs queue still holds jobs: a transient failure is pending, not final (see splitRows). */
+  queueBusy?: boolean;
+  /** Count what would be copied (downloaded: files, bytes: their size) and write nothing. */
+  dryRun?: boolean;
   onFile?: (file: { key: string; bytes: number; downloaded: boolean }) => void;
   onListed?: (objects: number, bytes: number) => void;
 }
@@ -70,8 +74,16 @@ async function placement(o: HomeOptions): Promise<(key: string) => string> {
 /** Copies the split's images; `stored`, when given, receives every listed key (relative to images/) and size. */
 export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>): Promise<SyncResult> {
   const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, bytes: 0 };
-  const store = await FsStore.open(o.dir);
-  const reader = await ObjectReader.open(o.s3, o.bucket, o.concurrency ?? 64);
+  // A dry run opens no store: that would create the folder and sweep temporaries.
+  const store = o.dryRun ? null : await FsStore.open(o.dir);
+  const reader = o.dryRun ? null : await ObjectReader.open(o.s3, o.bucket, o.concurrency ?? 64);
+  const root = resolve(o.dir);
+  const pathOf = (local: string): string => store?.path(local) ?? join(root, local);
+  const sizeHere = async (local: string): Promise<number | undefined> => {
+    if (store) return (await store.head(local))?.bytes;
+    const info = await stat(pathOf(local)).catch(() => null);
+    return info?.isFile() ? info.size : undefined;
+  };
   const prefix = `${PREFIX.images}${o.split}/`;
   const queue: ListedObject[] = [];
   let listers = SHARDS.length;
@@ -113,10 +125,16 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   const copy = async (object: ListedObject): Promise<void> => {
     const key = object.key.slice(PREFIX.images.length);
     const local = place(key);
-    const existing = (await presentAtStart(store.path(local))) ? await store.head(local) : null;
-    if (existing?.bytes === object.size) {
+    const existing = (await presentAtStart(pathOf(local))) ? await sizeHere(local) : undefined;
+    if (existing === object.size) {
       result.skipped++;
       o.onFile?.({ key, bytes: object.size, downloaded: false });
+      return;
+    }
+    if (!store || !reader) {
+      result.downloaded++;
+      result.bytes += object.size;
+      o.onFile?.({ key, bytes: object.size, downloaded: true });
       return;
     }
     for (let attempt = 1; ; attempt++) {
@@ -151,7 +169,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   try {
     await Promise.all([...SHARDS.map(list), ...Array.from({ length: o.concurrency ?? 64 }, worker)]);
   } finally {
-    await Promise.all([store.close(), reader.close()]);
+    await Promise.all([store?.close(), reader?.close()]);
   }
   return result;
 }
@@ -159,6 +177,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
 /**
  * Brings a split home: its images into <dir>/<split>/ and its table into <dir>/<split>.csv (the
  * columns of a local run's index; status `pending` for images still queued or in the DLQ).
+ * A dry run counts the same and writes neither.
  */
 export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   const place = await placement(o);
@@ -166,12 +185,18 @@ export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   const stored = new Map<string, number>();
   const images = await syncImages(o, place, stored);
   const indexFile = join(resolve(o.dir), `${o.split}.csv`);
+  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, queueBusy: o.queueBusy ?? false });
+  if (o.dryRun) {
+    const counts = emptyCounts();
+    for await (const row of rows) count(counts, row);
+    return { images, counts, indexFile };
+  }
   const partial = `${indexFile}.${process.pid}.part`;
   const counts = emptyCounts();
   const out = createWriteStream(partial);
   try {
     out.write(INDEX_HEADER);
-    for await (const row of splitRows(o.s3, o.bucket, o.split, stored)) {
+    for await (const row of rows) {
       count(counts, row);
       const path = row.path ? place(row.path) : '';
       const line = [row.image_id, row.label, row.url, path, row.status, row.bytes || '', '', row.reason, '', '', ''].map(csvField).join(',') + '\n';

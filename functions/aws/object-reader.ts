@@ -10,8 +10,9 @@ import { Agent } from 'undici';
 export class ObjectReadError extends Error {
   override name = 'ObjectReadError';
   readonly status: number | undefined;
-  constructor(message: string, status?: number) {
-    super(message);
+  constructor(message: string, status?: number, cause?: unknown) {
+    // The cause keeps a network error's code, which the command line turns into advice.
+    super(message, cause === undefined ? undefined : { cause });
     this.status = status;
   }
   /** 5xx, 429 and throttling, and anything without an HTTP status (resets, time-outs). */
@@ -104,7 +105,7 @@ export class ObjectReader {
     try {
       answer = await this.#agent.request({ origin: this.#base.origin, path, method: 'GET', headers: signed.headers, ...(signal ? { signal } : {}) });
     } catch (error) {
-      throw new ObjectReadError(`${key}: ${(error as Error).message}`);
+      throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error);
     }
     if (answer.statusCode !== 200) {
       const text = await answer.body.text().catch(() => '');
@@ -114,7 +115,7 @@ export class ObjectReader {
     try {
       return Buffer.from(await answer.body.arrayBuffer());
     } catch (error) {
-      throw new ObjectReadError(`${key}: ${(error as Error).message}`);
+      throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error);
     }
   }
 

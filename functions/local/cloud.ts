@@ -81,8 +81,14 @@ export interface LocalCloud {
    */
   idle(): Promise<void>;
   stats(): LocalCloudStats;
-  /** Stops both event sources (waiting for running invocations), closes its clients, restores process.env. */
-  stop(): Promise<void>;
+  /** Invocations running now (manifest: also those waiting for a retry). */
+  running(): { manifest: number; fetch: number };
+  /**
+   * Stops both event sources, waits for running invocations (at most `graceMs`; those still
+   * running are left to finish on their own, unheard), closes its clients, restores process.env.
+   * Resolves with how many invocations were left running.
+   */
+  stop(o?: { graceMs?: number }): Promise<{ abandoned: number }>;
 }
 
 export interface FunctionSpec {
@@ -155,7 +161,12 @@ function applyEnv(values: Record<string, string | undefined>): () => void {
 
 export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
   const { settings, emulator, handlers } = options;
-  const log = options.log ?? ((line: string) => process.stderr.write(`local cloud: ${line}\n`));
+  const write = options.log ?? ((line: string) => process.stderr.write(`local cloud: ${line}\n`));
+  // A stopped cloud says nothing more, even about invocations it left running.
+  let silent = false;
+  const log = (line: string): void => {
+    if (!silent) write(line);
+  };
   const names = defaultNames(settings.stackName);
   const bucket = options.bucket ?? names.bucket;
   const queueName = options.queueName ?? names.queueName;
@@ -248,7 +259,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
 
     const manifestSource = manifests;
     const jobSource = jobs;
-    let stopped: Promise<void> | undefined;
+    let stopped: Promise<{ abandoned: number }> | undefined;
 
     async function queueDepth(): Promise<number> {
       const { Attributes: a = {} } = await sqs.send(
@@ -290,13 +301,16 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
         }
       },
       stats: () => ({ manifest: manifestSource.stats(), fetch: jobSource.stats() }),
-      stop() {
+      running: () => ({ manifest: manifestSource.inFlight, fetch: jobSource.inFlight }),
+      stop(o = {}) {
         stopped ??= (async () => {
-          await Promise.all([manifestSource.stop(), jobSource.stop()]);
+          const left = await Promise.all([manifestSource.stop(o.graceMs), jobSource.stop(o.graceMs)]);
+          silent = true;
           activity.tick();
           s3.destroy();
           sqs.destroy();
           restoreEnv();
+          return { abandoned: left[0] + left[1] };
         })();
         return stopped;
       },

@@ -103,3 +103,25 @@ export function awsClientConfig(emulator: Emulator): {
 export function endpointQueueUrl(emulator: Emulator, queueUrl: string): string {
   return new URL(new URL(queueUrl).pathname, emulator.endpoint + '/').toString();
 }
+
+/**
+ * Seconds until the next hidden message of a queue (in flight or delayed) is visible again, from
+ * fauxqs's inspection endpoint, which moves nothing. Undefined where there is no such endpoint
+ * (LocalStack, AWS) or nothing is hidden. It lists every message: for small queues only.
+ */
+export async function nextVisibleIn(queueUrl: string, now = Date.now()): Promise<number | undefined> {
+  const url = new URL(queueUrl);
+  const name = url.pathname.split('/').filter(Boolean).at(-1);
+  if (!name) return undefined;
+  try {
+    const answer = await fetch(new URL(`/_fauxqs/queues/${encodeURIComponent(name)}`, url.origin), { signal: AbortSignal.timeout(5000) });
+    if (!answer.ok) return undefined;
+    const { messages } = (await answer.json()) as { messages?: { inflight?: Array<{ visibilityDeadline?: number }>; delayed?: Array<{ delayUntil?: number }> } };
+    let first = Infinity;
+    for (const m of messages?.inflight ?? []) if (typeof m.visibilityDeadline === 'number') first = Math.min(first, m.visibilityDeadline);
+    for (const m of messages?.delayed ?? []) if (typeof m.delayUntil === 'number') first = Math.min(first, m.delayUntil);
+    return Number.isFinite(first) ? Math.max(0, (first - now) / 1000) : undefined;
+  } catch {
+    return undefined;
+  }
+}

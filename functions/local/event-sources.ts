@@ -55,6 +55,17 @@ const errorText = (error: unknown): string => (error instanceof Error ? `${error
 
 const isAbort = (error: unknown): boolean => error instanceof Error && error.name === 'AbortError';
 
+/** Waits for `work`, at most `ms` (Infinity: for ever). */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  if (!Number.isFinite(ms)) {
+    await work;
+    return;
+  }
+  const done = new AbortController();
+  await Promise.race([work, sleep(ms, undefined, { signal: done.signal }).catch(() => {})]);
+  done.abort();
+}
+
 // ---------------------------------------------------------------------------------------------
 // S3 ObjectCreated → manifest function
 
@@ -145,8 +156,11 @@ export interface ManifestSource {
   /** Invocations running or waiting for a retry. */
   readonly inFlight: number;
   stats(): { invocations: number; errors: number; retries: number; gaveUp: number };
-  /** Stops polling and retrying, then waits for running invocations to finish. */
-  stop(): Promise<void>;
+  /**
+   * Stops polling and retrying, then waits for running invocations to finish, at most `graceMs`;
+   * resolves with how many were still running (left to finish on their own).
+   */
+  stop(graceMs?: number): Promise<number>;
 }
 
 /**
@@ -277,10 +291,14 @@ export async function startManifestSource(options: ManifestSourceOptions): Promi
       return running.size;
     },
     stats: () => ({ ...counts }),
-    async stop() {
+    async stop(graceMs = Infinity) {
       stopping.abort();
       clearTimeout(timer);
-      while (running.size > 0) await Promise.allSettled([...running]);
+      const settled = (async () => {
+        while (running.size > 0) await Promise.allSettled([...running]);
+      })();
+      await within(settled, graceMs);
+      return running.size;
     },
   };
 }
@@ -343,9 +361,11 @@ export interface SqsSource {
   stats(): SqsSourceStats;
   /**
    * Ends the long polls (see SqsSourceOptions.onStop), makes messages gathered but not yet handed
-   * to the function visible again, and waits for running invocations and their deletions.
+   * to the function visible again, and waits for running invocations and their deletions, at most
+   * `graceMs`; resolves with how many invocations were still running (their messages come back
+   * after the visibility timeout).
    */
-  stop(): Promise<void>;
+  stop(graceMs?: number): Promise<number>;
 }
 
 function lambdaMessageAttributes(attributes: Record<string, MessageAttributeValue> | undefined): SQSMessageAttributes {
@@ -584,11 +604,12 @@ export function startSqsSource(options: SqsSourceOptions): SqsSource {
       return inFlight;
     },
     stats: () => ({ ...counts }),
-    async stop() {
+    async stop(graceMs = Infinity) {
       stopRequested = true;
       if (onStop === 'abort') stopping.abort();
-      await Promise.allSettled(pollers);
+      await within(Promise.allSettled(pollers), graceMs);
       stopping.abort();
+      return inFlight;
     },
   };
 }
