@@ -7,9 +7,9 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { parseArgs } from 'node:util';
-import { readStatus } from '../functions/aws/cloud-state.ts';
-import { sampleMixPaths, startOrigin } from '../functions/local/origin.ts';
-import { startDevCloud } from '../cli/dev-cloud.ts';
+import { readStatus } from '../aws/home/cloud-state.ts';
+import { sampleMixPaths, startOrigin } from '../local-cloud/origin.ts';
+import { startDevCloud } from '../local-cloud/dev-cloud.ts';
 import { table } from './measure.ts';
 
 // us-east-1 list prices (USD) when this was written; Asian regions cost 10–30% more. Check

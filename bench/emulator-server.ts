@@ -4,7 +4,7 @@
 //
 //   node bench/emulator-server.ts
 
-import { startEmulator } from '../functions/local/emulator.ts';
+import { startEmulator } from '../local-cloud/emulator.ts';
 import { serveUntilStopped } from './measure.ts';
 
 const emulator = await startEmulator();

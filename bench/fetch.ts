@@ -14,8 +14,8 @@ import { availableParallelism, cpus as cpuTimes } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { DEFAULT_USER_AGENT } from '../functions/core/fetcher.ts';
-import { sampleImage } from '../functions/local/origin.ts';
+import { DEFAULT_USER_AGENT } from '../engine/fetch/fetcher.ts';
+import { sampleImage } from '../local-cloud/origin.ts';
 import { defaultOutBase, hasGnuTime, isTmpfs, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');

@@ -3,8 +3,8 @@
 //
 //   node bench/inspect-driver.ts FILE [--json]
 
-import { fileSource, openManifest } from '../functions/core/manifest/index.ts';
-import { formatInspectReport, inspectManifest } from '../functions/core/manifest/inspect.ts';
+import { fileSource, openManifest } from '../engine/manifest/index.ts';
+import { formatInspectReport, inspectManifest } from '../engine/manifest/inspect.ts';
 
 const path = process.argv[2];
 if (!path) {

@@ -1,4 +1,4 @@
-// Manifest function benchmark: the real handler (functions/manifest.ts) splits a generated
+// Manifest function benchmark: the real handler (aws/lambda/manifest.ts) splits a generated
 // iMaterialist Furniture manifest of N entries that sits in the emulated bucket, as Lambda would
 // run it after the upload. Reports entries/s, wall time, peak RSS of the handler's process, peak
 // RSS of the emulator's process, and every S3 and SQS request the handler made, per phase.
@@ -26,10 +26,10 @@ import { parseArgs } from 'node:util';
 import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { Upload } from '@aws-sdk/lib-storage';
-import { INDEX_HEADER } from '../functions/core/index-table.ts';
-import { splitNameOf } from '../functions/core/manifest/index.ts';
+import { INDEX_HEADER } from '../engine/index-table.ts';
+import { splitNameOf } from '../engine/manifest/index.ts';
 import { GNU_TIME, parseGnuTime, startServer } from './measure.ts';
-import { DEFAULT_SETTINGS, functionEnvironment, visibilityTimeoutSeconds } from '../infra/settings.ts';
+import { DEFAULT_SETTINGS, functionEnvironment, visibilityTimeoutSeconds } from '../aws/settings.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const SELF = join(ROOT, 'bench', 'manifest.ts');
@@ -111,9 +111,9 @@ async function child(): Promise<void> {
     } as typeof original;
   }
 
-  const { handler } = await import('../functions/manifest.ts');
-  const { lambdaContext } = await import('../functions/local/cloud.ts');
-  const { s3ObjectCreatedEvent } = await import('../functions/local/event-sources.ts');
+  const { handler } = await import('../aws/lambda/manifest.ts');
+  const { lambdaContext } = await import('../local-cloud/cloud.ts');
+  const { s3ObjectCreatedEvent } = await import('../local-cloud/event-sources.ts');
   const event = s3ObjectCreatedEvent(env('BUCKET_NAME'), env('AWS_REGION'), { key, size, eTag });
   const context = lambdaContext(MANIFEST_FN, env('AWS_REGION'));
 
@@ -499,7 +499,7 @@ function procCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** A queue URL on the emulator's own origin (see endpointQueueUrl in functions/local/emulator.ts). */
+/** A queue URL on the emulator's own origin (see endpointQueueUrl in local-cloud/emulator.ts). */
 function onEndpoint(queueUrl: string, endpoint: string): string {
   return new URL(new URL(queueUrl).pathname, endpoint + '/').toString();
 }

@@ -4,7 +4,7 @@
 //   node bench/origin-server.ts [--latency 50]
 
 import { parseArgs } from 'node:util';
-import { startOrigin } from '../functions/local/origin.ts';
+import { startOrigin } from '../local-cloud/origin.ts';
 import { serveUntilStopped } from './measure.ts';
 
 const { values } = parseArgs({ options: { latency: { type: 'string', default: '50' } } });

@@ -10,9 +10,9 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { INDEX_HEADER, csvField } from '../functions/core/index-table.ts';
-import { EMULATOR_CREDENTIALS } from '../functions/local/emulator.ts';
-import { sampleImage } from '../functions/local/origin.ts';
+import { INDEX_HEADER, csvField } from '../engine/index-table.ts';
+import { EMULATOR_CREDENTIALS } from '../local-cloud/emulator.ts';
+import { sampleImage } from '../local-cloud/origin.ts';
 import { defaultOutBase, hasGnuTime, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');

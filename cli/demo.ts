@@ -6,12 +6,12 @@
 import { isAbsolute } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
-import { bringSplitHome } from '../functions/aws/bucket-sync.ts';
-import { readStatus } from '../functions/aws/cloud-state.ts';
-import { FAILURE_REASONS, isFailureReason } from '../functions/core/outcome.ts';
-import { formatBytes, formatDuration } from '../functions/core/summary.ts';
-import { sampleMixPaths, startOrigin } from '../functions/local/origin.ts';
-import { startDevCloud } from './dev-cloud.ts';
+import { bringSplitHome } from '../aws/home/sync.ts';
+import { readStatus } from '../aws/home/cloud-state.ts';
+import { FAILURE_REASONS, isFailureReason } from '../engine/outcome.ts';
+import { formatBytes, formatDuration } from '../engine/summary.ts';
+import { sampleMixPaths, startOrigin } from '../local-cloud/origin.ts';
+import { startDevCloud } from '../local-cloud/dev-cloud.ts';
 
 const ENTRIES = 400;
 const out = process.argv[2] ?? 'demo-data';

@@ -4,8 +4,8 @@
 import { rmSync } from 'node:fs';
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { plural } from '../functions/core/summary.ts';
-import { startDevCloud, type DevCloud } from './dev-cloud.ts';
+import { plural } from '../engine/summary.ts';
+import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
 import { EXIT, UsageError } from './errors.ts';
 import { awsUsageError, checkReachable } from './target.ts';
 

@@ -1,8 +1,8 @@
 // Opening a manifest named on the command line, with the errors a user can act on.
 
 import { access, constants, stat } from 'node:fs/promises';
-import { fileSource, openManifest, splitNameOf, type Manifest, type ManifestFormat } from '../functions/core/manifest/index.ts';
-import { safeSegment } from '../functions/core/keys.ts';
+import { fileSource, openManifest, splitNameOf, type Manifest, type ManifestFormat } from '../engine/manifest/index.ts';
+import { safeSegment } from '../engine/keys.ts';
 import { UsageError } from './errors.ts';
 
 export interface ManifestFileOptions {

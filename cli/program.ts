@@ -1,11 +1,11 @@
-// The cloudfetch command line (started by cli/cloudfetch.js). Each command is a thin layer over the engine in functions/core.
+// The cloudfetch command line (started by cli/cloudfetch.js). Each command is a thin layer over the engine (engine/) and the cloud (aws/).
 
 import { Command, CommanderError, Option } from 'commander';
-import { DEFAULT_FETCHER_OPTIONS } from '../functions/core/fetcher.ts';
-import { LAYOUTS, type Layout } from '../functions/core/keys.ts';
-import { ManifestError, type ManifestFormat } from '../functions/core/manifest/index.ts';
-import { formatInspectReport, inspectManifest } from '../functions/core/manifest/inspect.ts';
-import { MultiLabelError } from '../functions/core/run.ts';
+import { DEFAULT_FETCHER_OPTIONS } from '../engine/fetch/fetcher.ts';
+import { LAYOUTS, type Layout } from '../engine/keys.ts';
+import { ManifestError, type ManifestFormat } from '../engine/manifest/index.ts';
+import { formatInspectReport, inspectManifest } from '../engine/manifest/inspect.ts';
+import { MultiLabelError } from '../engine/plan.ts';
 import { EXIT, ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
 // The cloud commands load the AWS SDK: imported when one of them runs, so `run` and `inspect`

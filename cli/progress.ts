@@ -1,8 +1,8 @@
 // Progress of a run: a bar on a terminal, plain periodic lines otherwise (logs, CI, pipes).
 
 import cliProgress from 'cli-progress';
-import type { Tally } from '../functions/core/summary.ts';
-import { formatBytes, formatDuration } from '../functions/core/summary.ts';
+import type { Tally } from '../engine/summary.ts';
+import { formatBytes, formatDuration } from '../engine/summary.ts';
 
 export interface Progress {
   /** Call after each record; cheap. */

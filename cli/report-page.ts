@@ -4,9 +4,9 @@
 // but the page's own style and script (by hash). No framework, no network, prints on paper.
 
 import { createHash } from 'node:crypto';
-import { FAILURE_REASONS, isFailureReason, isTransient } from '../functions/core/outcome.ts';
-import { formatBytes } from '../functions/core/summary.ts';
-import type { SplitCounts } from '../functions/aws/cloud-state.ts';
+import { FAILURE_REASONS, isFailureReason, isTransient } from '../engine/outcome.ts';
+import { formatBytes } from '../engine/summary.ts';
+import type { SplitCounts } from '../aws/home/cloud-state.ts';
 import type { HostReport, SplitReport } from './report.ts';
 import type { QueueState } from './status.ts';
 

@@ -5,10 +5,10 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { count, emptyCounts, listSplits, splitRows, type CloudRow, type SplitCounts } from '../functions/aws/cloud-state.ts';
-import { csvField } from '../functions/core/index-table.ts';
-import { FAILURE_REASONS, isFailureReason } from '../functions/core/outcome.ts';
-import { formatBytes } from '../functions/core/summary.ts';
+import { count, emptyCounts, listSplits, splitRows, type CloudRow, type SplitCounts } from '../aws/home/cloud-state.ts';
+import { csvField } from '../engine/index-table.ts';
+import { FAILURE_REASONS, isFailureReason } from '../engine/outcome.ts';
+import { formatBytes } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import { EXAMPLES_PER_REASON, percent, reportPage } from './report-page.ts';
 import { queueState } from './status.ts';

@@ -4,13 +4,13 @@
 
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
-import { listSplits, readQueueState, storedImages } from '../functions/aws/cloud-state.ts';
-import type { FailureRecord } from '../functions/aws/fetch-record.ts';
-import { listObjects } from '../functions/aws/listing.ts';
-import { PREFIX } from '../functions/aws/prefixes.ts';
-import { JobSender } from '../functions/aws/sqs-jobs.ts';
-import { FAILURE_REASONS, isFailureReason } from '../functions/core/outcome.ts';
-import { plural } from '../functions/core/summary.ts';
+import { listSplits, readQueueState, storedImages } from '../aws/home/cloud-state.ts';
+import type { FailureRecord } from '../aws/bucket.ts';
+import { listObjects } from '../aws/listing.ts';
+import { failurePrefix } from '../aws/bucket.ts';
+import { JobSender } from '../aws/sqs-jobs.ts';
+import { FAILURE_REASONS, isFailureReason } from '../engine/outcome.ts';
+import { plural } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import type { Target } from './target.ts';
 
@@ -69,7 +69,7 @@ export async function retryCommand(t: Target, o: { split?: string; reasons: stri
     const stored = await storedImages(t.s3, t.bucket, split);
     const seen = new Set<string>();
     for (const reason of o.reasons) {
-      for await (const page of listObjects(t.s3, t.bucket, `${PREFIX.failures}${split}/${reason}/`)) {
+      for await (const page of listObjects(t.s3, t.bucket, `${failurePrefix(split)}${reason}/`)) {
         const records = await Promise.all(page.map(async (object) => {
           const answer = await t.s3.send(new GetObjectCommand({ Bucket: t.bucket, Key: object.key }));
           return JSON.parse(await answer.Body!.transformToString()) as FailureRecord;

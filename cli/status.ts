@@ -7,12 +7,12 @@ import cliProgress from 'cli-progress';
 import {
   count, describePending, describeQueue, emptyCounts, listSplits, nextDelivery, queueBusy, readQueueState, splitRows,
   type QueueState, type SplitCounts,
-} from '../functions/aws/cloud-state.ts';
-import type { SplitStatus } from '../functions/aws/split.ts';
-import { formatDuration } from '../functions/core/summary.ts';
+} from '../aws/home/cloud-state.ts';
+import type { SplitStatus } from '../aws/bucket.ts';
+import { formatDuration } from '../engine/summary.ts';
 import { command, type Target } from './target.ts';
 
-export type { QueueState } from '../functions/aws/cloud-state.ts';
+export type { QueueState } from '../aws/home/cloud-state.ts';
 
 export interface StatusReport {
   splits: Array<SplitStatus & { counts?: SplitCounts }>;
@@ -28,7 +28,7 @@ export async function queueState(t: Target): Promise<QueueState | null> {
   if (!t.queueUrl) return null;
   const q = await readQueueState(t.sqs, t.queueUrl, t.dlqUrl);
   if (t.where.endpoint && q.inFlight + q.delayed > 0 && q.waiting + q.inFlight + q.delayed <= INSPECTABLE) {
-    const { nextVisibleIn } = await import('../functions/local/emulator.ts');
+    const { nextVisibleIn } = await import('../local-cloud/emulator.ts');
     const next = await nextVisibleIn(t.queueUrl);
     if (next !== undefined) q.nextDeliveryIn = next;
   }

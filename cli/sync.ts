@@ -1,10 +1,10 @@
 // `cloudfetch sync`: brings images and index tables home, resumable, with a bar of bytes and rate.
 
 import cliProgress from 'cli-progress';
-import { bringSplitHome, type SplitHome } from '../functions/aws/bucket-sync.ts';
-import { describePending, listSplits, queueBusy, readQueueState } from '../functions/aws/cloud-state.ts';
-import type { Layout } from '../functions/core/keys.ts';
-import { formatBytes, formatDuration } from '../functions/core/summary.ts';
+import { bringSplitHome, type SplitHome } from '../aws/home/sync.ts';
+import { describePending, listSplits, queueBusy, readQueueState } from '../aws/home/cloud-state.ts';
+import type { Layout } from '../engine/keys.ts';
+import { formatBytes, formatDuration } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import { command, type Target } from './target.ts';
 

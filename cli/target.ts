@@ -9,7 +9,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { connect } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { cdkSettings } from './cdk-settings.ts';
+import { cdkJsonSettings } from '../aws/settings.ts';
 import { UsageError } from './errors.ts';
 
 export interface TargetFlags {
@@ -172,7 +172,7 @@ export async function resolveTarget(flags: TargetFlags, sockets = 64): Promise<T
     const names = { bucket: flags.bucket, ...(flags.queueUrl ? { queueUrl: flags.queueUrl } : {}), ...(flags.dlqUrl ? { dlqUrl: flags.dlqUrl } : {}) };
     return target(names, { ...base, ...(base.region ? {} : { region: regionOfQueue(flags.queueUrl) }) }, { source: `bucket ${flags.bucket}`, args, sockets });
   }
-  const stackName = flags.stack ?? (await cdkSettings().catch(() => null))?.stackName ?? 'cloudfetch';
+  const stackName = flags.stack ?? (await cdkJsonSettings().catch(() => null))?.stackName ?? 'cloudfetch';
   const outputsFile = flags.outputs ?? OUTPUTS_FILE;
   if (flags.outputs || existsSync(outputsFile)) {
     let all: Record<string, Outputs>;

@@ -3,7 +3,7 @@
 
 import { App, Validations } from 'aws-cdk-lib';
 import nag from 'cdk-nag';
-import { SettingsError } from './settings.ts';
+import { SettingsError } from '../aws/settings.ts';
 import { createStack, RegionError } from './stack.ts';
 
 try {

@@ -7,7 +7,7 @@ import { Functions } from './constructs/functions.ts';
 import { Operations } from './constructs/operations.ts';
 import { Queues } from './constructs/queues.ts';
 import { Storage } from './constructs/storage.ts';
-import { readSettings, type Settings } from './settings.ts';
+import { readSettings, type Settings } from '../aws/settings.ts';
 
 export class RegionError extends Error {
   override name = 'RegionError';

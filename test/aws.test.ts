@@ -7,12 +7,12 @@ import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } fro
 import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
-import { ObjectReadError, ObjectReader } from '../functions/aws/object-reader.ts';
-import { S3Store } from '../functions/aws/s3-store.ts';
-import { splitManifest, type SplitDeps } from '../functions/aws/split.ts';
-import { JobSender } from '../functions/aws/sqs-jobs.ts';
-import { decodeJob, encodeJob, BadMessageError } from '../functions/core/job-message.ts';
-import type { Job } from '../functions/core/job.ts';
+import { ObjectReadError, ObjectReader } from '../aws/home/object-reader.ts';
+import { S3Store } from '../aws/lambda/s3-store.ts';
+import { splitManifest, type SplitDeps } from '../aws/lambda/split.ts';
+import { JobSender } from '../aws/sqs-jobs.ts';
+import { decodeJob, encodeJob, BadMessageError } from '../aws/job-message.ts';
+import type { Job } from '../engine/job.ts';
 
 let server: FauxqsServer;
 let s3: S3Client;

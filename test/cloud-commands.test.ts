@@ -14,9 +14,9 @@ import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DevConnection } from '../cli/dev.ts';
 import { awsUsageError, command, targetArgs } from '../cli/target.ts';
-import { encodeJob } from '../functions/core/job-message.ts';
-import { FAILURE_REASONS } from '../functions/core/outcome.ts';
-import { sampleImage, startOrigin, type Origin } from '../functions/local/origin.ts';
+import { encodeJob } from '../aws/job-message.ts';
+import { FAILURE_REASONS } from '../engine/outcome.ts';
+import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 import { cli, startCli, type CliResult } from './support/cli.ts';
 import { devClients, until } from './support/dev.ts';
 

@@ -10,12 +10,12 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
 import type { SQSEvent } from 'aws-lambda';
-import { bringSplitHome } from '../functions/aws/bucket-sync.ts';
-import { readStatus } from '../functions/aws/cloud-state.ts';
-import { encodeJob } from '../functions/core/job-message.ts';
-import { lambdaContext } from '../functions/local/cloud.ts';
-import { sampleImage, startOrigin, type Origin } from '../functions/local/origin.ts';
-import { startDevCloud, type DevCloud } from '../cli/dev-cloud.ts';
+import { bringSplitHome } from '../aws/home/sync.ts';
+import { readStatus } from '../aws/home/cloud-state.ts';
+import { encodeJob } from '../aws/job-message.ts';
+import { lambdaContext } from '../local-cloud/cloud.ts';
+import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
+import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
 import { formatStatus, statusReport, watchStatus } from '../cli/status.ts';
 import type { Target } from '../cli/target.ts';
 import { FakeTerminal } from './support/terminal.ts';
@@ -121,7 +121,7 @@ describe('the local cloud runs the real handlers', () => {
           attributes: { ApproximateReceiveCount: String(n), SentTimestamp: '0', SenderId: 'x', ApproximateFirstReceiveTimestamp: '0' },
         }],
       });
-      const { handler } = await import('../functions/fetch.ts');
+      const { handler } = await import('../aws/lambda/fetch.ts');
       const context = () => lambdaContext({ name: 'fetch', memoryMb: 512, timeoutSeconds: 30 }, 'us-east-1');
       assert.deepEqual(await handler(event(1), context()), { batchItemFailures: [] });
       assert.deepEqual(await handler(event(2), context()), { batchItemFailures: [] });

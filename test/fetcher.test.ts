@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Fetcher, type FetchResult, type FetcherOptions } from '../functions/core/fetcher.ts';
-import { sampleImage, startOrigin, type Origin } from '../functions/local/origin.ts';
+import { Fetcher, type FetchResult, type FetcherOptions } from '../engine/fetch/fetcher.ts';
+import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 
 let origin: Origin;
 let fetcher: Fetcher;

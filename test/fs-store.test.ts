@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { FsStore } from '../functions/local/fs-store.ts';
+import { FsStore } from '../engine/fs-store.ts';
 
 const root = await mkdtemp(join(tmpdir(), 'cloudfetch-store-'));
 after(() => rm(root, { recursive: true, force: true }));

@@ -14,8 +14,8 @@ import {
   guardInterceptor,
   isGuardError,
   type GuardOptions,
-} from '../functions/core/guard.ts';
-import { sampleImage, startOrigin, type Origin } from '../functions/local/origin.ts';
+} from '../engine/fetch/guard.ts';
+import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 
 const REFUSED_HOSTS = [
   '127.1',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { detectImageFormat } from '../functions/core/image.ts';
+import { detectImageFormat } from '../engine/fetch/image.ts';
 
 const bytes = (...parts: Array<number[] | string>): Uint8Array =>
   Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { INDEX_HEADER, csvField, indexRow } from '../functions/core/index-table.ts';
+import { INDEX_HEADER, csvField, indexRow } from '../engine/index-table.ts';
 
 test('the header names the columns a user loads in pandas', () => {
   assert.equal(INDEX_HEADER, 'image_id,label,url,path,status,bytes,format,reason,http_status,attempts,detail\n');

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { fileSource, openManifest, type Manifest } from '../functions/core/manifest/index.ts';
-import { formatInspectReport, inspectManifest, type InspectReport } from '../functions/core/manifest/inspect.ts';
+import { fileSource, openManifest, type Manifest } from '../engine/manifest/index.ts';
+import { formatInspectReport, inspectManifest, type InspectReport } from '../engine/manifest/inspect.ts';
 
 const competition = (name: string): string => fileURLToPath(new URL(`fixtures/manifests/competitions/${name}`, import.meta.url));
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { extensionOf, imageKey, safeSegment } from '../functions/core/keys.ts';
+import { extensionOf, imageKey, safeSegment } from '../engine/keys.ts';
 
 test('safe ids pass through unchanged', () => {
   for (const id of ['1', '97c0a12e07ae8dd5', 'img_01-a.b', 'A.B.C']) assert.equal(safeSegment(id), id);

@@ -10,10 +10,11 @@ import { after, before, describe, it } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { DEFAULT_SETTINGS, type Settings } from '../infra/settings.ts';
-import { startLocalCloud, type FetchHandler, type LocalCloud, type LocalCloudOptions, type ManifestHandler } from '../functions/local/cloud.ts';
-import { awsClientConfig, connectEndpoint, startEmulator, type Emulator } from '../functions/local/emulator.ts';
-import { failedRecords, isManifestKey, s3EventKey } from '../functions/local/event-sources.ts';
+import { DEFAULT_SETTINGS, type Settings } from '../aws/settings.ts';
+import { startLocalCloud, type FetchHandler, type LocalCloud, type LocalCloudOptions, type ManifestHandler } from '../local-cloud/cloud.ts';
+import { awsClientConfig, connectEndpoint, startEmulator, type Emulator } from '../local-cloud/emulator.ts';
+import { isManifestKey } from '../aws/bucket.ts';
+import { failedRecords, s3EventKey } from '../local-cloud/event-sources.ts';
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
 const quiet = () => {};
@@ -409,9 +410,9 @@ describe('emulator', () => {
     // In a child process, because only there "exits by itself" can be observed.
     const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
     const script = `
-      import { startLocalCloud } from ${url('../functions/local/cloud.ts')};
-      import { startEmulator, awsClientConfig } from ${url('../functions/local/emulator.ts')};
-      import { DEFAULT_SETTINGS } from ${url('../infra/settings.ts')};
+      import { startLocalCloud } from ${url('../local-cloud/cloud.ts')};
+      import { startEmulator, awsClientConfig } from ${url('../local-cloud/emulator.ts')};
+      import { DEFAULT_SETTINGS } from ${url('../aws/settings.ts')};
       import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
       const emulator = await startEmulator();
       let fetched = 0;

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import type { ManifestEntry } from '../functions/core/job.ts';
+import type { ManifestEntry } from '../engine/job.ts';
 import {
   fileSource,
   idKey,
@@ -16,8 +16,8 @@ import {
   type Manifest,
   type ManifestSource,
   type ReadOptions,
-} from '../functions/core/manifest/index.ts';
-import { LabelStore } from '../functions/core/manifest/labels.ts';
+} from '../engine/manifest/index.ts';
+import { LabelStore } from '../engine/manifest/labels.ts';
 
 const competition = (name: string): string => fileURLToPath(new URL(`fixtures/manifests/competitions/${name}`, import.meta.url));
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/manifests/${name}`, import.meta.url));

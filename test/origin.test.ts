@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { Agent, request } from 'undici';
-import { detectImageFormat } from '../functions/core/image.ts';
-import { sampleImage, startOrigin, type Origin, type SampleFormat } from '../functions/local/origin.ts';
+import { detectImageFormat } from '../engine/fetch/image.ts';
+import { sampleImage, startOrigin, type Origin, type SampleFormat } from '../local-cloud/origin.ts';
 
 const FORMATS: Array<[ext: string, format: SampleFormat, type: string]> = [
   ['jpg', 'jpeg', 'image/jpeg'],

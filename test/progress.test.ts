@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { progressLine, type ProgressState } from '../cli/progress.ts';
 import { byteSize } from '../cli/values.ts';
-import { formatBytes, formatSummary, plural, type Summary } from '../functions/core/summary.ts';
+import { formatBytes, formatSummary, plural, type Summary } from '../engine/summary.ts';
 
 const STATE: ProgressState = {
   done: 123_456, total: 1_000_000, fetched: 120_000, skipped: 2_000, failed: 1_456, bytes: 3.4 * 1024 ** 3, rate: 1092.4, eta: 800,

@@ -12,9 +12,9 @@ import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { startDevCloud, type DevCloud } from '../cli/dev-cloud.ts';
+import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
 import { DEV_FILE, type DevConnection } from '../cli/dev.ts';
-import { startOrigin, type Origin } from '../functions/local/origin.ts';
+import { startOrigin, type Origin } from '../local-cloud/origin.ts';
 import { cli } from './support/cli.ts';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { emptyCounts, type SplitCounts } from '../functions/aws/cloud-state.ts';
+import { emptyCounts, type SplitCounts } from '../aws/home/cloud-state.ts';
 import { escapeHtml, reportPage } from '../cli/report-page.ts';
 import type { HostReport, SplitReport } from '../cli/report.ts';
 

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { runCommand } from '../cli/run.ts';
-import { formatSummary } from '../functions/core/summary.ts';
-import { sampleImage, startOrigin, type Origin } from '../functions/local/origin.ts';
+import { formatSummary } from '../engine/summary.ts';
+import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 import { cli, startCli } from './support/cli.ts';
 import { FakeTerminal } from './support/terminal.ts';
 

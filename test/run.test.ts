@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'csv-parse/sync';
-import { sampleImage, startOrigin, type Origin, type SampleFormat } from '../functions/local/origin.ts';
+import { sampleImage, startOrigin, type Origin, type SampleFormat } from '../local-cloud/origin.ts';
 import { cli, startCli } from './support/cli.ts';
 
 let origin: Origin;

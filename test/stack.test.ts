@@ -13,8 +13,8 @@ import { App, Stack, Validations, type Environment } from 'aws-cdk-lib';
 import { BUNDLING_STACKS } from 'aws-cdk-lib/cx-api';
 import nag from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { MANIFEST_SUFFIXES, PREFIX } from '../functions/aws/prefixes.ts';
-import { DEFAULT_SETTINGS, SettingsError, visibilityTimeoutSeconds } from '../infra/settings.ts';
+import { MANIFEST_SUFFIXES, PREFIX } from '../aws/bucket.ts';
+import { DEFAULT_SETTINGS, SettingsError, visibilityTimeoutSeconds } from '../aws/settings.ts';
 import { CloudfetchStack, RegionError, createStack } from '../infra/stack.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');

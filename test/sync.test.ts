@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
-import { syncImages } from '../functions/aws/bucket-sync.ts';
-import { sampleImage } from '../functions/local/origin.ts';
+import { syncImages } from '../aws/home/sync.ts';
+import { sampleImage } from '../local-cloud/origin.ts';
 
 const bucket = 'sync-bucket';
 const COUNT = 40;

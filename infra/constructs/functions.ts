@@ -1,4 +1,4 @@
-// The two Lambda functions (bundled from functions/*.ts by esbuild, no Docker), their roles with
+// The two Lambda functions (bundled from aws/lambda/*.ts by esbuild, no Docker), their roles with
 // explicit least-privilege statements, their log groups, and what invokes them: an S3 upload
 // under manifests/ for the manifest function, the jobs queue for the fetch function.
 
@@ -13,8 +13,8 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { MANIFEST_SUFFIXES, PREFIX } from '../../functions/aws/prefixes.ts';
-import { functionEnvironment, type Settings } from '../settings.ts';
+import { MANIFEST_SUFFIXES, PREFIX } from '../../aws/bucket.ts';
+import { functionEnvironment, type Settings } from '../../aws/settings.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const METRICS_NAMESPACE = 'cloudfetch';
@@ -55,7 +55,7 @@ export class Functions extends Construct {
     const logRemovalPolicy = settings.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
 
     this.manifest = nodeFunction(this, 'Manifest', {
-      entry: 'functions/manifest.ts',
+      entry: 'aws/lambda/manifest.ts',
       description: 'cloudfetch: splits a manifest uploaded under manifests/ into one queued job per image',
       service: MANIFEST_SERVICE,
       memoryMb: settings.manifestMemoryMb,
@@ -66,7 +66,7 @@ export class Functions extends Construct {
       logRemovalPolicy,
     });
     this.fetch = nodeFunction(this, 'Fetch', {
-      entry: 'functions/fetch.ts',
+      entry: 'aws/lambda/fetch.ts',
       description: 'cloudfetch: fetches the images of a batch of jobs into images/',
       service: FETCH_SERVICE,
       memoryMb: settings.fetchMemoryMb,

@@ -4,7 +4,7 @@
 import { Duration } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { visibilityTimeoutSeconds, type Settings } from '../settings.ts';
+import { visibilityTimeoutSeconds, type Settings } from '../../aws/settings.ts';
 
 /** The longest SQS keeps a message: a paused run can be resumed two weeks later. */
 const RETENTION = Duration.days(14);

@@ -7,7 +7,7 @@ import { idKey } from './manifest/index.ts';
 import type { Outcome } from './outcome.ts';
 import type { Store } from './store.ts';
 import { Slots } from './slots.ts';
-import { parseFetchUrl } from './url.ts';
+import { parseFetchUrl } from './fetch/url.ts';
 import { fetchStage, type ImageFetcher } from './worker.ts';
 
 export interface IndexRecord {

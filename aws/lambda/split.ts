@@ -9,34 +9,16 @@ import { join } from 'node:path';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { INDEX_HEADER, csvField, indexRow } from '../core/index-table.ts';
-import type { Layout } from '../core/keys.ts';
-import { safeSegment } from '../core/keys.ts';
-import { ManifestError, openManifest, splitNameOf } from '../core/manifest/index.ts';
-import { MultiLabelError, planJobs, type PlanStats } from '../core/run.ts';
-import { listObjects } from './listing.ts';
-import { PREFIX } from './prefixes.ts';
+import { INDEX_HEADER, csvField, indexRow } from '../../engine/index-table.ts';
+import type { Layout } from '../../engine/keys.ts';
+import { safeSegment } from '../../engine/keys.ts';
+import { ManifestError, openManifest, splitNameOf } from '../../engine/manifest/index.ts';
+import { MultiLabelError, planJobs, type PlanStats } from '../../engine/plan.ts';
+import { listObjects } from '../listing.ts';
+import { imagesPrefix, indexKey, PREFIX, statusKey, type SplitStatus } from '../bucket.ts';
 import { s3Source } from './s3-source.ts';
-import { JobSender } from './sqs-jobs.ts';
+import { JobSender } from '../sqs-jobs.ts';
 
-export interface SplitStatus {
-  split: string;
-  manifest: string;
-  state: 'splitting' | 'queued' | 'failed';
-  startedAt: string;
-  finishedAt?: string;
-  /** Manifest entries, duplicates included. */
-  entries?: number;
-  /** Distinct images sent to the queue. */
-  queued?: number;
-  /** Distinct images already in the bucket (not sent). */
-  alreadyStored?: number;
-  /** Entries without a usable URL (failed at once). */
-  invalid?: number;
-  duplicates?: number;
-  error?: string;
-  position?: string;
-}
 
 export interface SplitDeps {
   s3: S3Client;
@@ -47,9 +29,6 @@ export interface SplitDeps {
   skipExisting: boolean;
   log?: (message: string, fields?: Record<string, unknown>) => void;
 }
-
-export const statusKey = (split: string): string => `${PREFIX.status}${split}.json`;
-export const indexKey = (split: string): string => `${PREFIX.index}${split}.csv`;
 
 export async function splitManifest(manifestKey: string, deps: SplitDeps): Promise<SplitStatus> {
   const split = splitNameOf(manifestKey);
@@ -142,7 +121,7 @@ async function write(stream: NodeJS.WritableStream, text: string): Promise<void>
 /** Keys under images/<split>/, relative to images/: one listing instead of a HeadObject per image. */
 async function listStored(deps: SplitDeps, split: string): Promise<Set<string>> {
   const keys = new Set<string>();
-  for await (const page of listObjects(deps.s3, deps.bucket, `${PREFIX.images}${split}/`)) {
+  for await (const page of listObjects(deps.s3, deps.bucket, imagesPrefix(split))) {
     for (const object of page) keys.add(object.key.slice(PREFIX.images.length));
   }
   return keys;

@@ -2,9 +2,9 @@
 
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { Context, S3Event } from 'aws-lambda';
-import { bucketName, jobsQueueUrl, layout, perEnvironment, s3Client, skipExistingAtSplit, sqsClient } from './aws/config.ts';
-import { MANIFEST_SUFFIXES, PREFIX } from './aws/prefixes.ts';
-import { splitManifest, type SplitDeps, type SplitStatus } from './aws/split.ts';
+import { bucketName, jobsQueueUrl, layout, perEnvironment, s3Client, skipExistingAtSplit, sqsClient } from './config.ts';
+import { isManifestKey, type SplitStatus } from '../bucket.ts';
+import { splitManifest, type SplitDeps } from './split.ts';
 
 const logger = new Logger();
 
@@ -33,7 +33,7 @@ export async function handler(event: S3Event, context: Context): Promise<SplitSt
   const results: SplitStatus[] = [];
   for (const record of event.Records) {
     const key = eventKey(record.s3.object.key);
-    if (record.s3.bucket.name !== container.bucket || !key.startsWith(PREFIX.manifests) || !MANIFEST_SUFFIXES.some((s) => key.endsWith(s))) {
+    if (record.s3.bucket.name !== container.bucket || !isManifestKey(key)) {
       logger.warn('ignored an object that is not a manifest upload', { bucket: record.s3.bucket.name, key });
       continue;
     }

@@ -2,8 +2,8 @@
 
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { DEFAULT_FETCHER_OPTIONS, type FetcherOptions } from '../core/fetcher.ts';
-import { LAYOUTS, type Layout } from '../core/keys.ts';
+import { DEFAULT_FETCHER_OPTIONS, type FetcherOptions } from '../../engine/fetch/fetcher.ts';
+import { LAYOUTS, type Layout } from '../../engine/keys.ts';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -5,29 +5,13 @@
 
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SQSRecord } from 'aws-lambda';
-import { decodeJob } from '../core/job-message.ts';
-import type { Job } from '../core/job.ts';
-import { safeSegment } from '../core/keys.ts';
-import { isTransient, type Outcome } from '../core/outcome.ts';
-import type { Store } from '../core/store.ts';
-import { fetchJob, type ImageFetcher } from '../core/worker.ts';
-import { PREFIX } from './prefixes.ts';
+import { decodeJob } from '../job-message.ts';
+import type { Job } from '../../engine/job.ts';
+import { isTransient, type Outcome } from '../../engine/outcome.ts';
+import type { Store } from '../../engine/store.ts';
+import { fetchJob, type ImageFetcher } from '../../engine/worker.ts';
+import { failureKey, type FailureRecord } from '../bucket.ts';
 
-export interface FailureRecord {
-  split: string;
-  id: string;
-  key: string;
-  labels: string[];
-  urls: string[];
-  url: string;
-  reason: string;
-  detail: string;
-  httpStatus?: number;
-  attempts: number;
-  transient: boolean;
-  receiveCount: number;
-  at: string;
-}
 
 export class TransientFailure extends Error {
   override name = 'TransientFailure';
@@ -48,11 +32,6 @@ export interface RecordDeps {
   onOutcome?: (job: Job, outcome: Outcome) => void;
 }
 
-/**
- * failures/<split>/<reason>/<id>.json: the reason is in the key, so counting failures by reason or
- * picking those to retry is a listing, not a read of every record.
- */
-export const failureKey = (split: string, reason: string, id: string): string => `${PREFIX.failures}${split}/${reason}/${safeSegment(id)}.json`;
 
 export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise<Outcome> {
   const job = decodeJob(record.body);

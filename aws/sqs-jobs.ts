@@ -4,8 +4,8 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SendMessageBatchCommand, type SendMessageBatchRequestEntry, type SQSClient } from '@aws-sdk/client-sqs';
-import { encodeJob } from '../core/job-message.ts';
-import type { Job } from '../core/job.ts';
+import { encodeJob } from './job-message.ts';
+import type { Job } from '../engine/job.ts';
 
 const BATCH_ENTRIES = 10;
 const BATCH_BYTES = 250 * 1024;

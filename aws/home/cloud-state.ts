@@ -7,12 +7,11 @@ import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, type QueueAttributeName, type SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
-import { safeSegment } from '../core/keys.ts';
-import { isFailureReason, isTransient } from '../core/outcome.ts';
-import { formatDuration } from '../core/summary.ts';
-import { listObjects } from './listing.ts';
-import { PREFIX } from './prefixes.ts';
-import { indexKey, statusKey, type SplitStatus } from './split.ts';
+import { safeSegment } from '../../engine/keys.ts';
+import { isFailureReason, isTransient } from '../../engine/outcome.ts';
+import { formatDuration } from '../../engine/summary.ts';
+import { listObjects } from '../listing.ts';
+import { failurePrefix, imagesPrefix, indexKey, PREFIX, splitOfStatusKey, statusKey, type SplitStatus } from '../bucket.ts';
 
 export type CloudStatus = 'fetched' | 'failed' | 'pending';
 
@@ -57,10 +56,13 @@ export class CloudStateError extends Error {
   override name = 'CloudStateError';
 }
 
+/** The split's status record; its name is the one in the key, whatever the body says (it is not trusted). */
 export async function readStatus(s3: S3Client, bucket: string, split: string): Promise<SplitStatus | null> {
   try {
     const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: statusKey(split) }));
-    return JSON.parse(await answer.Body!.transformToString()) as SplitStatus;
+    const status = JSON.parse(await answer.Body!.transformToString()) as SplitStatus;
+    if (typeof status !== 'object' || status === null) throw new CloudStateError(`${statusKey(split)} in the bucket is not a status record`);
+    return { ...status, split, startedAt: String(status.startedAt ?? '') };
   } catch (error) {
     if (error instanceof NoSuchKey || (error as { name?: string }).name === 'NoSuchKey') return null;
     throw error;
@@ -69,16 +71,21 @@ export async function readStatus(s3: S3Client, bucket: string, split: string): P
 
 /** Every split the manifest function has seen, newest first. */
 export async function listSplits(s3: S3Client, bucket: string): Promise<SplitStatus[]> {
-  const keys: string[] = [];
-  for await (const page of listObjects(s3, bucket, PREFIX.status)) for (const o of page) if (o.key.endsWith('.json')) keys.push(o.key);
-  const statuses = await Promise.all(keys.map((key) => readStatus(s3, bucket, key.slice(PREFIX.status.length, -'.json'.length))));
+  const splits: string[] = [];
+  for await (const page of listObjects(s3, bucket, PREFIX.status)) {
+    for (const o of page) {
+      const split = splitOfStatusKey(o.key);
+      if (split !== null) splits.push(split);
+    }
+  }
+  const statuses = await Promise.all(splits.map((split) => readStatus(s3, bucket, split)));
   return statuses.filter((s): s is SplitStatus => s !== null).sort((a, b) => b.startedAt.localeCompare(a.startedAt));
 }
 
 /** Stored images of a split: key relative to images/ → size. */
 export async function storedImages(s3: S3Client, bucket: string, split: string): Promise<Map<string, number>> {
   const stored = new Map<string, number>();
-  for await (const page of listObjects(s3, bucket, `${PREFIX.images}${split}/`)) {
+  for await (const page of listObjects(s3, bucket, imagesPrefix(split))) {
     for (const o of page) stored.set(o.key.slice(PREFIX.images.length), o.size);
   }
   return stored;
@@ -87,7 +94,7 @@ export async function storedImages(s3: S3Client, bucket: string, split: string):
 /** Latest failure reason per (safe) image id of a split. */
 export async function failureReasons(s3: S3Client, bucket: string, split: string): Promise<Map<string, string>> {
   const latest = new Map<string, { reason: string; at: number }>();
-  const prefix = `${PREFIX.failures}${split}/`;
+  const prefix = failurePrefix(split);
   for await (const page of listObjects(s3, bucket, prefix)) {
     for (const o of page) {
       const [reason, file] = o.key.slice(prefix.length).split('/');

@@ -3,10 +3,9 @@
 
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import type { Settings } from '../infra/settings.ts';
-import { cdkSettings } from './cdk-settings.ts';
-import { startLocalCloud, type FetchHandler, type LocalCloud } from '../functions/local/cloud.ts';
-import { awsClientConfig, openEmulator, type Emulator } from '../functions/local/emulator.ts';
+import { cdkJsonSettings, type Settings } from '../aws/settings.ts';
+import { startLocalCloud, type FetchHandler, type LocalCloud } from './cloud.ts';
+import { awsClientConfig, openEmulator, type Emulator } from './emulator.ts';
 
 export interface DevCloudOptions {
   /** An external S3/SQS endpoint; default AWS_ENDPOINT_URL, else fauxqs in this process. */
@@ -39,7 +38,7 @@ export interface DevCloud {
 
 /** The stack's settings as cdk.json gives them. */
 export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> {
-  const settings = { ...(await cdkSettings()), ...o.settings };
+  const settings = { ...(await cdkJsonSettings()), ...o.settings };
   const emulator = await openEmulator(o.endpoint);
   try {
     const cloud = await startLocalCloud({
@@ -48,8 +47,8 @@ export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> 
       // Imported at the first invocation, once the local cloud has set the environment the
       // handler modules (and Powertools, at load time) read, as Lambda would have.
       handlers: {
-        manifest: async (event, context) => (await import('../functions/manifest.ts')).handler(event, context),
-        fetch: (o.wrapFetch ?? ((real: FetchHandler) => real))(async (event, context) => (await import('../functions/fetch.ts')).handler(event, context)),
+        manifest: async (event, context) => (await import('../aws/lambda/manifest.ts')).handler(event, context),
+        fetch: (o.wrapFetch ?? ((real: FetchHandler) => real))(async (event, context) => (await import('../aws/lambda/fetch.ts')).handler(event, context)),
       },
       env: {
         ...(o.allowPrivateNetwork ? { ALLOW_PRIVATE_NETWORK: 'true' } : {}),

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { dirname, join, resolve, sep } from 'node:path';
-import type { PutMetadata, Store } from '../core/store.ts';
+import type { PutMetadata, Store } from './store.ts';
 
 const TEMP_DIR = '.cloudfetch-tmp';
 

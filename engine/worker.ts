@@ -1,7 +1,7 @@
 // One job, start to end: already stored? fetch, store, and say what became of it.
 // The same function serves the local run and the Lambda fetch handler.
 
-import type { FetchResult } from './fetcher.ts';
+import type { FetchResult } from './fetch/fetcher.ts';
 import type { Job } from './job.ts';
 import type { Outcome } from './outcome.ts';
 import type { Store } from './store.ts';

@@ -1,6 +1,6 @@
 // A Job as a queue message body, and back, checked: a malformed body is a poison message.
 
-import type { Job } from './job.ts';
+import type { Job } from '../engine/job.ts';
 
 export class BadMessageError extends Error {
   override name = 'BadMessageError';

@@ -11,14 +11,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
-import { INDEX_HEADER, csvField } from '../core/index-table.ts';
-import { UNLABELED, safeSegment, type Layout } from '../core/keys.ts';
-import { FsStore } from '../local/fs-store.ts';
+import { INDEX_HEADER, csvField } from '../../engine/index-table.ts';
+import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
+import { FsStore } from '../../engine/fs-store.ts';
 import { count, emptyCounts, splitRows, type SplitCounts } from './cloud-state.ts';
-import { listObjects, type ListedObject } from './listing.ts';
+import { listObjects, type ListedObject } from '../listing.ts';
 import { ObjectReadError, ObjectReader } from './object-reader.ts';
-import { PREFIX } from './prefixes.ts';
-import { indexKey } from './split.ts';
+import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
 
 export interface SyncResult {
   listed: number;
@@ -84,7 +83,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
     const info = await stat(pathOf(local)).catch(() => null);
     return info?.isFile() ? info.size : undefined;
   };
-  const prefix = `${PREFIX.images}${o.split}/`;
+  const prefix = imagesPrefix(o.split);
   const queue: ListedObject[] = [];
   let listers = SHARDS.length;
   const waiting: Array<() => void> = [];

@@ -5,8 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, interceptors, type Dispatcher } from 'undici';
 import { GuardError, checkUrl, dnsLookup, guardInterceptor, type GuardOptions } from './guard.ts';
 import { SNIFF_BYTES, contentTypeOf, detectImageFormat, type ImageFormat } from './image.ts';
-import { isTransient, type FailureReason } from './outcome.ts';
-import { Slots } from './slots.ts';
+import { isTransient, type FailureReason } from '../outcome.ts';
+import { Slots } from '../slots.ts';
 import { parseFetchUrl } from './url.ts';
 
 export const DEFAULT_USER_AGENT =

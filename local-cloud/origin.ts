@@ -39,7 +39,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32, gzipSync } from 'node:zlib';
-import { contentTypeOf } from '../core/image.ts';
+import { contentTypeOf } from '../engine/fetch/image.ts';
 
 export type SampleFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'bmp' | 'tiff' | 'avif';
 

@@ -5,13 +5,13 @@ import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-p
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { bucketName, fetcherOptions, perEnvironment, s3Client } from './aws/config.ts';
-import { TransientFailure, handleRecord, type RecordDeps } from './aws/fetch-record.ts';
-import { PREFIX } from './aws/prefixes.ts';
-import { S3Store } from './aws/s3-store.ts';
-import { Fetcher } from './core/fetcher.ts';
-import type { Job } from './core/job.ts';
-import type { Outcome } from './core/outcome.ts';
+import { bucketName, fetcherOptions, perEnvironment, s3Client } from './config.ts';
+import { TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
+import { PREFIX } from '../bucket.ts';
+import { S3Store } from './s3-store.ts';
+import { Fetcher } from '../../engine/fetch/fetcher.ts';
+import type { Job } from '../../engine/job.ts';
+import type { Outcome } from '../../engine/outcome.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();

@@ -3,7 +3,7 @@
 // they are small integers) plus the distinct labels and hosts.
 
 import { plural } from '../summary.ts';
-import { parseFetchUrl } from '../url.ts';
+import { parseFetchUrl } from '../fetch/url.ts';
 import type { ManifestFormat } from './detect.ts';
 import { idKey } from './id.ts';
 import type { Manifest } from './index.ts';

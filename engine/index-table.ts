@@ -1,6 +1,6 @@
 // The index table: one CSV row per distinct manifest entry, the file a user loads in pandas.
 
-import type { IndexRecord } from './run.ts';
+import type { IndexRecord } from './plan.ts';
 
 export const INDEX_COLUMNS = [
   'image_id', 'label', 'url', 'path', 'status', 'bytes', 'format', 'reason', 'http_status', 'attempts', 'detail',

@@ -1,7 +1,7 @@
 // The Store on S3: HeadObject to skip, PutObject with If-None-Match: * so a put never overwrites.
 
 import { HeadObjectCommand, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
-import type { PutMetadata, Store } from '../core/store.ts';
+import type { PutMetadata, Store } from '../../engine/store.ts';
 
 export class S3Store implements Store {
   readonly #s3: S3Client;

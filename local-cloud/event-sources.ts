@@ -17,7 +17,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { S3Event, SQSEvent, SQSMessageAttributes, SQSRecord } from 'aws-lambda';
-import { MANIFEST_SUFFIXES, PREFIX } from '../aws/prefixes.ts';
+import { isManifestKey, PREFIX } from '../aws/bucket.ts';
 
 type Log = (line: string) => void;
 
@@ -68,11 +68,6 @@ async function within(work: Promise<unknown>, ms: number): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // S3 ObjectCreated → manifest function
-
-/** The stack's notification filter: under manifests/ and ending in one of MANIFEST_SUFFIXES. */
-export function isManifestKey(key: string): boolean {
-  return key.startsWith(PREFIX.manifests) && MANIFEST_SUFFIXES.some((suffix) => key.endsWith(suffix));
-}
 
 /**
  * A key as S3 writes it into event notifications: form-URL-encoded, so a space is `+` and a `+`

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { functionEnvironment, visibilityTimeoutSeconds, type Settings } from '../../infra/settings.ts';
+import { functionEnvironment, visibilityTimeoutSeconds, type Settings } from '../aws/settings.ts';
 import { awsClientConfig, endpointQueueUrl, type Emulator } from './emulator.ts';
 import { Activity, startManifestSource, startSqsSource, type ManifestSource, type SqsSource, type SqsSourceStats } from './event-sources.ts';
 

@@ -1,6 +1,6 @@
 // Tallies of a run: what a user reads at the end, and what --json prints.
 
-import type { IndexRecord } from './run.ts';
+import type { IndexRecord } from './plan.ts';
 import { FAILURE_REASONS, type FailureReason } from './outcome.ts';
 
 export interface Summary {

@@ -1,7 +1,9 @@
 // The stack's settings: CDK context (cdk.json, or `cdk deploy -c key=value`) with defaults.
-// Shared by the CDK app and the local cloud, so both run with the same numbers. No CDK imports.
+// Shared by the CDK app, the functions' environment, the local cloud and the commands, so all run
+// with the same numbers. No CDK imports.
 
-import type { Layout } from '../functions/core/keys.ts';
+import { readFile } from 'node:fs/promises';
+import type { Layout } from '../engine/keys.ts';
 
 export interface Settings {
   stackName: string;
@@ -131,7 +133,7 @@ export function readSettings(context: (key: string) => unknown): Settings {
   return s;
 }
 
-/** Environment variables the functions read (functions/aws/config.ts). */
+/** Environment variables the functions read (aws/lambda/config.ts). */
 export function functionEnvironment(s: Settings): Record<string, string> {
   return {
     LAYOUT: s.layout,
@@ -142,4 +144,10 @@ export function functionEnvironment(s: Settings): Record<string, string> {
     ...(s.userAgent ? { USER_AGENT: s.userAgent } : {}),
     ...(s.referer ? { REFERER: s.referer } : {}),
   };
+}
+
+/** The stack's settings as `cdk deploy` would use them: this project's cdk.json context over the defaults. */
+export async function cdkJsonSettings(): Promise<Settings> {
+  const cdk = JSON.parse(await readFile(new URL('../cdk.json', import.meta.url), 'utf8')) as { context?: Record<string, unknown> };
+  return readSettings((key) => cdk.context?.[key]);
 }

@@ -2,7 +2,7 @@
 
 import { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { ManifestSource } from '../core/manifest/index.ts';
+import type { ManifestSource } from '../../engine/manifest/index.ts';
 
 export function s3Source(s3: S3Client, bucket: string, key: string): ManifestSource {
   return {

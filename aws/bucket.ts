@@ -1,0 +1,81 @@
+// The bucket's contract: every prefix, every key, and the records kept there. The stack's IAM
+// grants and trigger filter, the functions, the local cloud and the user's commands all use these.
+
+import { safeSegment } from '../engine/keys.ts';
+import type { FailureReason } from '../engine/outcome.ts';
+
+export const PREFIX = {
+  /** Uploads here trigger the manifest function. */
+  manifests: 'manifests/',
+  /** images/<split>/<id>.<ext>: the same keys as the local layout. */
+  images: 'images/',
+  /** index/<split>.csv: one row per distinct entry, written at split time. */
+  index: 'index/',
+  /** failures/<split>/<reason>/<id>.json: why an image could not be fetched. */
+  failures: 'failures/',
+  /** status/<split>.json: what the manifest function made of an upload. */
+  status: 'status/',
+} as const;
+
+/** Manifest uploads that trigger a split: these endings, optionally gzipped. */
+export const MANIFEST_SUFFIXES = ['.json', '.jsonl', '.ndjson', '.csv', '.tsv', '.txt'].flatMap((s) => [s, `${s}.gz`]);
+
+/** The stack's notification filter: under manifests/ and ending in one of MANIFEST_SUFFIXES. */
+export function isManifestKey(key: string): boolean {
+  return key.startsWith(PREFIX.manifests) && MANIFEST_SUFFIXES.some((suffix) => key.endsWith(suffix));
+}
+
+/** images/<split>/: a split's stored images; keys below images/ are the local paths. */
+export const imagesPrefix = (split: string): string => `${PREFIX.images}${split}/`;
+export const statusKey = (split: string): string => `${PREFIX.status}${split}.json`;
+export const indexKey = (split: string): string => `${PREFIX.index}${split}.csv`;
+/**
+ * failures/<split>/<reason>/<id>.json: the reason is in the key, so counting failures by reason or
+ * picking those to retry is a listing, not a read of every record.
+ */
+export const failurePrefix = (split: string): string => `${PREFIX.failures}${split}/`;
+export const failureKey = (split: string, reason: FailureReason, id: string): string => `${failurePrefix(split)}${reason}/${safeSegment(id)}.json`;
+
+/** The split named by a status/<split>.json key, or null for any other key. */
+export function splitOfStatusKey(key: string): string | null {
+  if (!key.startsWith(PREFIX.status) || !key.endsWith('.json')) return null;
+  const split = key.slice(PREFIX.status.length, -'.json'.length);
+  return split !== '' && safeSegment(split) === split ? split : null;
+}
+
+/** status/<split>.json: what the manifest function made of an upload. */
+export interface SplitStatus {
+  split: string;
+  manifest: string;
+  state: 'splitting' | 'queued' | 'failed';
+  startedAt: string;
+  finishedAt?: string;
+  /** Manifest entries, duplicates included. */
+  entries?: number;
+  /** Distinct images sent to the queue. */
+  queued?: number;
+  /** Distinct images already in the bucket (not sent). */
+  alreadyStored?: number;
+  /** Entries without a usable URL (failed at once). */
+  invalid?: number;
+  duplicates?: number;
+  error?: string;
+  position?: string;
+}
+
+/** failures/<split>/<reason>/<id>.json: why one image could not be fetched, enough to send it again. */
+export interface FailureRecord {
+  split: string;
+  id: string;
+  key: string;
+  labels: string[];
+  urls: string[];
+  url: string;
+  reason: FailureReason;
+  detail: string;
+  httpStatus?: number;
+  attempts: number;
+  transient: boolean;
+  receiveCount: number;
+  at: string;
+}
