@@ -66,6 +66,21 @@ describe('job messages', () => {
     assert.throws(() => decodeJob('not json'), BadMessageError);
     assert.throws(() => decodeJob('{"v":1,"split":"train"}'), BadMessageError);
     assert.throws(() => decodeJob(encodeJob({ ...job(1), key: 'train/../../etc/x.jpg' })), /unsafe key/);
+    // A failure record was once written at failures/../manifests/…: the split is a name, not a path.
+    assert.throws(() => decodeJob(encodeJob({ ...job(1), split: '../manifests', key: '../manifests/1.jpg' })), /unsafe split name: \.\.\/manifests/);
+    assert.throws(() => decodeJob(encodeJob({ ...job(1), split: 'train', key: 'test/1.jpg' })), /key test\/1\.jpg is not in split train/);
+    // What is shown of a poison body is safe on a terminal.
+    assert.throws(() => decodeJob('\u001b[2J\u001b]0;owned\u0007'), (error: Error) => !/[\u0000-\u001f]/.test(error.message) && /\\x1b\[2J/.test(error.message));
+  });
+
+  test('bodies are ASCII whatever the manifest held, and decode to the same job', () => {
+    const hostile: Job = {
+      split: 'train', id: 'caf\u00e9 \ud83d\udcf7 \ufffe\uffff \ud800 \u0000\u001b',
+      urls: ['https://h/\u5199\u771f.jpg'], labels: ['\u2028', 'x'], key: 'train/caf%C3%A9.jpg', position: 3,
+    };
+    const body = encodeJob(hostile);
+    assert.match(body, /^[\x20-\x7e]*$/);
+    assert.deepEqual(decodeJob(body), hostile);
   });
 });
 

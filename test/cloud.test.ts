@@ -159,7 +159,7 @@ describe('the local cloud runs the real handlers', () => {
     }
   });
 
-  test('a poison message and an image that keeps failing end in the dead-letter queue; its failure is recorded', async () => {
+  test('a poison message is acknowledged at once; an image that keeps failing ends in the dead-letter queue with its failure recorded', async () => {
     const dev = await quickCloud();
     try {
       await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: 'this is not a job' }));
@@ -167,7 +167,8 @@ describe('the local cloud runs the real handlers', () => {
       await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(job) }));
       await dev.cloud.idle();
       const parked = await dev.sqs.send(new ReceiveMessageCommand({ QueueUrl: dev.cloud.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
-      assert.deepEqual((parked.Messages ?? []).map((m) => m.Body).sort(), [encodeJob(job), 'this is not a job'].sort());
+      // Five deliveries of a body that can never become a job would only delay the DLQ alarm.
+      assert.deepEqual((parked.Messages ?? []).map((m) => m.Body), [encodeJob(job)]);
       const record = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: 'failures/dlq/http-5xx/7.json' }));
       const failure = JSON.parse(await record.Body!.transformToString()) as Record<string, unknown>;
       assert.equal(failure.transient, true);

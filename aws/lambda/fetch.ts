@@ -8,6 +8,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { bucketName, fetcherOptions, perEnvironment, s3Client } from './config.ts';
 import { TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
 import { PREFIX } from '../bucket.ts';
+import { BadMessageError } from '../job-message.ts';
 import { S3Store } from './s3-store.ts';
 import { Fetcher } from '../../engine/fetch/fetcher.ts';
 import type { Job } from '../../engine/job.ts';
@@ -55,6 +56,12 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
         try {
           return await handleRecord(item, deps);
         } catch (error) {
+          if (error instanceof BadMessageError) {
+            // Never a job, however often delivered: logged, counted and acknowledged.
+            logger.error('message is not a job: dropped', { messageId: item.messageId, error: error.message });
+            metrics.addMetric('rejected', MetricUnit.Count, 1);
+            return;
+          }
           if (error instanceof TransientFailure) logger.info('image will be retried', { messageId: item.messageId, reason: error.message });
           else logger.error('record failed', { messageId: item.messageId, error: error as Error });
           throw error;
