@@ -6,8 +6,9 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { count, emptyCounts, listSplits, splitRows, type CloudRow, type SplitCounts } from '../aws/home/cloud-state.ts';
+import { hostOf } from '../engine/fetch/url.ts';
 import { csvField } from '../engine/index-table.ts';
-import { FAILURE_REASONS, isFailureReason } from '../engine/outcome.ts';
+import { FAILURE_REASONS, isFailureReason, type FailureReason } from '../engine/outcome.ts';
 import { formatBytes } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import { EXAMPLES_PER_REASON, percent, reportPage } from './report-page.ts';
@@ -17,7 +18,7 @@ import type { Target } from './target.ts';
 export interface HostReport extends SplitCounts {
   host: string;
   /** The host's most frequent failure reason ('' when none failed). */
-  topReason: string;
+  topReason: FailureReason | '';
 }
 
 export interface FailureExample {
@@ -41,15 +42,6 @@ export interface SplitReport {
 
 const MISSING_HEADER = 'split,image_id,label,url,host,status,reason\n';
 
-function hostOf(url: string): string {
-  if (!url) return '(no URL)';
-  try {
-    return new URL(url).host || '(no host)';
-  } catch {
-    return '(invalid URL)';
-  }
-}
-
 /** The HTTP status family a reason stands for, when it is one. */
 function statusOf(reason: string): string | null {
   if (reason === 'rate-limited') return '429';
@@ -57,9 +49,9 @@ function statusOf(reason: string): string | null {
   return match ? match[1]! : null;
 }
 
-function topReason(byReason: Record<string, number>): string {
-  let top = '';
-  for (const [reason, n] of Object.entries(byReason)) if (!top || n > byReason[top]!) top = reason;
+function topReason(byReason: SplitCounts['byReason']): FailureReason | '' {
+  let top: FailureReason | '' = '';
+  for (const [reason, n] of Object.entries(byReason) as Array<[FailureReason, number]>) if (!top || n > byReason[top]!) top = reason;
   return top;
 }
 

@@ -8,7 +8,8 @@ import { DEFAULT_FETCHER_OPTIONS, Fetcher, type FetcherOptions } from '../engine
 import { INDEX_HEADER, indexRow } from '../engine/index-table.ts';
 import type { Layout } from '../engine/keys.ts';
 import type { ManifestFormat } from '../engine/manifest/index.ts';
-import { planJobs, runPool, type PlanStats } from '../engine/plan.ts';
+import { planJobs, type PlanStats } from '../engine/plan.ts';
+import { runPool } from '../engine/pool.ts';
 import { formatSummary, plural, Tally, type Summary } from '../engine/summary.ts';
 import { FsStore } from '../engine/fs-store.ts';
 import { openManifestFile } from './manifest-file.ts';

@@ -1,6 +1,17 @@
 // The index table: one CSV row per distinct manifest entry, the file a user loads in pandas.
 
-import type { IndexRecord } from './plan.ts';
+import type { Outcome } from './outcome.ts';
+
+/** What the index says of one distinct manifest entry. */
+export interface IndexRecord {
+  position: number;
+  id: string;
+  labels: string[];
+  urls: string[];
+  /** Store key; null when the entry could not be planned (no usable URL). */
+  key: string | null;
+  outcome: Outcome;
+}
 
 export const INDEX_COLUMNS = [
   'image_id', 'label', 'url', 'path', 'status', 'bytes', 'format', 'reason', 'http_status', 'attempts', 'detail',
@@ -17,13 +28,13 @@ export function csvField(value: string | number | undefined): string {
 
 /** Multi-label entries join their labels with a space: `df.label.str.split()` gives the list back. */
 export function indexRow(record: IndexRecord): string {
-  const { outcome } = record;
-  const stored = outcome.status !== 'failed' && record.key !== null;
+  const { outcome, key } = record;
+  const stored = outcome.status !== 'failed' && key !== null;
   return [
     record.id,
     record.labels.join(' '),
     outcome.url || record.urls[0] || '',
-    stored ? record.key! : '',
+    stored ? key : '',
     outcome.status,
     outcome.bytes,
     outcome.format,

@@ -48,19 +48,51 @@ export function isFailureReason(value: string): value is FailureReason {
   return Object.hasOwn(FAILURE_REASONS, value);
 }
 
-export type Status = 'fetched' | 'skipped' | 'failed';
-
-export interface Outcome {
-  status: Status;
-  /** The URL that answered (fetched), or the last one tried (failed). */
+/** Stored by this run. */
+export interface Fetched {
+  status: 'fetched';
+  /** The URL that answered. */
   url: string;
   bytes: number;
-  /** Detected image format for fetched images, e.g. `jpeg`. */
+  /** Detected image format, e.g. `jpeg`. */
+  format: string;
+  httpStatus?: number;
+  attempts: number;
+  // Absent on purpose: a row reads every column of any outcome.
+  reason?: never;
+  detail?: never;
+}
+
+/**
+ * Already stored: found before fetching (attempts 0), or fetched and then found written by
+ * another delivery, in which case what the fetch learned is kept.
+ */
+export interface Skipped {
+  status: 'skipped';
+  url: string;
+  bytes: number;
+  attempts: number;
   format?: string;
-  reason?: FailureReason;
-  /** Short human detail for a failure, e.g. `HTTP 503 after 4 attempts`. */
-  detail?: string;
+  httpStatus?: number;
+  reason?: never;
+  detail?: never;
+}
+
+export interface Failed {
+  status: 'failed';
+  /** The last URL tried ('' when the entry has none). */
+  url: string;
+  reason: FailureReason;
+  /** Short human detail, e.g. `HTTP 503 after 4 attempts`. */
+  detail: string;
   /** HTTP status of the last answer, when there was one. */
   httpStatus?: number;
   attempts: number;
+  bytes: number;
+  format?: never;
 }
+
+/** What became of one image. */
+export type Outcome = Fetched | Skipped | Failed;
+
+export type Status = Outcome['status'];

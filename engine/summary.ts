@@ -1,7 +1,8 @@
 // Tallies of a run: what a user reads at the end, and what --json prints.
 
-import type { IndexRecord } from './plan.ts';
+import type { IndexRecord } from './index-table.ts';
 import { FAILURE_REASONS, type FailureReason } from './outcome.ts';
+import { hostOf } from './fetch/url.ts';
 
 export interface Summary {
   split: string;
@@ -36,7 +37,7 @@ export class Tally {
     else if (outcome.status === 'skipped') this.skipped++;
     else this.failed++;
     if (outcome.status === 'fetched') this.bytes += outcome.bytes;
-    if (outcome.status !== 'failed' || !outcome.reason) return;
+    if (outcome.status !== 'failed') return;
     this.#reasons.set(outcome.reason, (this.#reasons.get(outcome.reason) ?? 0) + 1);
     const host = hostOf(outcome.url || record.urls[0] || '');
     this.#hosts.set(host, (this.#hosts.get(host) ?? 0) + 1);
@@ -58,14 +59,6 @@ export class Tally {
       failuresByHost: byHost.map(([host, failed]) => ({ host, failed })),
       interrupted,
     };
-  }
-}
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host || '(none)';
-  } catch {
-    return '(invalid URL)';
   }
 }
 

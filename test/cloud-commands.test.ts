@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { DevConnection } from '../cli/dev.ts';
 import { awsUsageError, command, targetArgs } from '../cli/target.ts';
@@ -188,6 +188,23 @@ describe('cloud commands', () => {
     const again = await run('sync', 'data', '--split', 'good', '--dry-run', '--json');
     const [second] = JSON.parse(again.stdout) as Array<Record<string, unknown>>;
     assert.deepEqual([second!.downloaded, second!.skipped, second!.bytes], [0, 24, 0]);
+  });
+
+  test('failure keys with a reason this version does not know are not ours: counted nowhere, and report and status still print', async () => {
+    // g5 and g10 failed with http-404; these keys are as new or newer, so they would be their latest reason.
+    for (const [reason, id] of [['constructor', 'g5'], ['__proto__', 'g10'], ['http-999', 'g15']] as const) {
+      await s3.send(new PutObjectCommand({ Bucket: connection.bucket, Key: `failures/good/${reason}/${id}.json`, Body: '{}' }));
+    }
+    const report = await run('report', '--split', 'good', '--json', '--html', 'report.html');
+    assert.equal(report.code, 0, report.stderr);
+    const [r] = JSON.parse(report.stdout) as Array<{ counts: { failed: number; byReason: unknown }; examples: Record<string, unknown[]> }>;
+    assert.equal(r!.counts.failed, 6);
+    assert.deepEqual(r!.counts.byReason, { 'http-404': 6 });
+    assert.deepEqual(Object.keys(r!.examples), ['http-404']);
+    assert.doesNotMatch(await readFile(join(cwd, 'report.html'), 'utf8'), /constructor|__proto__|http-999/);
+    const status = await run('status', '--split', 'good', '--counts');
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^ {2}now: 24 stored, 6 failed \(http-404 6\), /m);
   });
 
   test('retry --dry-run counts the dead-letter queue and the failures it would send, and sends nothing', async () => {

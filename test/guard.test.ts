@@ -67,15 +67,15 @@ const REFUSED_HOSTS = [
 
 const ALLOWED_HOSTS = ['93.184.216.34', '8.8.8.8', '1.1.1.1', '[2606:4700::1111]', '[2a00:1450:4001::200e]', '[::ffff:8.8.8.8]', '[64:ff9b::808:808]', 'example.com', 'images.example.com.'];
 
-function hostOf(spelling: string): URL {
+function urlWithHost(spelling: string): URL {
   return new URL(`http://${spelling}/img.jpg`);
 }
 
 describe('checkUrl', () => {
   for (const spelling of REFUSED_HOSTS) {
     it(`refuses http://${spelling}/`, () => {
-      const error = checkUrl(hostOf(spelling));
-      assert.ok(error instanceof GuardError, `expected ${spelling} (${hostOf(spelling).hostname}) to be refused`);
+      const error = checkUrl(urlWithHost(spelling));
+      assert.ok(error instanceof GuardError, `expected ${spelling} (${urlWithHost(spelling).hostname}) to be refused`);
       assert.equal(error.reason, 'blocked-address');
       assert.equal(error.code, GUARD_ERROR_CODE);
       assert.match(error.message, /^refused \S+: .*address/);
@@ -84,7 +84,7 @@ describe('checkUrl', () => {
 
   for (const spelling of ALLOWED_HOSTS) {
     it(`allows http://${spelling}/`, () => {
-      assert.equal(checkUrl(hostOf(spelling)), null);
+      assert.equal(checkUrl(urlWithHost(spelling)), null);
     });
   }
 
@@ -118,10 +118,10 @@ describe('checkUrl', () => {
   it('allowLoopback lifts loopback only', () => {
     const opts: GuardOptions = { allowLoopback: true };
     for (const spelling of ['127.0.0.1', '127.1', '[::1]', '[::ffff:127.0.0.1]', 'localhost', 'a.localhost']) {
-      assert.equal(checkUrl(hostOf(spelling), opts), null, spelling);
+      assert.equal(checkUrl(urlWithHost(spelling), opts), null, spelling);
     }
     for (const spelling of ['10.0.0.1', '169.254.169.254', '0.0.0.0', '[fd00:ec2::254]', '192.168.0.1', '100.64.0.1', '[fe80::1]']) {
-      assert.equal(checkUrl(hostOf(spelling), opts)?.reason, 'blocked-address', spelling);
+      assert.equal(checkUrl(urlWithHost(spelling), opts)?.reason, 'blocked-address', spelling);
     }
     assert.equal(checkUrl(new URL('file:///etc/passwd'), opts)?.reason, 'blocked-scheme');
   });
@@ -133,9 +133,9 @@ describe('checkUrl', () => {
       '0.0.0.0', '0', '[::]', '224.0.0.1', '239.255.255.250', '[ff02::1]', '255.255.255.255',
     ]);
     for (const spelling of REFUSED_HOSTS) {
-      assert.equal(checkUrl(hostOf(spelling), opts)?.reason ?? null, never.has(spelling) ? 'blocked-address' : null, spelling);
+      assert.equal(checkUrl(urlWithHost(spelling), opts)?.reason ?? null, never.has(spelling) ? 'blocked-address' : null, spelling);
     }
-    for (const spelling of never) assert.equal(checkUrl(hostOf(spelling), opts)?.reason, 'blocked-address', spelling);
+    for (const spelling of never) assert.equal(checkUrl(urlWithHost(spelling), opts)?.reason, 'blocked-address', spelling);
     assert.equal(checkUrl(new URL('http://localhost/'), opts), null);
     assert.equal(checkUrl(new URL('ftp://10.0.0.1/'), opts)?.reason, 'blocked-scheme');
   });

@@ -83,6 +83,11 @@ describe('cloudfetch run', () => {
     assert.equal(summary.failed, CASES.length - fetched.length);
     assert.equal(summary.duplicates, 1);
     assert.deepEqual(summary.failuresByReason, Object.fromEntries(CASES.filter((c) => c.reason).map((c) => [c.reason, 1])));
+    // The entry without a URL is grouped as such, the ftp one under its host; plan order breaks ties.
+    const failedHere = CASES.filter((c) => c.status === 'failed' && c.paths[0]?.startsWith('/')).length;
+    assert.deepEqual(summary.failuresByHost, [
+      { host: new URL(origin.url).host, failed: failedHere }, { host: '(no URL)', failed: 1 }, { host: 'example.com', failed: 1 },
+    ]);
 
     // Bytes on disk equal what the origin sent, and nothing else is there.
     const files = (await readdir(join(out, 'train'))).sort();

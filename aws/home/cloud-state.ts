@@ -8,7 +8,7 @@ import { GetQueueAttributesCommand, type QueueAttributeName, type SQSClient } fr
 import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
 import { safeSegment } from '../../engine/keys.ts';
-import { isFailureReason, isTransient } from '../../engine/outcome.ts';
+import { isFailureReason, isTransient, type FailureReason } from '../../engine/outcome.ts';
 import { formatDuration } from '../../engine/summary.ts';
 import { listObjects } from '../listing.ts';
 import { failurePrefix, imagesPrefix, indexKey, PREFIX, splitOfStatusKey, statusKey, type SplitStatus } from '../bucket.ts';
@@ -24,7 +24,7 @@ export interface CloudRow {
   status: CloudStatus;
   bytes: number;
   /** Why it failed; on a pending row, why its last attempt failed (it will be tried again). */
-  reason: string;
+  reason: FailureReason | '';
 }
 
 export interface SplitCounts {
@@ -35,7 +35,7 @@ export interface SplitCounts {
   /** Of the pending: a first attempt failed, and the job is still in the queue for another. */
   retrying: number;
   bytes: number;
-  byReason: Record<string, number>;
+  byReason: Partial<Record<FailureReason, number>>;
 }
 
 export interface QueueState {
@@ -91,14 +91,14 @@ export async function storedImages(s3: S3Client, bucket: string, split: string):
   return stored;
 }
 
-/** Latest failure reason per (safe) image id of a split. */
-export async function failureReasons(s3: S3Client, bucket: string, split: string): Promise<Map<string, string>> {
-  const latest = new Map<string, { reason: string; at: number }>();
+/** Latest failure reason per (safe) image id of a split; a key with a reason this version does not know is not ours: ignored. */
+export async function failureReasons(s3: S3Client, bucket: string, split: string): Promise<Map<string, FailureReason>> {
+  const latest = new Map<string, { reason: FailureReason; at: number }>();
   const prefix = failurePrefix(split);
   for await (const page of listObjects(s3, bucket, prefix)) {
     for (const o of page) {
       const [reason, file] = o.key.slice(prefix.length).split('/');
-      if (!reason || !file?.endsWith('.json')) continue;
+      if (!reason || !isFailureReason(reason) || !file?.endsWith('.json')) continue;
       const id = file.slice(0, -'.json'.length);
       const seen = latest.get(id);
       if (!seen || seen.at < o.lastModified) latest.set(id, { reason, at: o.lastModified });
@@ -127,14 +127,15 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
     const id = record.image_id ?? '';
     const size = path ? stored.get(path) : undefined;
     let status: CloudStatus = 'pending';
-    let reason = '';
+    let reason: FailureReason | '' = '';
+    const failure = failures.get(safeSegment(id));
     if (size !== undefined) status = 'fetched';
-    else if (failures.has(safeSegment(id))) {
-      reason = failures.get(safeSegment(id))!;
-      status = o.queueBusy && isFailureReason(reason) && isTransient(reason) ? 'pending' : 'failed';
-    } else if (record.status === 'failed') {
+    else if (failure) {
+      reason = failure;
+      status = o.queueBusy && isTransient(reason) ? 'pending' : 'failed';
+    } else if (record.status === 'failed' && isFailureReason(record.reason ?? '')) {
       status = 'failed';
-      reason = record.reason ?? '';
+      reason = record.reason as FailureReason;
     }
     yield { image_id: id, label: record.label ?? '', url: record.url ?? '', path: size !== undefined ? path : '', status, bytes: size ?? 0, reason };
   }
@@ -148,7 +149,7 @@ export function count(counts: SplitCounts, row: CloudRow): void {
   counts.entries++;
   counts[row.status]++;
   counts.bytes += row.bytes;
-  if (row.status === 'failed') counts.byReason[row.reason] = (counts.byReason[row.reason] ?? 0) + 1;
+  if (row.status === 'failed' && row.reason) counts.byReason[row.reason] = (counts.byReason[row.reason] ?? 0) + 1;
   if (row.status === 'pending' && row.reason) counts.retrying++;
 }
 

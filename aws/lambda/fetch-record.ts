@@ -7,7 +7,7 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SQSRecord } from 'aws-lambda';
 import { decodeJob } from '../job-message.ts';
 import type { Job } from '../../engine/job.ts';
-import { isTransient, type Outcome } from '../../engine/outcome.ts';
+import { isTransient, type Failed, type Outcome } from '../../engine/outcome.ts';
 import type { Store } from '../../engine/store.ts';
 import { fetchJob, type ImageFetcher } from '../../engine/worker.ts';
 import { failureKey, type FailureRecord } from '../bucket.ts';
@@ -15,9 +15,9 @@ import { failureKey, type FailureRecord } from '../bucket.ts';
 
 export class TransientFailure extends Error {
   override name = 'TransientFailure';
-  readonly outcome: Outcome;
-  constructor(job: Job, outcome: Outcome) {
-    super(`${job.split}/${job.id}: ${outcome.reason} (${outcome.detail ?? ''}), will be retried`);
+  readonly outcome: Failed;
+  constructor(job: Job, outcome: Failed) {
+    super(`${job.split}/${job.id}: ${outcome.reason} (${outcome.detail}), will be retried`);
     this.outcome = outcome;
   }
 }
@@ -42,7 +42,7 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
   }
   deps.onOutcome?.(job, outcome);
   if (outcome.status !== 'failed') return outcome;
-  const transient = outcome.reason !== undefined && isTransient(outcome.reason);
+  const transient = isTransient(outcome.reason);
   const failure: FailureRecord = {
     split: job.split,
     id: job.id,
@@ -50,8 +50,8 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
     labels: job.labels,
     urls: job.urls,
     url: outcome.url,
-    reason: outcome.reason ?? 'network',
-    detail: outcome.detail ?? '',
+    reason: outcome.reason,
+    detail: outcome.detail,
     ...(outcome.httpStatus ? { httpStatus: outcome.httpStatus } : {}),
     attempts: outcome.attempts,
     transient,

@@ -36,7 +36,7 @@ const setUpOnce = perEnvironment(setUp, (old) => {
 function record(job: Job, outcome: Outcome): void {
   metrics.addMetric(outcome.status, MetricUnit.Count, 1);
   if (outcome.status === 'fetched') metrics.addMetric('bytes', MetricUnit.Bytes, outcome.bytes);
-  if (outcome.status === 'failed' && outcome.reason) {
+  if (outcome.status === 'failed') {
     const byReason = metrics.singleMetric();
     byReason.addDimension('reason', outcome.reason);
     byReason.addMetric('failed', MetricUnit.Count, 1);

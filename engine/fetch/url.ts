@@ -8,3 +8,13 @@ export function parseFetchUrl(text: string): URL | null {
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return null;
   return url;
 }
+
+/** The host a URL names, for grouping failures: `(no URL)`, `(no host)` or `(invalid URL)` when it names none. */
+export function hostOf(url: string): string {
+  if (!url) return '(no URL)';
+  try {
+    return new URL(url).host || '(no host)';
+  } catch {
+    return '(invalid URL)';
+  }
+}

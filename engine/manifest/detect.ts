@@ -1,7 +1,7 @@
 // Which reader a manifest needs: by its name's extension, else by sniffing its first bytes.
 
 import { ManifestError, SUPPORTED_SHAPES } from './errors.ts';
-import { extensionOf } from './source.ts';
+import { formatExtensionOf } from './source.ts';
 
 export type ManifestFormat = 'imaterialist' | 'jsonl' | 'csv' | 'tsv' | 'urls';
 
@@ -10,7 +10,7 @@ export const URL_LIKE = /^[a-z][a-z0-9+.-]*:\/\/\S+$/i;
 /** The format of a manifest named `name` whose content starts with `head`. */
 export function detectFormat(name: string, head: Buffer): ManifestFormat {
   const text = head.toString('utf8').replace(/^\uFEFF/, '');
-  switch (extensionOf(name)) {
+  switch (formatExtensionOf(name)) {
     case 'json':
       return looksLikeJsonLines(text) ? 'jsonl' : 'imaterialist';
     case 'jsonl':

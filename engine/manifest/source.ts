@@ -106,7 +106,7 @@ export function splitNameOf(name: string): string {
 }
 
 /** The name's format extension, lowercased, ignoring a final `.gz`: 'a/B.CSV.gz' → 'csv'. */
-export function extensionOf(name: string): string {
+export function formatExtensionOf(name: string): string {
   let base = basename(name.replaceAll('\\', '/')).toLowerCase();
   if (base.endsWith('.gz')) base = base.slice(0, -3);
   const dot = base.lastIndexOf('.');
