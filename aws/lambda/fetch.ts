@@ -4,11 +4,13 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { bucketName, fetcherOptions, perEnvironment, s3Client } from './config.ts';
+import { bucketName, fetcherOptions, perEnvironment, s3Client, sqsClient } from './config.ts';
 import { TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
 import { PREFIX } from '../bucket.ts';
 import { BadMessageError } from '../job-message.ts';
+import { Redelivery } from './redelivery.ts';
 import { S3Store } from './s3-store.ts';
 import { Fetcher } from '../../engine/fetch/fetcher.ts';
 import type { Job } from '../../engine/job.ts';
@@ -20,17 +22,19 @@ const metrics = new Metrics();
 const WRAP_UP_MS = 8_000;
 
 // Built on the first invocation and kept by the container: clients, keep-alive pools, DNS cache.
-type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher };
+type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; sqs: SQSClient; redelivery: Redelivery };
 
 function setUp(): Container {
   const s3 = s3Client();
   const bucket = bucketName();
-  return { s3, bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(fetcherOptions()), onOutcome: record };
+  const sqs = sqsClient();
+  return { s3, sqs, redelivery: new Redelivery(sqs), bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(fetcherOptions()), onOutcome: record };
 }
 
 const setUpOnce = perEnvironment(setUp, (old) => {
   void old.fetcher.close();
   old.s3.destroy();
+  old.sqs.destroy();
 });
 
 function record(job: Job, outcome: Outcome): void {
@@ -62,7 +66,10 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
             metrics.addMetric('rejected', MetricUnit.Count, 1);
             return;
           }
-          if (error instanceof TransientFailure) logger.info('image will be retried', { messageId: item.messageId, reason: error.message });
+          if (error instanceof TransientFailure) {
+            const scheduled = await container.redelivery.schedule(item);
+            logger.info('image will be retried', { messageId: item.messageId, reason: error.message, scheduled });
+          }
           else logger.error('record failed', { messageId: item.messageId, error: error as Error });
           throw error;
         }

@@ -1,0 +1,53 @@
+// When a job failed for a transient reason, when SQS should hand it out again. Left alone, SQS
+// waits the whole visibility timeout (6 × the function's time limit: 12 minutes by default) before
+// each of the maxReceiveCount deliveries; a flaky image would take an hour to reach the DLQ and a
+// manifest with a few flaky hosts would drain in hours. ChangeMessageVisibility sets the wait per
+// message: exponential in the deliveries so far, with jitter so a host's failures do not return
+// together.
+
+import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSRecord } from 'aws-lambda';
+
+const FIRST_DELAY_SECONDS = 5;
+const FACTOR = 3;
+/** SQS's longest visibility change is 12 hours; a transient failure never needs that long. */
+const MAX_DELAY_SECONDS = 900;
+
+/** Seconds until delivery number `receiveCount + 1`: 5, 15, 45, 135, … (× 0.5–1 at random), at most 15 min. */
+export function redeliveryDelaySeconds(receiveCount: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * FACTOR ** Math.max(0, receiveCount - 1));
+  return Math.max(1, Math.round(ceiling * (0.5 + random() / 2)));
+}
+
+export class Redelivery {
+  readonly #sqs: SQSClient;
+  readonly #queueUrls = new Map<string, Promise<string>>();
+
+  constructor(sqs: SQSClient) {
+    this.#sqs = sqs;
+  }
+
+  /** Sets when the record comes back; false (and SQS's own visibility timeout applies) when SQS refused. */
+  async schedule(record: SQSRecord): Promise<boolean> {
+    const seconds = redeliveryDelaySeconds(Number(record.attributes.ApproximateReceiveCount ?? 1));
+    try {
+      const QueueUrl = await this.#queueUrl(record.eventSourceARN);
+      await this.#sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds }));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** arn:aws:sqs:<region>:<account>:<name> → its URL, asked once per queue and container. */
+  #queueUrl(arn: string): Promise<string> {
+    let url = this.#queueUrls.get(arn);
+    if (!url) {
+      const [, , , , account, name] = arn.split(':');
+      url = this.#sqs.send(new GetQueueUrlCommand({ QueueName: name, ...(account ? { QueueOwnerAWSAccountId: account } : {}) })).then((answer) => answer.QueueUrl!);
+      url.catch(() => this.#queueUrls.delete(arn));
+      this.#queueUrls.set(arn, url);
+    }
+    return url;
+  }
+}
