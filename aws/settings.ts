@@ -31,6 +31,8 @@ export interface Settings {
   skipExistingAtSplit: boolean;
   /** Receives before a job is parked in the dead-letter queue. */
   maxReceiveCount: number;
+  /** E-mail address subscribed to the alarm topic; empty: no subscription. */
+  alarmEmail: string;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -51,6 +53,7 @@ export const DEFAULT_SETTINGS: Settings = {
   removalPolicy: 'retain',
   skipExistingAtSplit: true,
   maxReceiveCount: 5,
+  alarmEmail: '',
 };
 
 /** SQS redelivers a message only after its visibility timeout: keep it ≥ 6× the function timeout. */
@@ -95,6 +98,14 @@ const stackName: Check = (key, value) => {
   return value;
 };
 
+// Not RFC 5322: enough to catch a typo or a missing value; SNS sends a confirmation link anyway.
+const email: Check = (key, value) => {
+  if (typeof value !== 'string' || (value !== '' && !/^[^\s@]+@[^\s@]+\.[^\s@.]+$/.test(value))) {
+    throw new SettingsError(`context ${CONTEXT_PREFIX}${key} must be an e-mail address (or empty for none), not ${JSON.stringify(value)}`);
+  }
+  return value;
+};
+
 const CHECKS: Record<keyof Settings, Check> = {
   stackName,
   fetchMaxConcurrency: int(2, 1000),
@@ -113,6 +124,7 @@ const CHECKS: Record<keyof Settings, Check> = {
   removalPolicy: oneOf(['retain', 'destroy']),
   skipExistingAtSplit: bool,
   maxReceiveCount: int(1, 1000),
+  alarmEmail: email,
 };
 
 /** Reads every setting through `context(key)` (e.g. node.tryGetContext), checking each value. */
@@ -132,6 +144,16 @@ export function readSettings(context: (key: string) => unknown): Settings {
   }
   return s;
 }
+
+/** The jobs queue keeps a job a week: a million images drain in about 3 days even at 2 fetch functions and 10 s a batch. */
+export const JOBS_RETENTION_SECONDS = 7 * 24 * 60 * 60;
+
+/**
+ * Dead letters (failed jobs, failed manifest events) are kept for SQS's longest. SQS counts a
+ * message's age from its first enqueue, so the DLQ must outlive the jobs queue: a job that dies on
+ * its last day there still has a week in the DLQ.
+ */
+export const DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 60 * 60;
 
 /** Environment variables the functions read (aws/lambda/config.ts). */
 export function functionEnvironment(s: Settings): Record<string, string> {

@@ -1,5 +1,5 @@
-// The cloudfetch stack: a bucket, a jobs queue, two functions and a dashboard, built from the
-// settings (settings.ts). It refuses mainland China regions: the point is to fetch from outside.
+// The cloudfetch stack: a bucket, the queues, two functions, alarms and a dashboard, built from
+// the settings (settings.ts). It refuses mainland China regions: the point is to fetch from outside.
 
 import { CfnOutput, Stack, Tags, Token, type App, type Environment, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
@@ -41,12 +41,19 @@ export class CloudfetchStack extends Stack {
     const { settings } = props;
     this.storage = new Storage(this, 'Storage', { removalPolicy: settings.removalPolicy });
     this.queues = new Queues(this, 'Queues', { settings });
-    this.functions = new Functions(this, 'Functions', { settings, bucket: this.storage.bucket, jobs: this.queues.jobs });
+    this.functions = new Functions(this, 'Functions', {
+      settings,
+      bucket: this.storage.bucket,
+      jobs: this.queues.jobs,
+      failedManifests: this.queues.failedManifests,
+    });
     this.operations = new Operations(this, 'Operations', {
       jobs: this.queues.jobs,
       deadLetters: this.queues.deadLetters,
+      failedManifests: this.queues.failedManifests,
       manifestFunction: this.functions.manifest,
       fetchFunction: this.functions.fetch,
+      alarmEmail: settings.alarmEmail,
     });
     Tags.of(this).add('project', 'cloudfetch');
 
@@ -54,6 +61,8 @@ export class CloudfetchStack extends Stack {
     output('BucketName', this.storage.bucket.bucketName, 'Upload manifests under manifests/; images arrive under images/');
     output('QueueUrl', this.queues.jobs.queueUrl, 'Jobs queue, one message per image');
     output('DlqUrl', this.queues.deadLetters.queueUrl, 'Dead-letter queue: jobs that failed maxReceiveCount times');
+    output('FailedManifestsUrl', this.queues.failedManifests.queueUrl, 'S3 events of uploads the manifest function failed on (not retried)');
+    output('AlarmTopicArn', this.operations.alarmTopic.topicArn, 'Alarm notifications: subscribe with cloudfetch:alarmEmail or in the SNS console');
     output('ManifestFunctionName', this.functions.manifest.functionName, 'Splits uploaded manifests into jobs');
     output('FetchFunctionName', this.functions.fetch.functionName, 'Fetches the images of queued jobs');
     output(

@@ -1,12 +1,15 @@
-// The CDK stack, checked on the synthesized template (bundling skipped for speed): what a reviewer
-// would check before `cdk deploy` — settings applied, least privilege, cdk-nag clean, clear errors.
+// The CDK stack, checked on the synthesized template (bundling skipped for speed, but for one run of
+// the app that checks the bundles): what a reviewer would check before `cdk deploy` — settings
+// applied, least privilege, cdk-nag clean, clear errors, the AWS SDK inside the bundles.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { isBuiltin } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, test } from 'node:test';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { App, Stack, Validations, type Environment } from 'aws-cdk-lib';
@@ -14,7 +17,7 @@ import { BUNDLING_STACKS } from 'aws-cdk-lib/cx-api';
 import nag from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { MANIFEST_SUFFIXES, PREFIX } from '../aws/bucket.ts';
-import { DEFAULT_SETTINGS, SettingsError, visibilityTimeoutSeconds } from '../aws/settings.ts';
+import { DEAD_LETTER_RETENTION_SECONDS, DEFAULT_SETTINGS, JOBS_RETENTION_SECONDS, readSettings, SettingsError, visibilityTimeoutSeconds } from '../aws/settings.ts';
 import { CloudfetchStack, RegionError, createStack } from '../infra/stack.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -50,7 +53,8 @@ async function runApp(env: Record<string, string>): Promise<Run> {
 }
 const context = (extra: Record<string, unknown> = {}): string => JSON.stringify({ ...CDK_JSON.context, [BUNDLING_STACKS]: [], ...extra });
 const appRuns = {
-  ok: runApp({ CDK_CONTEXT_JSON: context(), CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'ap-northeast-1' }),
+  // With esbuild bundling, as `cdk deploy` runs it: a few seconds, overlapping the tests below.
+  ok: runApp({ CDK_CONTEXT_JSON: context({ [BUNDLING_STACKS]: ['**'] }), CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'ap-northeast-1' }),
   china: runApp({ CDK_CONTEXT_JSON: context(), CDK_DEFAULT_ACCOUNT: '123456789012', CDK_DEFAULT_REGION: 'cn-north-1' }),
   badContext: runApp({ CDK_CONTEXT_JSON: context({ 'cloudfetch:fetchBatchSize': 'lots' }), CDK_DEFAULT_REGION: 'ap-east-1' }),
 };
@@ -67,10 +71,16 @@ const ids = {
   bucket: logicalId(stack.storage.bucket),
   jobs: logicalId(stack.queues.jobs),
   dlq: logicalId(stack.queues.deadLetters),
+  failedManifests: logicalId(stack.queues.failedManifests),
   manifest: logicalId(stack.functions.manifest),
   fetch: logicalId(stack.functions.fetch),
+  topic: logicalId(stack.operations.alarmTopic),
+  key: logicalId(stack.operations.alarmTopic.masterKey!),
 };
 const names: Record<string, string> = Object.fromEntries(Object.entries(ids).map(([name, id]) => [id, name]));
+
+/** The same with an alarm e-mail: everything above plus the subscription. */
+const withEmail = synth({ 'cloudfetch:alarmEmail': 'me@example.org' });
 
 // cfn-lint (when installed) on that template, in the background; W3005: CDK adds an explicit
 // DependsOn on a role that a GetAtt already implies, harmless.
@@ -78,7 +88,7 @@ const lint = (async (): Promise<{ missing: boolean; stdout: string }> => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cloudfetch-lint-'));
   outdirs.push(dir);
   const file = path.join(dir, 'template.json');
-  await writeFile(file, JSON.stringify(t.toJSON()));
+  await writeFile(file, JSON.stringify(withEmail.template.toJSON()));
   return new Promise((resolve) => {
     const child = spawn('cfn-lint', ['--format', 'json', '--ignore-checks', 'W3005', '--', file], { stdio: ['ignore', 'pipe', 'ignore'] });
     let stdout = '';
@@ -203,21 +213,28 @@ test('an upload under manifests/ with each manifest ending, and nothing else, in
 
 // --- queues
 
-test('the jobs queue: visibility 6× the fetch timeout, long polling, 14 days, encrypted, a DLQ after 5 receives', () => {
+test('the jobs queue: visibility 6× the fetch timeout, long polling, a week, encrypted, a DLQ after 5 receives', () => {
   const jobs = resources('AWS::SQS::Queue')[ids.jobs]!.Properties;
   assert.equal(jobs.VisibilityTimeout, 6 * DEFAULT_SETTINGS.fetchTimeoutSeconds);
   assert.equal(jobs.VisibilityTimeout, visibilityTimeoutSeconds(DEFAULT_SETTINGS));
   assert.equal(jobs.ReceiveMessageWaitTimeSeconds, 20);
-  assert.equal(jobs.MessageRetentionPeriod, 1209600);
+  assert.equal(jobs.MessageRetentionPeriod, 7 * 24 * 3600);
+  assert.equal(jobs.MessageRetentionPeriod, JOBS_RETENTION_SECONDS);
   assert.equal(jobs.SqsManagedSseEnabled, true);
   assert.deepEqual(jobs.RedrivePolicy, { deadLetterTargetArn: { 'Fn::GetAtt': [ids.dlq, 'Arn'] }, maxReceiveCount: 5 });
-  const dlq = resources('AWS::SQS::Queue')[ids.dlq]!.Properties;
-  assert.equal(dlq.MessageRetentionPeriod, 1209600);
-  assert.equal(dlq.SqsManagedSseEnabled, true);
-  t.resourceCountIs('AWS::SQS::Queue', 2);
+  // SQS ages a dead letter from its first enqueue: the DLQs must outlive the jobs queue.
+  for (const queue of ['dlq', 'failedManifests'] as const) {
+    const p = resources('AWS::SQS::Queue')[ids[queue]]!.Properties;
+    assert.equal(p.MessageRetentionPeriod, 14 * 24 * 3600, queue);
+    assert.equal(p.MessageRetentionPeriod, DEAD_LETTER_RETENTION_SECONDS, queue);
+    assert.ok(p.MessageRetentionPeriod > jobs.MessageRetentionPeriod, queue);
+    assert.equal(p.SqsManagedSseEnabled, true, queue);
+    assert.equal(p.RedrivePolicy, undefined, queue);
+  }
+  t.resourceCountIs('AWS::SQS::Queue', 3);
 
   const policies = Object.values(resources('AWS::SQS::QueuePolicy'));
-  for (const queue of ['jobs', 'dlq']) {
+  for (const queue of ['jobs', 'dlq', 'failedManifests']) {
     const policy = policies.find((p) => list(p.Properties.Queues).some((q: any) => render(q) === queue));
     assert.ok(policy, `${queue} has a queue policy`);
     const deny = policy.Properties.PolicyDocument.Statement.find((s: any) => s.Condition?.Bool?.['aws:SecureTransport'] === 'false');
@@ -234,6 +251,27 @@ test('the fetch function reads the queue in batches with partial failures and a 
   assert.equal(mapping.MaximumBatchingWindowInSeconds, DEFAULT_SETTINGS.fetchBatchWindowSeconds);
   assert.deepEqual(mapping.FunctionResponseTypes, ['ReportBatchItemFailures']);
   assert.deepEqual(mapping.ScalingConfig, { MaximumConcurrency: DEFAULT_SETTINGS.fetchMaxConcurrency });
+});
+
+test('Lambda never retries the manifest function: a failed upload event goes to the failed-manifests queue, which only it may send to', () => {
+  const config = only(resources('AWS::Lambda::EventInvokeConfig')).Properties;
+  assert.equal(render(config.FunctionName), 'manifest');
+  assert.equal(config.Qualifier, '$LATEST');
+  assert.equal(config.MaximumRetryAttempts, 0);
+  assert.deepEqual(Object.keys(config.DestinationConfig), ['OnFailure']);
+  assert.equal(render(config.DestinationConfig.OnFailure.Destination), 'failedManifests');
+
+  const manifestRole = resources('AWS::Lambda::Function')[ids.manifest]!.Properties.Role['Fn::GetAtt'][0] as string;
+  const senders: string[] = [];
+  for (const policy of Object.values(resources('AWS::IAM::Policy'))) {
+    for (const st of policy.Properties.PolicyDocument.Statement) {
+      if (!list(st.Resource).some((r) => render(r) === 'failedManifests')) continue;
+      for (const role of list<any>(policy.Properties.Roles)) senders.push(`${role.Ref === manifestRole ? 'manifest' : role.Ref} ${st.Effect} ${list(st.Action).join(',')}`);
+    }
+  }
+  assert.deepEqual(senders, ['manifest Allow sqs:SendMessage']);
+  const queuePolicy = Object.values(resources('AWS::SQS::QueuePolicy')).find((p) => list(p.Properties.Queues).some((q: any) => render(q) === 'failedManifests'))!;
+  assert.deepEqual(queuePolicy.Properties.PolicyDocument.Statement.map((st: any) => st.Effect), ['Deny']);
 });
 
 // --- functions
@@ -274,7 +312,7 @@ test('both functions: nodejs24.x on arm64, settings for memory and timeout, thei
 
 // --- IAM
 
-test('the manifest function may read manifests/, write index/ and status/, list images/ and queue jobs: nothing else', () => {
+test('the manifest function may read manifests/, write index/ and status/, list images/, queue jobs and keep failed events: nothing else', () => {
   const groupOf = (fn: string): string => resources('AWS::Lambda::Function')[fn]!.Properties.LoggingConfig.LogGroup.Ref;
   assert.deepEqual(grantsOf(ids.manifest).map(line), [
     `logs:CreateLogStream ${groupOf(ids.manifest)}.Arn`,
@@ -284,6 +322,7 @@ test('the manifest function may read manifests/, write index/ and status/, list 
     `s3:ListBucket bucket if ${IMAGES_ONLY}`,
     's3:PutObject bucket/index/*',
     's3:PutObject bucket/status/*',
+    'sqs:SendMessage failedManifests',
     'sqs:SendMessage jobs',
   ]);
 });
@@ -332,6 +371,7 @@ test('no Allow anywhere has a * action or resource, except CDK\'s auto-delete pr
     for (const [id, r] of Object.entries(resources('AWS::IAM::Role', tpl))) for (const p of list<any>(r.Properties.Policies)) scan(id, p.PolicyDocument);
     for (const [id, p] of Object.entries(resources('AWS::S3::BucketPolicy', tpl))) scan(id, p.Properties.PolicyDocument);
     for (const [id, p] of Object.entries(resources('AWS::SQS::QueuePolicy', tpl))) scan(id, p.Properties.PolicyDocument);
+    for (const [id, p] of Object.entries(resources('AWS::SNS::TopicPolicy', tpl))) scan(id, p.Properties.PolicyDocument);
     return found;
   };
   for (const g of allows(t)) {
@@ -358,20 +398,62 @@ test('without skipExistingAtSplit the manifest function may not list the bucket 
 
 // --- operations, outputs, tags
 
-test('an alarm on the dead-letter queue and a dashboard of outcomes, queues and functions', () => {
-  const alarm = only(resources('AWS::CloudWatch::Alarm')).Properties;
-  assert.equal(alarm.Namespace, 'AWS/SQS');
-  assert.equal(alarm.MetricName, 'ApproximateNumberOfMessagesVisible');
-  assert.deepEqual(alarm.Dimensions.map((d: any) => [d.Name, render(d.Value)]), [['QueueName', 'dlq.QueueName']]);
-  assert.equal(alarm.Threshold, 0);
-  assert.equal(alarm.ComparisonOperator, 'GreaterThanThreshold');
-  assert.equal(alarm.TreatMissingData, 'notBreaching');
+test('alarms on the dead-letter queue, on any manifest function error and on repeated fetch function errors, all sent to the topic', () => {
+  const alarms = Object.values(resources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+  const summary = alarms.map((a) => ({
+    name: a.AlarmName,
+    metric: `${a.Namespace} ${a.MetricName} ${a.Dimensions.map((d: any) => `${d.Name}=${render(d.Value)}`).join(' ')} ${a.Statistic} ${a.Period}s`,
+    when: `${a.ComparisonOperator} ${a.Threshold} in ${a.DatapointsToAlarm} of ${a.EvaluationPeriods}, missing data ${a.TreatMissingData}`,
+    actions: list(a.AlarmActions).map(render),
+    others: [a.OKActions, a.InsufficientDataActions],
+  })).sort((a, b) => a.name.localeCompare(b.name));
+  const others = [undefined, undefined];
+  assert.deepEqual(summary, [
+    { name: 'cloudfetch-dead-letters', metric: 'AWS/SQS ApproximateNumberOfMessagesVisible QueueName=dlq.QueueName Maximum 60s', when: 'GreaterThanThreshold 0 in 1 of 1, missing data notBreaching', actions: ['topic'], others },
+    // A crashed batch comes back on its own: one error is noise, 3 minutes in 5 is a broken function.
+    { name: 'cloudfetch-fetch-errors', metric: 'AWS/Lambda Errors FunctionName=fetch Sum 60s', when: 'GreaterThanThreshold 0 in 3 of 5, missing data notBreaching', actions: ['topic'], others },
+    // Not retried: every error is an upload left unsplit.
+    { name: 'cloudfetch-manifest-errors', metric: 'AWS/Lambda Errors FunctionName=manifest Sum 60s', when: 'GreaterThanThreshold 0 in 1 of 1, missing data notBreaching', actions: ['topic'], others },
+  ]);
+});
 
+test('the alarm topic: encrypted with a rotating key of its own, TLS only, published to by this stack\'s alarms only, e-mailed only when alarmEmail is set', () => {
+  t.resourceCountIs('AWS::SNS::Topic', 1);
+  t.resourceCountIs('AWS::KMS::Key', 1);
+  assert.equal(render(resources('AWS::SNS::Topic')[ids.topic]!.Properties.KmsMasterKeyId), 'key');
+  const key = resources('AWS::KMS::Key')[ids.key]!;
+  assert.equal(key.Properties.EnableKeyRotation, true);
+  assert.equal(key.DeletionPolicy, 'Delete', 'it protects notifications in transit only');
+  assert.equal(key.Properties.PendingWindowInDays, 7);
+  const statement = (st: any): string => `${st.Effect} ${JSON.stringify(st.Principal)} ${list(st.Action).join(',')} ${list(st.Resource).map(render).join(',')}${st.Condition ? ` if ${JSON.stringify(st.Condition)}` : ''}`;
+  // CloudWatch cannot use the AWS-managed SNS key; without its grant on ours, alarms would be dropped.
+  assert.deepEqual(key.Properties.KeyPolicy.Statement.map(statement), [
+    'Allow {"AWS":"arn:aws:iam::123456789012:root"} kms:* *',
+    'Allow {"Service":"cloudwatch.amazonaws.com"} kms:Decrypt,kms:GenerateDataKey* *',
+  ]);
+  const policy = only(resources('AWS::SNS::TopicPolicy')).Properties;
+  assert.deepEqual(list(policy.Topics).map(render), ['topic']);
+  const ourAlarms = 'arn:aws:cloudwatch:ap-east-1:123456789012:alarm:cloudfetch-*';
+  assert.deepEqual(policy.PolicyDocument.Statement.map(statement), [
+    'Deny "*" sns:Publish topic if {"Bool":{"aws:SecureTransport":"false"}}',
+    `Allow {"Service":"cloudwatch.amazonaws.com"} sns:Publish topic if {"ArnLike":{"aws:SourceArn":"${ourAlarms}"}}`,
+  ]);
+  const alarmNames = Object.values(resources('AWS::CloudWatch::Alarm')).map((a) => a.Properties.AlarmName as string);
+  assert.equal(alarmNames.length, 3);
+  for (const name of alarmNames) assert.ok(`arn:aws:cloudwatch:ap-east-1:123456789012:alarm:${name}`.startsWith(ourAlarms.slice(0, -1)), `${name} may publish`);
+
+  t.resourceCountIs('AWS::SNS::Subscription', 0);
+  const subscriptions = Object.values(resources('AWS::SNS::Subscription', withEmail.template)).map((r) => r.Properties);
+  assert.deepEqual(subscriptions.map((p) => [p.Protocol, p.Endpoint, render(p.TopicArn)]), [['email', 'me@example.org', 'topic']]);
+});
+
+test('a dashboard of outcomes, queues and functions', () => {
   const body = render(only(resources('AWS::CloudWatch::Dashboard')).Properties.DashboardBody);
   for (const metric of ['fetched', 'skipped', 'failed']) assert.ok(body.includes(`["cloudfetch","${metric}","service","cloudfetch-fetch"`), metric);
   assert.ok(body.includes(`SEARCH('{cloudfetch,reason,service} MetricName=\\"failed\\" service=\\"cloudfetch-fetch\\"', 'Sum', 60)`), 'failed by reason');
   for (const metric of ['ApproximateNumberOfMessagesVisible', 'ApproximateAgeOfOldestMessage', 'ApproximateNumberOfMessagesNotVisible']) assert.ok(body.includes(metric), metric);
   assert.ok(body.includes('"AWS/SQS","ApproximateNumberOfMessagesVisible","QueueName","dlq.QueueName"'), 'DLQ depth');
+  assert.ok(body.includes('"AWS/SQS","ApproximateNumberOfMessagesVisible","QueueName","failedManifests.QueueName"'), 'failed manifests');
   for (const fn of ['manifest', 'fetch']) {
     for (const metric of ['Errors', 'Throttles']) assert.ok(body.includes(`"AWS/Lambda","${metric}","FunctionName","${fn}"`), `${fn} ${metric}`);
   }
@@ -379,17 +461,19 @@ test('an alarm on the dead-letter queue and a dashboard of outcomes, queues and 
 
 test('outputs name the bucket, queues, functions and the dashboard\'s console URL; everything is tagged project=cloudfetch', () => {
   const outputs = t.findOutputs('*');
-  assert.deepEqual(Object.keys(outputs).sort(), ['BucketName', 'DashboardUrl', 'DlqUrl', 'FetchFunctionName', 'ManifestFunctionName', 'QueueUrl']);
+  assert.deepEqual(Object.keys(outputs).sort(), ['AlarmTopicArn', 'BucketName', 'DashboardUrl', 'DlqUrl', 'FailedManifestsUrl', 'FetchFunctionName', 'ManifestFunctionName', 'QueueUrl']);
   assert.equal(render(outputs.BucketName!.Value), 'bucket');
   assert.equal(render(outputs.QueueUrl!.Value), 'jobs');
   assert.equal(render(outputs.DlqUrl!.Value), 'dlq');
+  assert.equal(render(outputs.FailedManifestsUrl!.Value), 'failedManifests');
+  assert.equal(render(outputs.AlarmTopicArn!.Value), 'topic');
   assert.equal(render(outputs.ManifestFunctionName!.Value), 'manifest');
   assert.equal(render(outputs.FetchFunctionName!.Value), 'fetch');
   const dashboard = Object.keys(resources('AWS::CloudWatch::Dashboard'))[0]!;
   assert.equal(render(outputs.DashboardUrl!.Value), `https://ap-east-1.console.aws.amazon.com/cloudwatch/home?region=ap-east-1#dashboards:name=${dashboard}`);
 
   assert.deepEqual(stack.tags.tagValues(), { project: 'cloudfetch' });
-  for (const type of ['AWS::S3::Bucket', 'AWS::SQS::Queue', 'AWS::Lambda::Function', 'AWS::IAM::Role', 'AWS::Logs::LogGroup']) {
+  for (const type of ['AWS::S3::Bucket', 'AWS::SQS::Queue', 'AWS::Lambda::Function', 'AWS::IAM::Role', 'AWS::Logs::LogGroup', 'AWS::SNS::Topic', 'AWS::KMS::Key', 'AWS::CloudWatch::Alarm']) {
     for (const [id, r] of Object.entries(resources(type))) {
       assert.ok(list<any>(r.Properties.Tags).some((tag) => tag.Key === 'project' && tag.Value === 'cloudfetch'), `${id} tagged`);
     }
@@ -422,6 +506,11 @@ test('context overrides change the template, as `cdk deploy -c key=value` passes
   assert.equal(fetch.Timeout, 300);
   assert.equal(fetch.MemorySize, 1024);
   assert.equal(fetch.Environment.Variables.USER_AGENT, 'my-crawler/1.0');
+  // The alarms take the stack's name, and the topic still lets exactly them publish.
+  const alarmNames = Object.values(resources('AWS::CloudWatch::Alarm', template)).map((a) => a.Properties.AlarmName).sort();
+  assert.deepEqual(alarmNames, ['cloudfetch-fashion-dead-letters', 'cloudfetch-fashion-fetch-errors', 'cloudfetch-fashion-manifest-errors']);
+  const publish = only(resources('AWS::SNS::TopicPolicy', template)).Properties.PolicyDocument.Statement.find((st: any) => st.Effect === 'Allow');
+  assert.equal(publish.Condition.ArnLike['aws:SourceArn'], 'arn:aws:cloudwatch:ap-east-1:123456789012:alarm:cloudfetch-fashion-*');
 });
 
 test('bad context values and impossible combinations are refused with a SettingsError naming the key', () => {
@@ -432,6 +521,11 @@ test('bad context values and impossible combinations are refused with a Settings
     () => synth({ 'cloudfetch:fetchBatchSize': 20, 'cloudfetch:fetchBatchWindowSeconds': 0 }),
     (e: Error) => e instanceof SettingsError && /fetchBatchWindowSeconds of at least 1/.test(e.message),
   );
+  for (const bad of ['me@example', 'me', 'me@ example.org', ' me@example.org', 42]) {
+    assert.throws(() => synth({ 'cloudfetch:alarmEmail': bad }), (e: Error) => e instanceof SettingsError
+      && e.message === `context cloudfetch:alarmEmail must be an e-mail address (or empty for none), not ${JSON.stringify(bad)}`);
+  }
+  for (const good of ['', 'first.last+runs@mail.example.co.uk']) assert.equal(readSettings((key) => (key === 'cloudfetch:alarmEmail' ? good : undefined)).alarmEmail, good);
 });
 
 test('mainland China regions are refused; a stack without a region still synthesizes', () => {
@@ -449,7 +543,8 @@ test('mainland China regions are refused; a stack without a region still synthes
 // --- cdk-nag and CDK's own warnings
 
 test('cdk-nag AWS Solutions: no unacknowledged errors or warnings, and every acknowledgement has a reason', () => {
-  for (const app of [base.app, withDestroy().app]) {
+  // The e-mail template is the default one plus its subscription.
+  for (const app of [withEmail.app, withDestroy().app]) {
     const report = new nag.AwsSolutionsChecks().validateScope(app);
     assert.deepEqual(report.violations.map((v) => `${v.severity} ${v.ruleName} ${v.violatingResources.map((r) => r.constructPath).join(' ')}`), []);
   }
@@ -469,6 +564,7 @@ test('cdk-nag AWS Solutions: no unacknowledged errors or warnings, and every ack
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/index/*]`,
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/manifests/*]`,
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/status/*]`,
+    'cloudfetch/Queues/FailedManifests AwsSolutions-SQS3',
     'cloudfetch/Storage/Bucket AwsSolutions-S1',
   ]);
   assert.deepEqual(Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => `${w.id} ${JSON.stringify(w.entry.data)}`), []);
@@ -486,9 +582,9 @@ test('cfn-lint finds nothing wrong with the template (skipped when cfn-lint is n
 
 // --- the app itself (started at the top)
 
-test('the app synthesizes with cdk-nag applied and prints nothing', async () => {
+test('the app bundles and synthesizes with cdk-nag applied and prints nothing but CDK\'s bundling lines', async () => {
   const run = await appRuns.ok;
-  assert.equal(run.stderr, '');
+  assert.equal(run.stderr, 'Bundling asset cloudfetch/Functions/Manifest/Code/Stage...\nBundling asset cloudfetch/Functions/Fetch/Code/Stage...\n');
   assert.equal(run.code, 0);
   const template = JSON.parse(await readFile(path.join(run.outdir, 'cloudfetch.template.json'), 'utf8'));
   assert.ok(template.Resources[ids.bucket]);
@@ -508,4 +604,37 @@ test('the app refuses a bad context value in one line, exit code 2, no stack tra
   const run = await appRuns.badContext;
   assert.equal(run.code, 2);
   assert.equal(run.stderr, 'cloudfetch: context cloudfetch:fetchBatchSize must be a whole number from 1 to 100, not "lots"\n');
+});
+
+test('the bundles carry the AWS SDK (lib-storage too) and load with no node_modules in reach', async () => {
+  const run = await appRuns.ok;
+  assert.equal(run.code, 0);
+  const template = JSON.parse(await readFile(path.join(run.outdir, 'cloudfetch.template.json'), 'utf8'));
+  for (const fn of ['manifest', 'fetch'] as const) {
+    const zip = template.Resources[ids[fn]].Properties.Code.S3Key as string;
+    const file = path.join(run.outdir, `asset.${zip.replace(/\.zip$/, '')}`, 'index.mjs');
+    const code = await readFile(file, 'utf8');
+    // Static and dynamic imports name Node's own modules only: nothing is left to the runtime's SDK.
+    const imports = [...code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)["']([@a-z][\w./:@-]*)["']/g)].map((m) => m[1]!);
+    assert.ok(imports.includes('node:crypto'), `${fn}: the import scan sees imports`);
+    assert.deepEqual([...new Set(imports.filter((name) => !isBuiltin(name)))], [], fn);
+    // The SDK's own code is inside: client-s3's service id, and lib-storage's Upload where it is used.
+    assert.ok(code.includes('"AmazonS3"'), `${fn} bundles @aws-sdk/client-s3`);
+    if (fn === 'manifest') {
+      assert.ok(code.includes('"AmazonSQS"'), 'manifest bundles @aws-sdk/client-sqs');
+      assert.ok(code.includes('"Upload aborted."'), 'manifest bundles @aws-sdk/lib-storage');
+    }
+    // The asset folder is under the OS temp dir, with no node_modules above it: an import left
+    // external fails here (ERR_MODULE_NOT_FOUND) as it would in Lambda.
+    const load = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(pathToFileURL(file).href)}); process.stdout.write(typeof m.handler);`], {
+        cwd: path.dirname(file), env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (out += c));
+      child.on('close', (code) => resolve({ code, out }));
+    });
+    assert.deepEqual(load, { code: 0, out: 'function' }, fn);
+  }
 });

@@ -7,7 +7,7 @@ import { Duration, RemovalPolicy, Size, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
@@ -25,6 +25,8 @@ export interface FunctionsProps {
   readonly settings: Settings;
   readonly bucket: s3.Bucket;
   readonly jobs: sqs.Queue;
+  /** Where a manifest event goes when the manifest function fails on it. */
+  readonly failedManifests: sqs.Queue;
 }
 
 interface FunctionSpec {
@@ -45,7 +47,7 @@ export class Functions extends Construct {
 
   constructor(scope: Construct, id: string, props: FunctionsProps) {
     super(scope, id);
-    const { settings, bucket, jobs } = props;
+    const { settings, bucket, jobs, failedManifests } = props;
     const shared = {
       ...functionEnvironment(settings),
       BUCKET_NAME: bucket.bucketName,
@@ -89,6 +91,12 @@ export class Functions extends Construct {
     }
     // SendMessageBatch is authorised as sqs:SendMessage.
     this.manifest.addToRolePolicy(new iam.PolicyStatement({ sid: 'QueueJobs', actions: ['sqs:SendMessage'], resources: [jobs.queueArn] }));
+    // S3 invokes it asynchronously, and Lambda's default two retries would re-run a split that
+    // crashed midway, queueing its jobs again. No retry: the event is kept in failedManifests
+    // instead (an alarm says so). Lambda sends it with the function's role, which needs only
+    // sqs:SendMessage; CDK's SqsDestination would also grant GetQueueAttributes and GetQueueUrl.
+    this.manifest.configureAsyncInvoke({ retryAttempts: 0, onFailure: { bind: () => ({ destination: failedManifests.queueArn }) } });
+    this.manifest.addToRolePolicy(new iam.PolicyStatement({ sid: 'KeepFailedEvents', actions: ['sqs:SendMessage'], resources: [failedManifests.queueArn] }));
 
     // Fetch function. HeadObject is authorised as s3:GetObject; PutObject carries If-None-Match.
     allowObjects(this.fetch, 'CheckAndStoreImages', ['s3:GetObject', 's3:PutObject'], bucket, [PREFIX.images],
@@ -156,8 +164,11 @@ function nodeFunction(scope: Construct, id: string, spec: FunctionSpec): NodejsF
       minify: true,
       sourceMap: true,
       sourcesContent: false,
-      // The Lambda runtime provides SDK v3.
-      externalModules: ['@aws-sdk/*'],
+      // The SDK goes into the bundle: the runtime's copy lacks @aws-sdk/lib-storage and its version
+      // is not ours to choose. Sizes are in README (For developers).
+      bundleAwsSDK: true,
+      // esbuild's warnings and errors only, not its summary of every build.
+      logLevel: LogLevel.WARNING,
     },
   });
 }

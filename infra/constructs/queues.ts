@@ -1,13 +1,11 @@
 // The jobs queue (one message per image) and its dead-letter queue, where a job lands after
-// settings.maxReceiveCount deliveries that each ended in a transient failure or a crash.
+// settings.maxReceiveCount deliveries that each ended in a transient failure or a crash; and the
+// queue that keeps the S3 events the manifest function failed on (its on-failure destination).
 
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Validations } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { visibilityTimeoutSeconds, type Settings } from '../../aws/settings.ts';
-
-/** The longest SQS keeps a message: a paused run can be resumed two weeks later. */
-const RETENTION = Duration.days(14);
+import { DEAD_LETTER_RETENTION_SECONDS, JOBS_RETENTION_SECONDS, visibilityTimeoutSeconds, type Settings } from '../../aws/settings.ts';
 
 export interface QueuesProps {
   readonly settings: Settings;
@@ -16,17 +14,24 @@ export interface QueuesProps {
 export class Queues extends Construct {
   readonly jobs: sqs.Queue;
   readonly deadLetters: sqs.Queue;
+  readonly failedManifests: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: QueuesProps) {
     super(scope, id);
     const { settings } = props;
-    this.deadLetters = new sqs.Queue(this, 'DeadLetters', {
-      retentionPeriod: RETENTION,
+    const deadLetterQueue = (id: string): sqs.Queue => new sqs.Queue(this, id, {
+      retentionPeriod: Duration.seconds(DEAD_LETTER_RETENTION_SECONDS),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
     });
+    this.deadLetters = deadLetterQueue('DeadLetters');
+    this.failedManifests = deadLetterQueue('FailedManifests');
+    Validations.of(this.failedManifests).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason: 'The manifest function\'s on-failure destination: it is itself where failed events end, read by a person, so a further dead-letter queue would never receive anything.',
+    });
     this.jobs = new sqs.Queue(this, 'Jobs', {
-      retentionPeriod: RETENTION,
+      retentionPeriod: Duration.seconds(JOBS_RETENTION_SECONDS),
       // Redelivery waits for the visibility timeout: 6× the fetch timeout leaves room for
       // Lambda's own retries of a batch before SQS hands the message out again.
       visibilityTimeout: Duration.seconds(visibilityTimeoutSeconds(settings)),
