@@ -1,11 +1,8 @@
 // `cloudfetch run`: a whole manifest onto disk, resumable; the index CSV and a summary at the end.
 
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import { once } from 'node:events';
 import { join } from 'node:path';
 import { DEFAULT_FETCHER_OPTIONS, Fetcher, type FetcherOptions } from '../engine/fetch/fetcher.ts';
-import { INDEX_HEADER, indexRow } from '../engine/index-table.ts';
+import { indexRow, TableFile } from '../engine/index-table.ts';
 import type { Layout } from '../engine/keys.ts';
 import type { ManifestFormat } from '../engine/manifest/index.ts';
 import { planJobs, type PlanStats } from '../engine/plan.ts';
@@ -62,11 +59,7 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
 
   const store = await FsStore.open(o.out);
   const fetcher = new Fetcher(o.fetcher);
-  const indexPath = join(store.root, `${split}.csv`);
-  const partial = `${indexPath}.part`;
-  const index = createWriteStream(partial);
-  // Rows are written in 64 KiB pieces: one write per row would cost a thread-pool round trip each.
-  let rows = INDEX_HEADER;
+  const index = new TableFile(join(store.root, `${split}.csv`));
   const tally = new Tally();
   const stats: PlanStats = { duplicates: 0, firstDuplicates: [] };
   const progress = o.quiet || o.signal?.aborted ? null : startProgress(entries, tally, o.log);
@@ -75,23 +68,16 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   try {
     await runPool(planJobs(manifest.entries(), split, o.layout, stats), store, fetcher, { concurrency: o.concurrency, ...(o.signal ? { signal: o.signal } : {}) }, (record) => {
       tally.add(record);
-      rows += indexRow(record);
-      if (rows.length >= 65_536) {
-        index.write(rows);
-        rows = '';
-      }
+      index.write(indexRow(record));
       progress?.tick();
     });
     completed = !o.signal?.aborted;
   } finally {
     progress?.stop();
     await (completed ? fetcher.close() : fetcher.destroy());
-    index.end(rows);
-    await once(index, 'close');
     await store.close();
     // The index is complete only after a full run; otherwise the last complete one stays.
-    if (completed) await rename(partial, indexPath);
-    else await rm(partial, { force: true });
+    await (completed ? index.commit() : index.abandon());
   }
   const interrupted = !completed;
   const summary = tally.summary(split, stats.duplicates, (Date.now() - started) / 1000, interrupted);

@@ -21,19 +21,24 @@ const rename = promisify(fs.rename);
 
 export class FsStore implements Store {
   readonly root: string;
-  #temp: string;
+  /** null: opened read-only. */
+  #temp: string | null;
   #dirs = new Set<string>();
   #counter = 0;
   #linkWorks = true;
 
-  private constructor(root: string, temp: string) {
+  private constructor(root: string, temp: string | null) {
     this.root = root;
     this.#temp = temp;
   }
 
-  /** Opens (creating) the folder and sweeps temporaries left by runs that no longer live. */
-  static async open(root: string): Promise<FsStore> {
+  /**
+   * Opens (creating) the folder and sweeps temporaries left by runs that no longer live.
+   * `readOnly` (a dry run) touches nothing: head() and names() only.
+   */
+  static async open(root: string, o: { readOnly?: boolean } = {}): Promise<FsStore> {
     const absolute = resolve(root);
+    if (o.readOnly) return new FsStore(absolute, null);
     const temps = join(absolute, TEMP_DIR);
     await mkdir(temps, { recursive: true });
     for (const name of await readdir(temps)) {
@@ -45,7 +50,7 @@ export class FsStore implements Store {
     return new FsStore(absolute, temp);
   }
 
-  path(key: string): string {
+  #path(key: string): string {
     const full = resolve(this.root, key);
     if (!full.startsWith(this.root + sep)) throw new Error(`key escapes the output folder: ${key}`);
     return full;
@@ -53,7 +58,7 @@ export class FsStore implements Store {
 
   async head(key: string): Promise<{ bytes: number } | null> {
     try {
-      const info = await stat(this.path(key));
+      const info = await stat(this.#path(key));
       return info.isFile() ? { bytes: info.size } : null;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
@@ -61,9 +66,18 @@ export class FsStore implements Store {
     }
   }
 
+  async names(folder: string): Promise<Set<string>> {
+    try {
+      return new Set(await readdir(this.#path(folder)));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return new Set();
+      throw error;
+    }
+  }
+
   async put(key: string, body: Uint8Array, _meta?: PutMetadata): Promise<boolean> {
+    const temp = this.#tempFile();
     const target = await this.#prepare(key);
-    const temp = join(this.#temp, `${++this.#counter}.part`);
     await writeFile(temp, body, { flag: 'wx' });
     if (this.#linkWorks) {
       try {
@@ -92,10 +106,9 @@ export class FsStore implements Store {
     return true;
   }
 
-  /** Stores the bytes under the key atomically, replacing what is there (a sync bringing a newer copy). */
   async replace(key: string, body: Uint8Array): Promise<void> {
+    const temp = this.#tempFile();
     const target = await this.#prepare(key);
-    const temp = join(this.#temp, `${++this.#counter}.part`);
     try {
       await writeFile(temp, body, { flag: 'wx' });
       await rename(temp, target);
@@ -105,9 +118,14 @@ export class FsStore implements Store {
     }
   }
 
+  #tempFile(): string {
+    if (this.#temp === null) throw new Error(`${this.root} was opened read-only`);
+    return join(this.#temp, `${++this.#counter}.part`);
+  }
+
   /** The key's path, its folder created (once per folder). */
   async #prepare(key: string): Promise<string> {
-    const target = this.path(key);
+    const target = this.#path(key);
     const dir = dirname(target);
     if (!this.#dirs.has(dir)) {
       await mkdir(dir, { recursive: true });
@@ -118,6 +136,7 @@ export class FsStore implements Store {
 
   /** Removes this process's temporary folder, and the shared one when no other run uses it. */
   async close(): Promise<void> {
+    if (this.#temp === null) return;
     await rm(this.#temp, { recursive: true, force: true });
     await rmdir(dirname(this.#temp)).catch(() => {});
   }

@@ -1,4 +1,5 @@
-// The Store port: where images and tables go. S3 in the cloud, a folder on one machine.
+// The Store port: where images go. S3 in the cloud, a folder on one machine: where `run` fetches to
+// and `sync` copies to alike.
 
 export interface PutMetadata {
   url: string;
@@ -15,4 +16,11 @@ export interface Store {
    * Returns false when the key already existed (nothing was written).
    */
   put(key: string, body: Uint8Array, meta: PutMetadata): Promise<boolean>;
+  /** Stores the bytes under the key atomically, replacing what is there (a sync bringing a newer copy). */
+  replace(key: string, body: Uint8Array): Promise<void>;
+  /**
+   * The names directly in a folder (`train`, `train/6347`), empty when it does not exist: one
+   * readdir or listing answers "is it here?" for a whole folder, where a head() per key would not.
+   */
+  names(folder: string): Promise<Set<string>>;
 }

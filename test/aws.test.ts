@@ -2,6 +2,9 @@
 // manifest split (index, status object, one message per distinct image, errors with positions).
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -13,6 +16,8 @@ import { splitManifest, type SplitDeps } from '../aws/lambda/split.ts';
 import { JobSender } from '../aws/sqs-jobs.ts';
 import { decodeJob, encodeJob, BadMessageError } from '../aws/job-message.ts';
 import type { Job } from '../engine/job.ts';
+import { FsStore } from '../engine/fs-store.ts';
+import type { Store } from '../engine/store.ts';
 
 let server: FauxqsServer;
 let s3: S3Client;
@@ -95,6 +100,25 @@ describe('S3 store', () => {
     assert.ok(Buffer.from(await stored.Body!.transformToByteArray()).equals(bytes));
     assert.equal(stored.ContentType, 'image/jpeg');
     assert.equal(stored.Metadata?.['image-id'], '%C3%BC/1');
+  });
+
+  test('replace overwrites and names lists one folder, in S3 as in a local folder', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cloudfetch-stores-'));
+    const folder = await FsStore.open(dir);
+    try {
+      for (const store of [new S3Store(s3, bucket, 'replaced/'), folder] as Store[]) {
+        assert.deepEqual(await store.names('train'), new Set());
+        await store.replace('train/1.jpg', Buffer.from('first'));
+        await store.replace('train/1.jpg', Buffer.from('second'));
+        await store.replace('train/5/2.jpg', Buffer.from('x'));
+        assert.deepEqual(await store.head('train/1.jpg'), { bytes: 6 });
+        assert.deepEqual(await store.names('train'), new Set(['1.jpg', '5']));
+        assert.deepEqual(await store.names('train/5'), new Set(['2.jpg']));
+      }
+    } finally {
+      await folder.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

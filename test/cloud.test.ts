@@ -36,11 +36,11 @@ after(async () => {
  * fetcher's retries of one transient failure, at most 3.5 s), parked after 2 receives; no
  * batching window, so a batch is never held past its visibility timeout.
  */
-async function quickCloud(extra: Parameters<typeof startDevCloud>[0] = {}): Promise<DevCloud> {
+async function quickCloud({ settings, ...extra }: Parameters<typeof startDevCloud>[0] = {}): Promise<DevCloud> {
   return startDevCloud({
     allowPrivateNetwork: true,
     visibilityTimeoutSeconds: 5,
-    settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10 },
+    settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10, ...settings },
     logLevel: 'SILENT',
     log: () => {},
     ...extra,
@@ -106,6 +106,31 @@ describe('the local cloud runs the real handlers', () => {
       assert.deepEqual(rows.map((r) => r.image_id), Array.from({ length: 34 }, (_, i) => String(i + 1)));
       assert.equal(rows[30]!.reason, 'http-404');
       assert.equal(rows[0]!.path, 'train/1.png');
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  test('from a stack deployed with layout=by-label, sync --layout by-label names the label once', async () => {
+    const dev = await quickCloud({ settings: { layout: 'by-label' } });
+    try {
+      const images = [1, 2, 3].map((id) => ({ url: [`${origin.url}/img/bl${id}.jpg`], image_id: id }));
+      const annotations = images.map((e) => ({ image_id: e.image_id, label_id: e.image_id === 3 ? 7 : 5 }));
+      await upload(dev, 'manifests/shelf.json', JSON.stringify({ images, annotations }));
+      await dev.cloud.idle();
+      const home = join(dir, 'by-label');
+      const sync = () => bringSplitHome({ s3: dev.s3, bucket: dev.cloud.bucket, split: 'shelf', dir: home, layout: 'by-label' });
+      const first = await sync();
+      assert.deepEqual({ fetched: first.counts.fetched, downloaded: first.images.downloaded }, { fetched: 3, downloaded: 3 });
+      assert.deepEqual((await readdir(join(home, 'shelf'))).sort(), ['5', '7']);
+      assert.deepEqual((await readdir(join(home, 'shelf', '5'))).sort(), ['1.jpg', '2.jpg']);
+      assert.deepEqual(await readdir(join(home, 'shelf', '7')), ['3.jpg']);
+      assert.ok((await readFile(join(home, 'shelf', '7', '3.jpg'))).equals(sampleImage('bl3', 'jpeg')));
+      const rows = parse(await readFile(join(home, 'shelf.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
+      assert.deepEqual(rows.map((r) => r.path), ['shelf/5/1.jpg', 'shelf/5/2.jpg', 'shelf/7/3.jpg']);
+      // Again: every file is found where the first sync put it.
+      const second = await sync();
+      assert.deepEqual({ downloaded: second.images.downloaded, skipped: second.images.skipped }, { downloaded: 0, skipped: 3 });
     } finally {
       await dev.stop();
     }

@@ -47,3 +47,14 @@ test('open sweeps temporaries of dead runs but not of live ones', async () => {
   assert.ok(left.includes(`${process.pid}-live`));
   await store.close();
 });
+
+test('opened read-only (a dry run), the store answers and creates nothing', async () => {
+  const dir = join(root, 'e', 'not-yet');
+  const store = await FsStore.open(dir, { readOnly: true });
+  assert.equal(await store.head('train/1.jpg'), null);
+  assert.deepEqual(await store.names('train'), new Set());
+  await assert.rejects(store.replace('train/1.jpg', Buffer.from('x')), /opened read-only/);
+  await assert.rejects(store.put('train/1.jpg', Buffer.from('x'), meta), /opened read-only/);
+  await store.close();
+  assert.ok(!(await readdir(root)).includes('e'), 'no folder made');
+});

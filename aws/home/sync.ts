@@ -3,18 +3,16 @@
 // size skipped, and every file written through the filesystem store (temporary, then rename), so
 // a sync killed at any moment resumes without partial files.
 
-import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
-import { readdir, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
-import { INDEX_HEADER, csvField } from '../../engine/index-table.ts';
+import { TableFile, type IndexRow } from '../../engine/index-table.ts';
 import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
 import { FsStore } from '../../engine/fs-store.ts';
-import { count, emptyCounts, splitRows, type SplitCounts } from './cloud-state.ts';
+import type { Store } from '../../engine/store.ts';
+import { count, emptyCounts, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
 import { listObjects, type ListedObject } from '../listing.ts';
 import { ObjectReadError, ObjectReader } from './object-reader.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
@@ -65,24 +63,20 @@ async function placement(o: HomeOptions): Promise<(key: string) => string> {
     if (row.path) labels.set(row.path, labelList.length === 0 ? UNLABELED : safeSegment(labelList[0]!));
   }
   return (key) => {
-    const slash = key.indexOf('/');
-    return `${key.slice(0, slash)}/${labels.get(key) ?? UNLABELED}${key.slice(slash)}`;
+    const [split, file, ...more] = key.split('/');
+    // A stack deployed with layout=by-label keys images <split>/<label>/<file> already.
+    if (more.length > 0) return key;
+    return `${split}/${labels.get(key) ?? UNLABELED}/${file}`;
   };
 }
 
 /** Copies the split's images; `stored`, when given, receives every listed key (relative to images/) and size. */
 export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>): Promise<SyncResult> {
   const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, bytes: 0 };
-  // A dry run opens no store: that would create the folder and sweep temporaries.
-  const store = o.dryRun ? null : await FsStore.open(o.dir);
+  // A dry run opens the folder read-only: opening it to write would create it and sweep temporaries.
+  const folder = await FsStore.open(o.dir, { readOnly: o.dryRun ?? false });
+  const store: Store = folder;
   const reader = o.dryRun ? null : await ObjectReader.open(o.s3, o.bucket, o.concurrency ?? 64);
-  const root = resolve(o.dir);
-  const pathOf = (local: string): string => store?.path(local) ?? join(root, local);
-  const sizeHere = async (local: string): Promise<number | undefined> => {
-    if (store) return (await store.head(local))?.bytes;
-    const info = await stat(pathOf(local)).catch(() => null);
-    return info?.isFile() ? info.size : undefined;
-  };
   const prefix = imagesPrefix(o.split);
   const queue: ListedObject[] = [];
   let listers = SHARDS.length;
@@ -94,14 +88,12 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   // Names in each local folder when the sync began: one readdir instead of a stat per object
   // that is not there (all of them, on a first sync).
   const folders = new Map<string, Promise<Set<string>>>();
-  const presentAtStart = async (path: string): Promise<boolean> => {
-    const folder = dirname(path);
-    let names = folders.get(folder);
-    if (!names) {
-      names = readdir(folder).then((list) => new Set(list), () => new Set<string>());
-      folders.set(folder, names);
-    }
-    return (await names).has(basename(path));
+  const presentAtStart = async (local: string): Promise<boolean> => {
+    const slash = local.lastIndexOf('/');
+    const dir = local.slice(0, slash);
+    let names = folders.get(dir);
+    if (!names) folders.set(dir, (names = store.names(dir)));
+    return (await names).has(local.slice(slash + 1));
   };
 
   const list = async (shard: string): Promise<void> => {
@@ -124,13 +116,13 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   const copy = async (object: ListedObject): Promise<void> => {
     const key = object.key.slice(PREFIX.images.length);
     const local = place(key);
-    const existing = (await presentAtStart(pathOf(local))) ? await sizeHere(local) : undefined;
+    const existing = (await presentAtStart(local)) ? (await store.head(local))?.bytes : undefined;
     if (existing === object.size) {
       result.skipped++;
       o.onFile?.({ key, bytes: object.size, downloaded: false });
       return;
     }
-    if (!store || !reader) {
+    if (!reader) {
       result.downloaded++;
       result.bytes += object.size;
       o.onFile?.({ key, bytes: object.size, downloaded: true });
@@ -168,7 +160,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   try {
     await Promise.all([...SHARDS.map(list), ...Array.from({ length: o.concurrency ?? 64 }, worker)]);
   } finally {
-    await Promise.all([store?.close(), reader?.close()]);
+    await Promise.all([folder.close(), reader?.close()]);
   }
   return result;
 }
@@ -190,25 +182,22 @@ export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
     for await (const row of rows) count(counts, row);
     return { images, counts, indexFile };
   }
-  const partial = `${indexFile}.${process.pid}.part`;
   const counts = emptyCounts();
-  const out = createWriteStream(partial);
+  const table = new TableFile(indexFile);
   try {
-    out.write(INDEX_HEADER);
     for await (const row of rows) {
       count(counts, row);
-      const path = row.path ? place(row.path) : '';
-      const line = [row.image_id, row.label, row.url, path, row.status, row.bytes || '', '', row.reason, '', '', ''].map(csvField).join(',') + '\n';
-      if (!out.write(line)) await once(out, 'drain');
+      if (!table.write(homeRow(row, place))) await table.drained();
     }
-    out.end();
-    await once(out, 'close');
-    await rename(partial, indexFile);
+    await table.commit();
   } catch (error) {
-    out.on('error', () => {}); // abandoned: a write still in flight fails once it is destroyed
-    out.destroy();
-    await rm(partial, { force: true });
+    await table.abandon();
     throw error;
   }
   return { images, counts, indexFile };
+}
+
+/** The table's row of an image as the bucket tells it; what its fetch learned beyond that stays in the cloud. */
+export function homeRow(row: CloudRow, place: (key: string) => string): IndexRow {
+  return { image_id: row.image_id, label: row.label, url: row.url, path: row.path ? place(row.path) : '', status: row.status, bytes: row.bytes || undefined, reason: row.reason };
 }

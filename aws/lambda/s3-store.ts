@@ -2,6 +2,7 @@
 
 import { HeadObjectCommand, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
 import type { PutMetadata, Store } from '../../engine/store.ts';
+import { listObjects } from '../listing.ts';
 
 export class S3Store implements Store {
   readonly #s3: S3Client;
@@ -46,6 +47,17 @@ export class S3Store implements Store {
       if (status === 412 || status === 409) return false;
       throw error;
     }
+  }
+
+  async replace(key: string, body: Uint8Array): Promise<void> {
+    await this.#s3.send(new PutObjectCommand({ Bucket: this.#bucket, Key: this.#prefix + key, Body: body }));
+  }
+
+  async names(folder: string): Promise<Set<string>> {
+    const names = new Set<string>();
+    const prefix = `${this.#prefix}${folder}/`;
+    for await (const page of listObjects(this.#s3, this.#bucket, prefix)) for (const o of page) names.add(o.key.slice(prefix.length).split('/')[0]!);
+    return names;
   }
 }
 

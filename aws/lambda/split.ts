@@ -1,15 +1,15 @@
 // Splitting a manifest in S3 into one queue message per distinct image, with the index table and
 // a status object that the CLI reads. A malformed manifest enqueues nothing and records its error.
 
-import { once } from 'node:events';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { INDEX_HEADER, csvField, indexRow } from '../../engine/index-table.ts';
+import { indexRow, TableFile, type IndexRow } from '../../engine/index-table.ts';
+import type { Job } from '../../engine/job.ts';
 import type { Layout } from '../../engine/keys.ts';
 import { safeSegment } from '../../engine/keys.ts';
 import { ManifestError, openManifest, splitNameOf } from '../../engine/manifest/index.ts';
@@ -51,9 +51,7 @@ export async function splitManifest(manifestKey: string, deps: SplitDeps): Promi
 
   const stored = deps.skipExisting ? await listStored(deps, split) : new Set<string>();
   const work = await mkdtemp(join(tmpdir(), 'cloudfetch-index-'));
-  const indexFile = join(work, 'index.csv');
-  const index = createWriteStream(indexFile);
-  index.write(INDEX_HEADER);
+  const index = new TableFile(join(work, 'index.csv'));
   const stats: PlanStats = { duplicates: 0, firstDuplicates: [] };
   const sender = new JobSender(deps.sqs, deps.queueUrl);
   let queued = 0;
@@ -63,12 +61,12 @@ export async function splitManifest(manifestKey: string, deps: SplitDeps): Promi
     for await (const planned of planJobs(manifest.entries(), split, deps.layout, stats)) {
       if ('record' in planned) {
         invalid++;
-        await write(index, indexRow(planned.record));
+        if (!index.write(indexRow(planned.record))) await index.drained();
         continue;
       }
       const { job } = planned;
       const already = stored.has(job.key);
-      await write(index, plannedRow(job.id, job.labels, job.urls[0] ?? '', job.key, already ? 'skipped' : 'queued'));
+      if (!index.write(plannedRow(job, already ? 'skipped' : 'queued'))) await index.drained();
       if (already) {
         alreadyStored++;
         continue;
@@ -78,22 +76,20 @@ export async function splitManifest(manifestKey: string, deps: SplitDeps): Promi
     }
     await sender.flush();
   } catch (error) {
-    index.on('error', () => {}); // abandoned: a write still in flight fails once it is destroyed
-    index.destroy();
+    await index.abandon();
     await rm(work, { recursive: true, force: true });
     const known = manifestFailure(error);
     // A manifest problem found while streaming (or a multi-label entry with the by-label layout):
     // jobs sent so far are harmless, they would be sent again by a fixed upload.
     return finish({ ...known.failed, queued: sender.sent });
   }
-  index.end();
-  await once(index, 'close');
   try {
+    await index.commit();
     // In parts when large (a 1M-entry index is ~100 MB): S3 emulators refuse big single bodies,
     // and a failed part is retried alone.
     await new Upload({
       client: deps.s3,
-      params: { Bucket: deps.bucket, Key: indexKey(split), Body: createReadStream(indexFile), ContentType: 'text/csv; charset=utf-8' },
+      params: { Bucket: deps.bucket, Key: indexKey(split), Body: createReadStream(index.file), ContentType: 'text/csv; charset=utf-8' },
       partSize: 8 * 1024 * 1024,
       queueSize: 4,
     }).done();
@@ -110,12 +106,8 @@ function manifestFailure(error: unknown): { failed: Partial<SplitStatus> } {
 }
 
 /** A row of the split-time index: the fetch outcome is not known yet. */
-function plannedRow(id: string, labels: string[], url: string, key: string, status: 'queued' | 'skipped'): string {
-  return [id, labels.join(' '), url, key, status, '', '', '', '', '', ''].map(csvField).join(',') + '\n';
-}
-
-async function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
-  if (!stream.write(text)) await once(stream, 'drain');
+export function plannedRow(job: Job, status: 'queued' | 'skipped'): IndexRow {
+  return { image_id: job.id, label: job.labels.join(' '), url: job.urls[0] ?? '', path: job.key, status };
 }
 
 /** Keys under images/<split>/, relative to images/: one listing instead of a HeadObject per image. */
