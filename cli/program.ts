@@ -201,10 +201,10 @@ targetOptions(program.command('report').description('what is missing and why: by
   .action(async (flags: TargetFlags & { split?: string; csv?: string; html?: string; top: number; json?: boolean }) => {
     const { buildReport, formatReport, writeHtmlReport } = await import('./report.ts');
     await withTarget(flags, async (t) => {
-      const reports = await buildReport(t, { ...(flags.split ? { split: flags.split } : {}), ...(flags.csv ? { csv: flags.csv } : {}), top: flags.top });
-      if (flags.html) await writeHtmlReport(flags.html, reports, t);
-      if (flags.json) json(reports);
-      else process.stdout.write(formatReport(reports) + '\n');
+      const report = await buildReport(t, { ...(flags.split ? { split: flags.split } : {}), ...(flags.csv ? { csv: flags.csv } : {}), top: flags.top });
+      if (flags.html) await writeHtmlReport(flags.html, report, t);
+      if (flags.json) json(report.splits);
+      else process.stdout.write(formatReport(report, t) + '\n');
       if (flags.csv) process.stderr.write(`Missing images: ${flags.csv}\n`);
       if (flags.html) process.stderr.write(`Report page: ${flags.html}\n`);
     });

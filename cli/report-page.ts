@@ -5,7 +5,7 @@
 
 import { createHash } from 'node:crypto';
 import { FAILURE_REASONS, isFailureReason, isTransient } from '../engine/outcome.ts';
-import { formatBytes } from '../engine/summary.ts';
+import { formatBytes, plural } from '../engine/summary.ts';
 import type { SplitCounts } from '../aws/home/cloud-state.ts';
 import type { HostReport, SplitReport } from './report.ts';
 import type { QueueState } from './status.ts';
@@ -16,6 +16,8 @@ export interface ReportPageInput {
   splits: SplitReport[];
   /** null: the target has no queue URL. */
   queue: QueueState | null;
+  /** The target flags given to `report`, repeated in the commands the page suggests. */
+  args: readonly string[];
 }
 
 /** Example URLs kept per reason: enough to open a few by hand, few enough to read. */
@@ -167,7 +169,10 @@ function examples(r: SplitReport, reasons: ReasonRow[]): string {
 <dl class="examples">${items.join('\n')}</dl>`;
 }
 
-function splitSection(r: SplitReport): string {
+/** A command to run next, as `command()` in target.ts writes it for the terminal. */
+type Command = (what: string) => string;
+
+function splitSection(r: SplitReport, command: Command): string {
   const c = r.counts;
   const reasons: ReasonRow[] = Object.entries(c.byReason)
     .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
@@ -176,14 +181,14 @@ function splitSection(r: SplitReport): string {
   const failing = r.byHost.filter((h) => h.failed > 0).length;
   return `<section class="split">
 <h2>Split <code>${escapeHtml(r.split)}</code></h2>
-<p class="mute">From <code>${escapeHtml(r.manifest)}</code>, split ${time(r.splitAt)}. ${n(c.entries)} images, ${formatBytes(c.bytes)} stored.</p>
+<p class="mute">From <code>${escapeHtml(r.manifest)}</code>, split ${time(r.splitAt)}. ${n(c.entries)} ${plural(c.entries, 'image')}, ${formatBytes(c.bytes)} stored.</p>
 ${outcomeBar(c)}
 <h3>Failures by reason</h3>
 ${reasons.length === 0 ? '<p>No failures.</p>' : `${table(REASON_COLUMNS, reasons, 1)}
-<p class="mute">To send failures of chosen reasons again (after changing the user agent or referer, say): <code>cloudfetch retry --split ${escapeHtml(r.split)} --reasons REASON,…</code>.</p>`}
+<p class="mute">To send failures of chosen reasons again (after changing the user agent or referer, say): ${command(`retry --split ${r.split} --reasons REASON,…`)}.</p>`}
 ${codes.length > 0 ? `<p>By HTTP status: ${codes.map(([code, count]) => `<code>${escapeHtml(code)}</code> ${n(count)}`).join(', ')}.</p>` : ''}
 <h3>Hosts</h3>
-<p class="mute">${r.byHost.length < r.hosts ? `The ${n(r.byHost.length)} hosts with the most failures, of ${n(r.hosts)} (<code>--top</code> shows more)` : `All ${n(r.hosts)} hosts`}, ${n(failing)} with failures. Click a column header to sort.</p>
+<p class="mute">${r.byHost.length < r.hosts ? `The ${n(r.byHost.length)} ${plural(r.byHost.length, 'host')} with the most failures, of ${n(r.hosts)} (<code>--top</code> shows more)` : r.hosts === 1 ? 'The one host' : `All ${n(r.hosts)} hosts`}, ${n(failing)} with failures. Click a column header to sort.</p>
 ${table(HOST_COLUMNS, r.byHost, 3)}
 ${reasons.length > 0 ? examples(r, reasons) : ''}
 </section>`;
@@ -194,28 +199,29 @@ function figures(items: Array<[string, string]>): string {
   return `<dl class="totals">${items.map(([label, value]) => `<div><dt>${label}</dt><dd>${value}</dd></div>`).join('')}</dl>`;
 }
 
-function queueSection(queue: QueueState | null, pending: number): string {
+function queueSection(queue: QueueState | null, pending: number, command: Command): string {
   if (!queue) {
-    return `<p>This target has no queue URL (pass <code>--queue-url</code> and <code>--dlq-url</code>, or deploy with <code>--outputs-file cdk-outputs.json</code>), so waiting and in-flight jobs are not shown. ${n(pending)} images have no outcome yet.</p>`;
+    return `<p>This target has no queue URL (pass <code>--queue-url</code> and <code>--dlq-url</code>, or deploy with <code>--outputs-file cdk-outputs.json</code>), so waiting and in-flight jobs are not shown. ${n(pending)} ${plural(pending, 'image has', 'images have')} no outcome yet.</p>`;
   }
   const busy = queue.waiting + queue.inFlight + queue.delayed;
   const verdict = busy > 0
-    ? `<p class="note">Still working: ${n(busy)} jobs are waiting or being fetched, so pending images may yet be stored and failures may yet change. Retry once the queue has drained (<code>cloudfetch status --watch</code>).</p>`
-    : `<p>Nothing is waiting or in flight${pending > 0 ? `, yet ${n(pending)} images have no outcome: their jobs were lost or parked` : ': the figures below are final'}.</p>`;
-  const parked = queue.deadLetter > 0 ? ` <code>cloudfetch retry</code> sends the dead-letter jobs back to the queue.` : '';
+    ? `<p class="note">Still working: ${n(busy)} ${plural(busy, 'job is', 'jobs are')} waiting or being fetched, so pending images may yet be stored and failures may yet change. Retry once the queue has drained (${command('status --watch')}).</p>`
+    : `<p>Nothing is waiting or in flight${pending > 0 ? `, yet ${n(pending)} ${plural(pending, 'image has', 'images have')} no outcome: their jobs were lost or parked` : ': the figures below are final'}.</p>`;
+  const parked = queue.deadLetter > 0 ? ` ${command('retry')} sends the dead-letter jobs back to the queue.` : '';
   const delayed: Array<[string, string]> = queue.delayed ? [['delayed', n(queue.delayed)]] : [];
   return `${figures([['waiting', n(queue.waiting)], ['in flight', n(queue.inFlight)], ...delayed, ['dead-letter queue', n(queue.deadLetter)]])}
 ${verdict}<p class="mute">Jobs (one per image) of every split share the queue; the dead-letter queue holds jobs whose delivery failed too many times.${parked}</p>`;
 }
 
 export function reportPage(input: ReportPageInput): string {
+  const command: Command = (what) => `<code>${escapeHtml(['cloudfetch', what, ...input.args].join(' '))}</code>`;
   const total = { entries: 0, fetched: 0, failed: 0, pending: 0 };
   for (const { counts } of input.splits) for (const k of ['entries', 'fetched', 'failed', 'pending'] as const) total[k] += counts[k];
   const names = input.splits.map((s) => `<code>${escapeHtml(s.split)}</code>`).join(', ');
   const title = `cloudfetch report: ${input.bucket}${input.splits.length > 0 ? ` (${input.splits.map((s) => s.split).join(', ')})` : ''}`;
   const body = input.splits.length === 0
-    ? '<p>No split to report on yet: <code>cloudfetch submit &lt;manifest&gt;</code> first.</p>'
-    : input.splits.map(splitSection).join('\n');
+    ? `<p>No split to report on yet: ${command('submit <manifest>')} first.</p>`
+    : input.splits.map((r) => splitSection(r, command)).join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${CSP}">
@@ -226,12 +232,12 @@ export function reportPage(input: ReportPageInput): string {
 </head><body>
 <header>
 <h1>cloudfetch report</h1>
-<p>Bucket <code>${escapeHtml(input.bucket)}</code>${input.splits.length > 0 ? `, ${input.splits.length === 1 ? 'split' : 'splits'} ${names}` : ''}. Made ${time(input.madeAt.toISOString())}.</p>
+<p>Bucket <code>${escapeHtml(input.bucket)}</code>${input.splits.length > 0 ? `, ${plural(input.splits.length, 'split')} ${names}` : ''}. Made ${time(input.madeAt.toISOString())}.</p>
 ${figures([['images', n(total.entries)], ['stored', n(total.fetched)], ['failed', n(total.failed)], ['pending', n(total.pending)], ['success', percent(total.fetched, total.entries)]])}
 </header>
 <section id="queue">
 <h2>Pending and in-flight work</h2>
-${queueSection(input.queue, total.pending)}
+${queueSection(input.queue, total.pending, command)}
 </section>
 ${body}
 <script>${SCRIPT}</script>

@@ -5,15 +5,15 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { count, emptyCounts, listSplits, splitRows, type CloudRow, type SplitCounts } from '../aws/home/cloud-state.ts';
+import { count, describePending, emptyCounts, queueBusy, queuedSplits, splitRows, type CloudRow, type QueueState, type SplitCounts } from '../aws/home/cloud-state.ts';
 import { hostOf } from '../engine/fetch/url.ts';
 import { csvField } from '../engine/index-table.ts';
 import { FAILURE_REASONS, isFailureReason, type FailureReason } from '../engine/outcome.ts';
-import { formatBytes } from '../engine/summary.ts';
+import { formatBytes, plural } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import { EXAMPLES_PER_REASON, percent, reportPage } from './report-page.ts';
 import { queueState } from './status.ts';
-import type { Target } from './target.ts';
+import { command, type Target } from './target.ts';
 
 export interface HostReport extends SplitCounts {
   host: string;
@@ -40,6 +40,12 @@ export interface SplitReport {
   examples: Record<string, FailureExample[]>;
 }
 
+/** Every split asked for, and the queue its counts were made against (null: the target has no queue URL). */
+export interface Report {
+  splits: SplitReport[];
+  queue: QueueState | null;
+}
+
 const MISSING_HEADER = 'split,image_id,label,url,host,status,reason\n';
 
 /** The HTTP status family a reason stands for, when it is one. */
@@ -55,10 +61,9 @@ function topReason(byReason: SplitCounts['byReason']): FailureReason | '' {
   return top;
 }
 
-export async function buildReport(t: Target, o: { split?: string; csv?: string; top: number }): Promise<SplitReport[]> {
-  const statuses = await listSplits(t.s3, t.bucket);
-  const splits = statuses.filter((s) => s.state === 'queued' && (!o.split || s.split === o.split));
-  if (o.split && splits.length === 0) throw new UsageError(`no split "${o.split}" with an index in the bucket (see \`cloudfetch status\`)`);
+export async function buildReport(t: Target, o: { split?: string; csv?: string; top: number }): Promise<Report> {
+  const [splits, queue] = await Promise.all([queuedSplits(t.s3, t.bucket, o.split), queueState(t)]);
+  if (o.split && splits.length === 0) throw new UsageError(`no split "${o.split}" with an index in the bucket (see ${command(t, 'status')})`);
   const csv = o.csv ? createWriteStream(o.csv) : null;
   csv?.write(MISSING_HEADER);
   const reports: SplitReport[] = [];
@@ -68,7 +73,8 @@ export async function buildReport(t: Target, o: { split?: string; csv?: string; 
       const hosts = new Map<string, SplitCounts>();
       const byStatus: Record<string, number> = {};
       const examples: Record<string, FailureExample[]> = {};
-      for await (const row of splitRows(t.s3, t.bucket, split)) {
+      // As `status --counts` counts: an image whose job will be tried again is pending, not failed.
+      for await (const row of splitRows(t.s3, t.bucket, split, { queueBusy: queueBusy(queue) })) {
         count(counts, row);
         const host = hostOf(row.url);
         let h = hosts.get(host);
@@ -94,33 +100,31 @@ export async function buildReport(t: Target, o: { split?: string; csv?: string; 
       await once(csv, 'close');
     }
   }
-  return reports;
+  return { splits: reports, queue };
 }
 
 function missingRow(split: string, row: CloudRow, host: string): string {
   return [split, row.image_id, row.label, row.url, host, row.status, row.reason].map(csvField).join(',') + '\n';
 }
 
-export function formatReport(reports: SplitReport[]): string {
+export function formatReport({ splits, queue }: Report, t: { args: readonly string[] }): string {
   const lines: string[] = [];
-  if (reports.length === 0) lines.push('No split to report on yet: `cloudfetch submit <manifest>` first.');
-  for (const r of reports) {
+  if (splits.length === 0) lines.push(`No split to report on yet: ${command(t, 'submit <manifest>')} first.`);
+  for (const r of splits) {
     const c = r.counts;
-    lines.push(`${r.split}: ${c.entries} images — ${c.fetched} stored (${percent(c.fetched, c.entries)}, ${formatBytes(c.bytes)}), ${c.failed} failed, ${c.pending} pending`);
+    lines.push(`${r.split}: ${c.entries} ${plural(c.entries, 'image')} — ${c.fetched} stored (${percent(c.fetched, c.entries)}, ${formatBytes(c.bytes)}), ${c.failed} failed, ${describePending(c, queue)}`);
     const reasons = Object.entries(c.byReason).sort((a, b) => b[1] - a[1]);
     if (reasons.length > 0) lines.push('  by reason:');
     for (const [reason, n] of reasons) lines.push(`    ${reason.padEnd(18)} ${String(n).padStart(8)}  ${isFailureReason(reason) ? FAILURE_REASONS[reason] : ''}`);
     const codes = Object.entries(r.byStatus).sort((a, b) => b[1] - a[1]);
     if (codes.length > 0) lines.push(`  by HTTP status: ${codes.map(([code, n]) => `${code} ${n}`).join(', ')}`);
     const failing = r.byHost.filter((h) => h.failed > 0);
-    if (failing.length > 0) lines.push(`  by host (failed of images; ${r.hosts} hosts in all):`);
+    if (failing.length > 0) lines.push(`  by host (failed of images; ${r.hosts} ${plural(r.hosts, 'host')} in all):`);
     for (const h of failing) lines.push(`    ${h.host.padEnd(40)} ${String(h.failed).padStart(8)} of ${String(h.entries).padEnd(8)} ${percent(h.failed, h.entries).padStart(6)}  ${h.topReason}`);
   }
   return lines.join('\n');
 }
 
-/** The page, with the queue as it is now when the target has one. */
-export async function writeHtmlReport(file: string, reports: SplitReport[], t: Target): Promise<void> {
-  const queue = await queueState(t);
-  await writeFile(file, reportPage({ bucket: t.bucket, madeAt: new Date(), splits: reports, queue }));
+export async function writeHtmlReport(file: string, { splits, queue }: Report, t: Target): Promise<void> {
+  await writeFile(file, reportPage({ bucket: t.bucket, madeAt: new Date(), splits, queue, args: t.args }));
 }

@@ -4,7 +4,7 @@
 
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
-import { listSplits, readQueueState, storedImages } from '../aws/home/cloud-state.ts';
+import { queuedSplits, readQueueState, storedImages } from '../aws/home/cloud-state.ts';
 import type { FailureRecord } from '../aws/bucket.ts';
 import { listObjects } from '../aws/listing.ts';
 import { failurePrefix } from '../aws/bucket.ts';
@@ -63,7 +63,7 @@ export async function retryCommand(t: Target, o: { split?: string; reasons: stri
   if (o.reasons.length === 0) return result;
   if (!t.queueUrl) throw new UsageError('retry needs the jobs queue URL: deploy with --outputs-file cdk-outputs.json, or pass --queue-url');
 
-  const splits = (await listSplits(t.s3, t.bucket)).filter((s) => s.state === 'queued' && (!o.split || s.split === o.split)).map((s) => s.split);
+  const splits = (await queuedSplits(t.s3, t.bucket, o.split)).map((s) => s.split);
   const sender = new JobSender(t.sqs, t.queueUrl);
   for (const split of splits) {
     const stored = await storedImages(t.s3, t.bucket, split);

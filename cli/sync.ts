@@ -2,9 +2,9 @@
 
 import cliProgress from 'cli-progress';
 import { bringSplitHome, type SplitHome } from '../aws/home/sync.ts';
-import { describePending, listSplits, queueBusy, readQueueState } from '../aws/home/cloud-state.ts';
+import { describePending, queueBusy, queuedSplits, readQueueState } from '../aws/home/cloud-state.ts';
 import type { Layout } from '../engine/keys.ts';
-import { formatBytes, formatDuration } from '../engine/summary.ts';
+import { formatBytes, formatDuration, plural } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import { command, type Target } from './target.ts';
 
@@ -21,7 +21,7 @@ export interface SyncCommandOptions {
 }
 
 export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Array<{ split: string; home: SplitHome; seconds: number }>> {
-  const splits = (await listSplits(t.s3, t.bucket)).filter((s) => s.state === 'queued' && (!o.split || s.split === o.split)).map((s) => s.split);
+  const splits = (await queuedSplits(t.s3, t.bucket, o.split)).map((s) => s.split);
   if (splits.length === 0) throw new UsageError(o.split ? `no split "${o.split}" in the bucket (see ${command(t, 'status')})` : `nothing to sync yet: ${command(t, 'submit <manifest>')} first`);
   // Whether a failed attempt may still be retried: then its row is pending, not failed.
   const queue = t.queueUrl ? await readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null;
@@ -65,11 +65,12 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
       results.push({ split, home, seconds });
       bar?.stop();
       const c = home.counts;
+      const { downloaded, skipped } = home.images;
       const table = `${c.fetched} stored, ${c.failed} failed, ${describePending(c, queue)}`;
       o.log.write(o.dryRun
-        ? `${split}: would copy ${home.images.downloaded} files (${formatBytes(home.images.bytes)}), ${home.images.skipped} already here; ` +
+        ? `${split}: would copy ${downloaded} ${plural(downloaded, 'file')} (${formatBytes(home.images.bytes)}), ${skipped} already here; ` +
             `table ${home.indexFile} would list ${table}. Dry run: nothing written.\n`
-        : `${split}: ${home.images.downloaded} files copied (${formatBytes(home.images.bytes)}), ${home.images.skipped} already here, in ${formatDuration(seconds)}; ` +
+        : `${split}: ${downloaded} ${plural(downloaded, 'file')} copied (${formatBytes(home.images.bytes)}), ${skipped} already here, in ${formatDuration(seconds)}; ` +
             `table ${home.indexFile}: ${table}\n`);
     } finally {
       bar?.stop();

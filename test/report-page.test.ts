@@ -45,7 +45,7 @@ const PAGE_TAGS = new Set('!doctype html head meta title style body header h1 p 
 const PAGE_ATTRIBUTES = new Set('lang charset http-equiv content name datetime class id viewbox preserveaspectratio role aria-label x width height data-type aria-sort scope type data-v'.split(' '));
 
 const page = (over: Partial<Parameters<typeof reportPage>[0]> = {}): string =>
-  reportPage({ bucket: 'my-bucket', madeAt: new Date('2026-12-01T10:20:30.000Z'), splits: [knownSplit()], queue: { waiting: 12, inFlight: 3, delayed: 0, deadLetter: 2 }, ...over });
+  reportPage({ bucket: 'my-bucket', madeAt: new Date('2026-12-01T10:20:30.000Z'), splits: [knownSplit()], queue: { waiting: 12, inFlight: 3, delayed: 0, deadLetter: 2 }, args: [], ...over });
 
 const ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'", '&amp;': '&' };
 
@@ -140,5 +140,22 @@ describe('the report page', () => {
     assert.match(shown, /images 1,110 stored 1,000 failed 100 pending 10 success 90\.1%/);
     assert.match(shown, /Split train .* Split val /);
     assert.match(shown, /The 3 hosts with the most failures, of 40 \( --top shows more\)/);
+  });
+
+  test('the commands it suggests keep the target flags; one of a thing is singular', () => {
+    const dev = { args: ['--dev'] };
+    const shown = text(page(dev));
+    assert.match(shown, /cloudfetch retry --split train --reasons REASON,… --dev \./);
+    assert.match(shown, /\( cloudfetch status --watch --dev \)/);
+    assert.match(shown, /cloudfetch retry --dev sends the dead-letter jobs back/);
+    assert.match(text(page({ ...dev, splits: [] })), /No split to report on yet: cloudfetch submit <manifest> --dev first\./);
+
+    const one = { ...knownSplit(), counts: counts(0, {}, 1), hosts: 1, byHost: [host('h', counts(0, {}, 1), '')], byStatus: {}, examples: {} };
+    const single = text(page({ splits: [one], queue: { waiting: 1, inFlight: 0, delayed: 0, deadLetter: 0 } }));
+    assert.match(single, /Still working: 1 job is waiting or being fetched/);
+    assert.match(single, /\. 1 image, 0 B stored\./);
+    assert.match(single, /The one host, 0 with failures/);
+    assert.match(text(page({ splits: [one], queue: null })), /1 image has no outcome yet/);
+    assert.match(text(page({ splits: [one], queue: { waiting: 0, inFlight: 0, delayed: 0, deadLetter: 0 } })), /yet 1 image has no outcome/);
   });
 });

@@ -82,6 +82,11 @@ export async function listSplits(s3: S3Client, bucket: string): Promise<SplitSta
   return statuses.filter((s): s is SplitStatus => s !== null).sort((a, b) => b.startedAt.localeCompare(a.startedAt));
 }
 
+/** The splits with an index (split and queued), newest first; only `split` when one is named. */
+export async function queuedSplits(s3: S3Client, bucket: string, split?: string): Promise<SplitStatus[]> {
+  return (await listSplits(s3, bucket)).filter((s) => s.state === 'queued' && (!split || s.split === split));
+}
+
 /** Stored images of a split: key relative to images/ → size. */
 export async function storedImages(s3: S3Client, bucket: string, split: string): Promise<Map<string, number>> {
   const stored = new Map<string, number>();
