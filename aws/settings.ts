@@ -145,6 +145,19 @@ export function readSettings(context: (key: string) => unknown): Settings {
   return s;
 }
 
+/** The stack's two functions, and the service name each logs and emits metrics under (Powertools). */
+export const FUNCTION_SERVICES = {
+  manifest: 'cloudfetch-manifest',
+  fetch: 'cloudfetch-fetch',
+} as const;
+export type FunctionId = keyof typeof FUNCTION_SERVICES;
+
+/** The CloudWatch namespace of the functions' metrics (the dashboard reads it). */
+export const METRICS_NAMESPACE = 'cloudfetch';
+
+/** How long the functions' log groups keep their lines. */
+export const LOG_RETENTION_DAYS = 30;
+
 /** The jobs queue keeps a job a week: a million images drain in about 3 days even at 2 fetch functions and 10 s a batch. */
 export const JOBS_RETENTION_SECONDS = 7 * 24 * 60 * 60;
 
@@ -155,9 +168,15 @@ export const JOBS_RETENTION_SECONDS = 7 * 24 * 60 * 60;
  */
 export const DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 60 * 60;
 
-/** Environment variables the functions read (aws/lambda/config.ts). */
-export function functionEnvironment(s: Settings): Record<string, string> {
+/**
+ * A function's whole environment as the stack sets it (aws/lambda/config.ts reads it), given where
+ * the bucket and the jobs queue are: names in the stack, emulator ones in the local cloud. Only the
+ * manifest function sends jobs, so only it is told the queue.
+ */
+export function functionEnvironment(s: Settings, fn: FunctionId, at: { bucket: string; jobsQueueUrl: string }): Record<string, string> {
   return {
+    BUCKET_NAME: at.bucket,
+    ...(fn === 'manifest' ? { JOBS_QUEUE_URL: at.jobsQueueUrl } : {}),
     LAYOUT: s.layout,
     MAX_BYTES: String(s.maxBytes),
     IMAGE_TIMEOUT_SECONDS: String(s.imageTimeoutSeconds),
@@ -165,6 +184,8 @@ export function functionEnvironment(s: Settings): Record<string, string> {
     SKIP_EXISTING_AT_SPLIT: String(s.skipExistingAtSplit),
     ...(s.userAgent ? { USER_AGENT: s.userAgent } : {}),
     ...(s.referer ? { REFERER: s.referer } : {}),
+    POWERTOOLS_SERVICE_NAME: FUNCTION_SERVICES[fn],
+    POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
   };
 }
 

@@ -113,7 +113,7 @@ async function child(): Promise<void> {
 
   const { handler } = await import('../aws/lambda/manifest.ts');
   const { lambdaContext } = await import('../local-cloud/cloud.ts');
-  const { s3ObjectCreatedEvent } = await import('../local-cloud/event-sources.ts');
+  const { s3ObjectCreatedEvent } = await import('../local-cloud/s3-notifications.ts');
   const event = s3ObjectCreatedEvent(env('BUCKET_NAME'), env('AWS_REGION'), { key, size, eTag });
   const context = lambdaContext(MANIFEST_FN, env('AWS_REGION'));
 
@@ -296,10 +296,7 @@ async function runOnce(o: RunOptions): Promise<RunResult> {
       HOME: process.env.HOME ?? '/tmp',
       TMPDIR: o.work,
       // What the stack sets on the manifest function…
-      BUCKET_NAME: BUCKET,
-      JOBS_QUEUE_URL: queueUrl,
-      ...functionEnvironment(DEFAULT_SETTINGS),
-      POWERTOOLS_SERVICE_NAME: 'manifest',
+      ...functionEnvironment(DEFAULT_SETTINGS, 'manifest', { bucket: BUCKET, jobsQueueUrl: queueUrl }),
       POWERTOOLS_METRICS_DISABLED: 'true',
       POWERTOOLS_LOG_LEVEL: 'WARN',
       // …and what points its SDK clients at the emulator, as the local cloud does.

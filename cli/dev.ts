@@ -2,7 +2,7 @@
 // --dev, through the connection file it writes in the current folder.
 
 import { rmSync } from 'node:fs';
-import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { plural } from '../engine/summary.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
@@ -17,7 +17,8 @@ const STOP_GRACE_SECONDS = 5;
 export interface DevConnection {
   endpoint: string;
   region: string;
-  credentials: { accessKeyId: string; secretAccessKey: string };
+  /** Absent: sign as the user's own AWS configuration does (environment, profile); never written here. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
   bucket: string;
   queueUrl: string;
   dlqUrl: string;
@@ -67,17 +68,8 @@ export async function devCommand(o: DevCommandOptions): Promise<never> {
     endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials,
     bucket: cloud.bucket, queueUrl: cloud.queueUrl, dlqUrl: cloud.dlqUrl, pid: process.pid,
   };
-  await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, JSON.stringify(connection, null, 2) + '\n');
-  process.stderr.write(
-    `Local cloud running (${emulator.kind === 'embedded' ? 'embedded emulator' : 'external endpoint'} ${emulator.endpoint}):\n` +
-      `  bucket      ${cloud.bucket}\n  jobs queue  ${cloud.queueUrl}\n  dead letter ${cloud.dlqUrl}\n` +
-      `Manifests uploaded under manifests/ are split and fetched by the real handlers. In another terminal:\n` +
-      `  npx cloudfetch submit train.json --dev      then status / sync / report with --dev\n` +
-      `  aws --endpoint-url ${emulator.endpoint} s3 cp train.json s3://${cloud.bucket}/manifests/   (any credentials)\n` +
-      `Ctrl-C stops it (the embedded emulator keeps nothing).\n`,
-  );
-  await new Promise<void>((done) => {
+  // Listening before the file exists: whoever reads it may send Ctrl-C at once.
+  const stopRequested = new Promise<void>((done) => {
     const stop = (): void => {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
@@ -86,6 +78,20 @@ export async function devCommand(o: DevCommandOptions): Promise<never> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  await mkdir(dirname(file), { recursive: true });
+  // Other commands (and tests) read it as soon as it exists: it appears whole, by a rename.
+  const partial = `${file}.${process.pid}.part`;
+  await writeFile(partial, JSON.stringify(connection, null, 2) + '\n');
+  await rename(partial, file);
+  process.stderr.write(
+    `Local cloud running (${emulator.kind === 'embedded' ? 'embedded emulator' : 'external endpoint'} ${emulator.endpoint}):\n` +
+      `  bucket      ${cloud.bucket}\n  jobs queue  ${cloud.queueUrl}\n  dead letter ${cloud.dlqUrl}\n` +
+      `Manifests uploaded under manifests/ are split and fetched by the real handlers. In another terminal:\n` +
+      `  npx cloudfetch submit train.json --dev      then status / sync / report with --dev\n` +
+      `  aws --endpoint-url ${emulator.endpoint} s3 cp train.json s3://${cloud.bucket}/manifests/${emulator.kind === 'embedded' ? '   (any credentials)' : ''}\n` +
+      `Ctrl-C stops it (the embedded emulator keeps nothing).\n`,
+  );
+  await stopRequested;
   const quit = (): never => {
     rmSync(file, { force: true });
     process.exit(EXIT.interrupted);

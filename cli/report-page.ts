@@ -8,7 +8,7 @@ import { FAILURE_REASONS, isFailureReason, isTransient } from '../engine/outcome
 import { formatBytes, plural } from '../engine/summary.ts';
 import type { SplitCounts } from '../aws/home/cloud-state.ts';
 import type { HostReport, SplitReport } from './report.ts';
-import type { QueueState } from './status.ts';
+import type { QueueState } from '../aws/home/queue-state.ts';
 
 export interface ReportPageInput {
   bucket: string;

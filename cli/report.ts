@@ -5,14 +5,14 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { count, describePending, emptyCounts, queueBusy, queuedSplits, splitRows, type CloudRow, type QueueState, type SplitCounts } from '../aws/home/cloud-state.ts';
+import { count, emptyCounts, queuedSplits, splitRows, type CloudRow, type SplitCounts } from '../aws/home/cloud-state.ts';
+import { describePending, queueBusy, queueState, type QueueState } from '../aws/home/queue-state.ts';
 import { hostOf } from '../engine/fetch/url.ts';
 import { csvField } from '../engine/index-table.ts';
 import { FAILURE_REASONS, isFailureReason, type FailureReason } from '../engine/outcome.ts';
 import { formatBytes, plural } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import { EXAMPLES_PER_REASON, percent, reportPage } from './report-page.ts';
-import { queueState } from './status.ts';
 import { command, type Target } from './target.ts';
 
 export interface HostReport extends SplitCounts {

@@ -4,35 +4,17 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
-import {
-  count, describePending, describeQueue, emptyCounts, listSplits, nextDelivery, queueBusy, readQueueState, splitRows,
-  type QueueState, type SplitCounts,
-} from '../aws/home/cloud-state.ts';
+import { count, emptyCounts, listSplits, splitRows, type SplitCounts } from '../aws/home/cloud-state.ts';
+import { describePending, describeQueue, nextDelivery, queueBusy, queueState, type QueueState } from '../aws/home/queue-state.ts';
 import type { SplitStatus } from '../aws/bucket.ts';
 import { formatDuration } from '../engine/summary.ts';
 import { command, type Target } from './target.ts';
-
-export type { QueueState } from '../aws/home/cloud-state.ts';
 
 export interface StatusReport {
   splits: Array<SplitStatus & { counts?: SplitCounts }>;
   queue: QueueState | null;
   /** Nothing waiting or in flight, and no split still being split. */
   done: boolean;
-}
-
-/** The local cloud's emulator lists every message to tell when hidden ones come back: small queues only. */
-const INSPECTABLE = 10_000;
-
-export async function queueState(t: Target): Promise<QueueState | null> {
-  if (!t.queueUrl) return null;
-  const q = await readQueueState(t.sqs, t.queueUrl, t.dlqUrl);
-  if (t.where.endpoint && q.inFlight + q.delayed > 0 && q.waiting + q.inFlight + q.delayed <= INSPECTABLE) {
-    const { nextVisibleIn } = await import('../local-cloud/emulator.ts');
-    const next = await nextVisibleIn(t.queueUrl);
-    if (next !== undefined) q.nextDeliveryIn = next;
-  }
-  return q;
 }
 
 export async function statusReport(t: Target, o: { split?: string; counts: boolean }): Promise<StatusReport> {

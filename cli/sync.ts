@@ -2,7 +2,8 @@
 
 import cliProgress from 'cli-progress';
 import { bringSplitHome, type SplitHome } from '../aws/home/sync.ts';
-import { describePending, queueBusy, queuedSplits, readQueueState } from '../aws/home/cloud-state.ts';
+import { queuedSplits } from '../aws/home/cloud-state.ts';
+import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
 import type { Layout } from '../engine/keys.ts';
 import { formatBytes, formatDuration, plural } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';

@@ -1,25 +1,29 @@
 // The local cloud: the stack's bucket, jobs queue and dead-letter queue on an S3/SQS emulator, the
-// environment the stack gives its functions, and its two event sources driving the very handler
-// modules Lambda runs. Only the event sources are emulated; S3 and SQS are the emulator's own.
-// One local cloud per process at a time: the handlers read their settings from process.env.
+// environment the stack gives each function, and its two event sources (s3-notifications.ts,
+// sqs-poller.ts) driving the very handler modules Lambda runs. Only the event sources are
+// emulated; S3 and SQS are the emulator's own. One local cloud per process at a time: the
+// handlers read their settings from process.env.
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { functionEnvironment, visibilityTimeoutSeconds, type Settings } from '../aws/settings.ts';
+import { DEAD_LETTER_RETENTION_SECONDS, functionEnvironment, JOBS_RETENTION_SECONDS, visibilityTimeoutSeconds, type FunctionId, type Settings } from '../aws/settings.ts';
+import { Activity } from './activity.ts';
 import { awsClientConfig, endpointQueueUrl, type Emulator } from './emulator.ts';
-import { Activity, startManifestSource, startSqsSource, type ManifestSource, type SqsSource, type SqsSourceStats } from './event-sources.ts';
+import { startManifestNotifications, type ManifestNotifications } from './s3-notifications.ts';
+import { startSqsSource, type SqsSource, type SqsSourceStats } from './sqs-poller.ts';
 
 export type ManifestHandler = (event: S3Event, context: Context) => Promise<unknown>;
 export type FetchHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
 
-/** SQS's longest retention, as the stack keeps both queues. */
-export const RETENTION_SECONDS = 14 * 24 * 60 * 60;
-
-/** The metrics namespace the stack gives both functions. */
-export const METRICS_NAMESPACE = 'cloudfetch';
+/**
+ * A handler, or how to load its module. A module is loaded at start, one function at a time, with
+ * that function's environment in process.env, as Lambda's runtime loads it: Powertools reads the
+ * service name when the module loads.
+ */
+export type HandlerOrModule<H> = H | { load: () => Promise<H> };
 
 export interface LocalCloudOptions {
   settings: Settings;
@@ -28,7 +32,7 @@ export interface LocalCloudOptions {
   bucket?: string;
   /** Default `<stackName>-jobs`; the DLQ is `<queueName>-dlq`. Created if missing, updated if not. */
   queueName?: string;
-  handlers: { manifest: ManifestHandler; fetch: FetchHandler };
+  handlers: { manifest: HandlerOrModule<ManifestHandler>; fetch: HandlerOrModule<FetchHandler> };
   /** Extra environment for the handlers, after the stack's, e.g. ALLOW_PRIVATE_NETWORK=true for a loopback origin. */
   env?: Record<string, string>;
   /** One line per invocation and per failure. Default: stderr. */
@@ -70,8 +74,12 @@ export interface LocalCloud {
   dlqArn: string;
   settings: Settings;
   emulator: Emulator;
-  /** The environment the handlers run with (also set in process.env until stop()). */
-  env: Readonly<Record<string, string>>;
+  /**
+   * Each function's environment: the stack's, then what points it at the emulator. Until stop(),
+   * process.env holds what both share and the manifest function's JOBS_QUEUE_URL; what differs
+   * (the service name) only while that function's module loads.
+   */
+  env: Readonly<Record<FunctionId, Readonly<Record<string, string>>>>;
   /** Invokes the manifest function for a key just uploaded, without waiting for the next poll. */
   notifyObjectCreated(key: string): Promise<boolean>;
   /**
@@ -143,6 +151,28 @@ async function ensureQueue(sqs: SQSClient, emulator: Emulator, name: string, att
   return { url, arn };
 }
 
+/** Both functions' variables in one process: each one's own, except those they give different values (unset). */
+function sharedEnv(envs: Record<FunctionId, Record<string, string>>): Record<string, string | undefined> {
+  const shared: Record<string, string | undefined> = { ...envs.fetch, ...envs.manifest };
+  for (const [key, value] of Object.entries(envs.fetch)) if (key in envs.manifest && envs.manifest[key] !== value) shared[key] = undefined;
+  return shared;
+}
+
+/** Loads a handler module with exactly its function's environment (nothing else runs at start). */
+async function loadHandler<H extends (event: never, context: Context) => Promise<unknown>>(
+  h: HandlerOrModule<H>,
+  own: Record<string, string>,
+  shared: Record<string, string | undefined>,
+): Promise<H> {
+  if (typeof h === 'function') return h;
+  const restore = applyEnv({ ...Object.fromEntries(Object.keys(shared).map((key) => [key, undefined])), ...own });
+  try {
+    return await h.load();
+  } finally {
+    restore();
+  }
+}
+
 /** Sets process.env to `values` (deleting keys mapped to undefined); returns what restores it. */
 function applyEnv(values: Record<string, string | undefined>): () => void {
   const previous = new Map<string, string | undefined>();
@@ -175,32 +205,27 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   const s3 = new S3Client(config);
   const sqs = new SQSClient(config);
   let restoreEnv = () => {};
-  let manifests: ManifestSource | undefined;
+  let manifests: ManifestNotifications | undefined;
   let jobs: SqsSource | undefined;
 
   try {
     await s3.send(new CreateBucketCommand({ Bucket: bucket })).catch((error: unknown) => {
       if (!(error instanceof Error) || error.name !== 'BucketAlreadyOwnedByYou') throw error;
     });
-    const dlq = await ensureQueue(sqs, emulator, `${queueName}-dlq`, { MessageRetentionPeriod: String(RETENTION_SECONDS) });
+    const dlq = await ensureQueue(sqs, emulator, `${queueName}-dlq`, { MessageRetentionPeriod: String(DEAD_LETTER_RETENTION_SECONDS) });
     const queue = await ensureQueue(sqs, emulator, queueName, {
       VisibilityTimeout: String(options.visibilityTimeoutSeconds ?? visibilityTimeoutSeconds(settings)),
-      MessageRetentionPeriod: String(RETENTION_SECONDS),
+      MessageRetentionPeriod: String(JOBS_RETENTION_SECONDS),
       ReceiveMessageWaitTimeSeconds: '20',
       RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: settings.maxReceiveCount }),
     });
 
-    // What the stack sets on both functions, then what points their SDK clients at the emulator.
-    const env: Record<string, string> = {
-      BUCKET_NAME: bucket,
-      JOBS_QUEUE_URL: queue.url,
-      ...functionEnvironment(settings),
-      POWERTOOLS_SERVICE_NAME: settings.stackName,
-      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    // What points the functions' SDK clients at the emulator, after what the stack sets.
+    const emulated: Record<string, string> = {
       AWS_REGION: region,
       AWS_DEFAULT_REGION: region,
-      AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
+      // Without credentials of its own, the emulator is signed for as the user configured it.
+      ...(emulator.credentials ? { AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey } : {}),
       // The SDK (v3) reads AWS_ENDPOINT_URL for every client; the per-service variables win over it
       // and the "ignore" switch disables both, so all four are pinned.
       AWS_ENDPOINT_URL: emulator.endpoint,
@@ -209,8 +234,18 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       AWS_IGNORE_CONFIGURED_ENDPOINT_URLS: 'false',
       ...options.env,
     };
+    const at = { bucket, jobsQueueUrl: queue.url };
+    const env = {
+      manifest: { ...functionEnvironment(settings, 'manifest', at), ...emulated },
+      fetch: { ...functionEnvironment(settings, 'fetch', at), ...emulated },
+    };
+    const shared = sharedEnv(env);
     // A session token from the developer's shell must not travel with the emulator's keys.
-    restoreEnv = applyEnv({ ...env, AWS_SESSION_TOKEN: undefined });
+    restoreEnv = applyEnv({ ...shared, ...(emulator.credentials ? { AWS_SESSION_TOKEN: undefined } : {}) });
+    const handle = {
+      manifest: await loadHandler(handlers.manifest, env.manifest, shared),
+      fetch: await loadHandler(handlers.fetch, env.fetch, shared),
+    };
 
     const functions = {
       manifest: { name: `${settings.stackName}-manifest`, memoryMb: settings.manifestMemoryMb, timeoutSeconds: settings.manifestTimeoutSeconds },
@@ -229,11 +264,11 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     }
 
     const activity = new Activity();
-    manifests = await startManifestSource({
+    manifests = await startManifestNotifications({
       s3,
       bucket,
       region,
-      invoke: (event) => invoke(functions.manifest, handlers.manifest, event, `s3://${bucket}/${event.Records[0]?.s3.object.key}`),
+      invoke: (event) => invoke(functions.manifest, handle.manifest, event, `s3://${bucket}/${event.Records[0]?.s3.object.key}`),
       pollIntervalMs: options.manifestPollIntervalMs,
       retryDelaysMs: options.manifestRetryDelaysMs,
       processExisting: options.processExistingManifests,
@@ -245,7 +280,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       queueUrl: queue.url,
       queueArn: queue.arn,
       region,
-      invoke: (event) => invoke(functions.fetch, handlers.fetch, event, `${event.Records.length} records`),
+      invoke: (event) => invoke(functions.fetch, handle.fetch, event, `${event.Records.length} records`),
       batchSize: settings.fetchBatchSize,
       batchWindowSeconds: options.batchWindowSeconds ?? settings.fetchBatchWindowSeconds,
       concurrency: options.fetchConcurrency ?? Math.min(settings.fetchMaxConcurrency, 4),

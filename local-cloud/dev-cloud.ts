@@ -44,11 +44,11 @@ export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> 
     const cloud = await startLocalCloud({
       settings,
       emulator,
-      // Imported at the first invocation, once the local cloud has set the environment the
-      // handler modules (and Powertools, at load time) read, as Lambda would have.
+      // Loaded by the local cloud with each function's environment set, which the handler modules
+      // (and Powertools, at load time) read, as Lambda would have.
       handlers: {
-        manifest: async (event, context) => (await import('../aws/lambda/manifest.ts')).handler(event, context),
-        fetch: (o.wrapFetch ?? ((real: FetchHandler) => real))(async (event, context) => (await import('../aws/lambda/fetch.ts')).handler(event, context)),
+        manifest: { load: async () => (await import('../aws/lambda/manifest.ts')).handler },
+        fetch: { load: async () => (o.wrapFetch ?? ((real: FetchHandler) => real))((await import('../aws/lambda/fetch.ts')).handler) },
       },
       env: {
         ...(o.allowPrivateNetwork ? { ALLOW_PRIVATE_NETWORK: 'true' } : {}),

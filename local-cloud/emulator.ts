@@ -1,14 +1,22 @@
 // The S3 + SQS endpoint the local cloud talks to: fauxqs embedded in this process on loopback, or
 // an external compatible endpoint (LocalStack, a fauxqs container) given by --endpoint or
-// AWS_ENDPOINT_URL. Either way callers get one endpoint URL, a region and throwaway credentials.
+// AWS_ENDPOINT_URL. Either way callers get one endpoint URL, a region and how to sign: throwaway
+// credentials for fauxqs, the user's own (if any) for an external endpoint, which may check them.
 
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { buildApp } from 'fauxqs';
+
+export interface Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
 
 export interface Emulator {
   /** Origin of the S3 and SQS API, e.g. http://127.0.0.1:41235 (no trailing slash). */
   endpoint: string;
   region: string;
-  credentials: { accessKeyId: string; secretAccessKey: string };
+  /** Undefined: the SDK's own chain (environment, profile), which the user configured. */
+  credentials?: Credentials;
   /** `embedded`: fauxqs in this process, stopped by stop(). `external`: stop() does nothing. */
   kind: 'embedded' | 'external';
   stop(): Promise<void>;
@@ -17,7 +25,7 @@ export interface Emulator {
 /** The region both emulators assume when a request does not say otherwise. */
 export const DEFAULT_EMULATOR_REGION = 'us-east-1';
 
-/** fauxqs and LocalStack accept any credentials and never check them; these are conventional. */
+/** fauxqs (and LocalStack, by default) accept any credentials; these are conventional. */
 export const EMULATOR_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 
 /**
@@ -43,15 +51,34 @@ export async function startEmulator(options: { region?: string } = {}): Promise<
   };
 }
 
+/** How to reach an external endpoint: a region, and credentials (undefined: the SDK's chain). */
+export interface EndpointAccess {
+  region: string;
+  credentials?: Credentials;
+}
+
+/**
+ * The region and credentials the SDK finds (environment, profile, …), as an endpoint that checks
+ * credentials expects; us-east-1 and test/test, as emulators conventionally take, where none is
+ * configured.
+ */
+export async function configuredAccess(): Promise<EndpointAccess> {
+  const probe = new SQSClient({});
+  try {
+    const region = await probe.config.region().catch(() => DEFAULT_EMULATOR_REGION);
+    const configured = await probe.config.credentials().then(() => true, () => false);
+    return { region, ...(configured ? {} : { credentials: { ...EMULATOR_CREDENTIALS } }) };
+  } finally {
+    probe.destroy();
+  }
+}
+
 /**
  * An external S3/SQS-compatible endpoint. `localhost` is rewritten to 127.0.0.1: the S3 client
  * would otherwise address buckets as `<bucket>.localhost`, which the system resolver does not know
  * (an IP endpoint makes the SDK use path-style addressing by itself, even from AWS_ENDPOINT_URL).
  */
-export function connectEndpoint(
-  url: string,
-  options: { region?: string; credentials?: { accessKeyId: string; secretAccessKey: string } } = {},
-): Emulator {
+export function connectEndpoint(url: string, access: EndpointAccess = { region: DEFAULT_EMULATOR_REGION, credentials: EMULATOR_CREDENTIALS }): Emulator {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -64,8 +91,8 @@ export function connectEndpoint(
   if (parsed.hostname === 'localhost') parsed.hostname = '127.0.0.1';
   return {
     endpoint: parsed.origin,
-    region: options.region ?? DEFAULT_EMULATOR_REGION,
-    credentials: { ...(options.credentials ?? EMULATOR_CREDENTIALS) },
+    region: access.region,
+    ...(access.credentials ? { credentials: { ...access.credentials } } : {}),
     kind: 'external',
     stop: async () => {},
   };
@@ -74,20 +101,15 @@ export function connectEndpoint(
 /** `--endpoint` if given, else AWS_ENDPOINT_URL if set, else a fresh embedded fauxqs. */
 export async function openEmulator(endpoint?: string, env: NodeJS.ProcessEnv = process.env): Promise<Emulator> {
   const url = endpoint ?? env.AWS_ENDPOINT_URL;
-  return url ? connectEndpoint(url) : startEmulator();
+  return url ? connectEndpoint(url, await configuredAccess()) : startEmulator();
 }
 
 /** Options for `new S3Client(...)` and `new SQSClient(...)` that reach the emulator. */
-export function awsClientConfig(emulator: Emulator): {
-  endpoint: string;
-  region: string;
-  credentials: { accessKeyId: string; secretAccessKey: string };
-  forcePathStyle: true;
-} {
+export function awsClientConfig(emulator: Emulator): { endpoint: string; region: string; credentials?: Credentials; forcePathStyle: true } {
   return {
     endpoint: emulator.endpoint,
     region: emulator.region,
-    credentials: { ...emulator.credentials },
+    ...(emulator.credentials ? { credentials: { ...emulator.credentials } } : {}),
     // Path-style (http://host/bucket/key): virtual-hosted style needs <bucket>.<host> to resolve.
     forcePathStyle: true,
   };
@@ -102,26 +124,4 @@ export function awsClientConfig(emulator: Emulator): {
  */
 export function endpointQueueUrl(emulator: Emulator, queueUrl: string): string {
   return new URL(new URL(queueUrl).pathname, emulator.endpoint + '/').toString();
-}
-
-/**
- * Seconds until the next hidden message of a queue (in flight or delayed) is visible again, from
- * fauxqs's inspection endpoint, which moves nothing. Undefined where there is no such endpoint
- * (LocalStack, AWS) or nothing is hidden. It lists every message: for small queues only.
- */
-export async function nextVisibleIn(queueUrl: string, now = Date.now()): Promise<number | undefined> {
-  const url = new URL(queueUrl);
-  const name = url.pathname.split('/').filter(Boolean).at(-1);
-  if (!name) return undefined;
-  try {
-    const answer = await fetch(new URL(`/_fauxqs/queues/${encodeURIComponent(name)}`, url.origin), { signal: AbortSignal.timeout(5000) });
-    if (!answer.ok) return undefined;
-    const { messages } = (await answer.json()) as { messages?: { inflight?: Array<{ visibilityDeadline?: number }>; delayed?: Array<{ delayUntil?: number }> } };
-    let first = Infinity;
-    for (const m of messages?.inflight ?? []) if (typeof m.visibilityDeadline === 'number') first = Math.min(first, m.visibilityDeadline);
-    for (const m of messages?.delayed ?? []) if (typeof m.delayUntil === 'number') first = Math.min(first, m.delayUntil);
-    return Number.isFinite(first) ? Math.max(0, (first - now) / 1000) : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -14,7 +14,8 @@ import { DEFAULT_SETTINGS, type Settings } from '../aws/settings.ts';
 import { startLocalCloud, type FetchHandler, type LocalCloud, type LocalCloudOptions, type ManifestHandler } from '../local-cloud/cloud.ts';
 import { awsClientConfig, connectEndpoint, startEmulator, type Emulator } from '../local-cloud/emulator.ts';
 import { isManifestKey } from '../aws/bucket.ts';
-import { failedRecords, s3EventKey } from '../local-cloud/event-sources.ts';
+import { s3EventKey } from '../local-cloud/s3-notifications.ts';
+import { failedRecords } from '../local-cloud/sqs-poller.ts';
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
 const quiet = () => {};

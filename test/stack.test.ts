@@ -19,6 +19,8 @@ import type { IConstruct } from 'constructs';
 import { MANIFEST_SUFFIXES, PREFIX } from '../aws/bucket.ts';
 import { DEAD_LETTER_RETENTION_SECONDS, DEFAULT_SETTINGS, JOBS_RETENTION_SECONDS, readSettings, SettingsError, visibilityTimeoutSeconds } from '../aws/settings.ts';
 import { CloudfetchStack, RegionError, createStack } from '../infra/stack.ts';
+import { startLocalCloud } from '../local-cloud/cloud.ts';
+import { startEmulator } from '../local-cloud/emulator.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const CDK_JSON = JSON.parse(readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')) as { app: string; context: Record<string, unknown> };
@@ -308,6 +310,44 @@ test('both functions: nodejs24.x on arm64, settings for memory and timeout, thei
   }
   t.resourcePropertiesCountIs('AWS::Lambda::Function', { Runtime: 'nodejs24.x' }, 2);
   t.resourceCountIs('Custom::LogRetention', 0);
+});
+
+test('the local cloud loads each handler with the environment the stack gives that function', async () => {
+  // Optional settings set, so that their variables are compared too.
+  const overrides = { 'cloudfetch:userAgent': 'agent/1', 'cloudfetch:referer': 'https://example.com/', 'cloudfetch:perHost': 3, 'cloudfetch:layout': 'by-label' };
+  const { template } = synth(overrides);
+  const settings = readSettings((key) => ({ ...CDK_JSON.context, ...overrides })[key]);
+  const emulator = await startEmulator();
+  const loaded: Partial<Record<'manifest' | 'fetch', NodeJS.ProcessEnv>> = {};
+  const cloud = await startLocalCloud({
+    settings,
+    emulator,
+    log: () => {},
+    handlers: {
+      manifest: { load: async () => ((loaded.manifest = { ...process.env }), async () => {}) },
+      fetch: { load: async () => ((loaded.fetch = { ...process.env }), async () => ({ batchItemFailures: [] })) },
+    },
+  });
+  try {
+    for (const fn of ['manifest', 'fetch'] as const) {
+      const stackEnv = resources('AWS::Lambda::Function', template)[ids[fn]]!.Properties.Environment.Variables as Record<string, unknown>;
+      // The bucket and queue are per deploy (tokens in the template); NODE_OPTIONS goes with the bundle's source maps.
+      const { BUCKET_NAME, JOBS_QUEUE_URL, NODE_OPTIONS, ...literal } = stackEnv;
+      const seen = loaded[fn]!;
+      assert.deepEqual(Object.fromEntries(Object.keys(literal).map((k) => [k, seen[k]])), literal, fn);
+      assert.deepEqual([render(BUCKET_NAME), seen.BUCKET_NAME], ['bucket', cloud.bucket], fn);
+      assert.deepEqual([JOBS_QUEUE_URL && render(JOBS_QUEUE_URL), seen.JOBS_QUEUE_URL], fn === 'manifest' ? ['jobs', cloud.queueUrl] : [undefined, undefined], fn);
+      // Nothing the stack does not set, but what points the SDK at the emulator.
+      const ours = Object.keys(cloud.env[fn]).filter((k) => !k.startsWith('AWS_'));
+      assert.deepEqual(ours.sort(), Object.keys(stackEnv).filter((k) => k !== 'NODE_OPTIONS').sort(), fn);
+      assert.deepEqual(Object.fromEntries(ours.map((k) => [k, seen[k]])), Object.fromEntries(ours.map((k) => [k, cloud.env[fn][k]])), fn);
+    }
+    assert.equal(loaded.manifest!.POWERTOOLS_SERVICE_NAME, 'cloudfetch-manifest');
+    assert.equal(loaded.fetch!.USER_AGENT, 'agent/1');
+  } finally {
+    await cloud.stop();
+    await emulator.stop();
+  }
 });
 
 // --- IAM

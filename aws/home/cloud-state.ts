@@ -1,15 +1,13 @@
 // What became of every image of a split in the cloud, from three cheap sources: the split-time
 // index (one row per distinct entry), a listing of images/<split>/ (stored) and a listing of
-// failures/<split>/<reason>/ (why not). No image and no failure record is read. And the queues:
-// how many jobs wait, are in flight, or are parked.
+// failures/<split>/<reason>/ (why not). No image and no failure record is read. The queues are
+// queue-state.ts's.
 
 import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, type QueueAttributeName, type SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
 import { safeSegment } from '../../engine/keys.ts';
 import { isFailureReason, isTransient, type FailureReason } from '../../engine/outcome.ts';
-import { formatDuration } from '../../engine/summary.ts';
 import { listObjects } from '../listing.ts';
 import { failurePrefix, imagesPrefix, indexKey, PREFIX, splitOfStatusKey, statusKey, type SplitStatus } from '../bucket.ts';
 
@@ -36,20 +34,6 @@ export interface SplitCounts {
   retrying: number;
   bytes: number;
   byReason: Partial<Record<FailureReason, number>>;
-}
-
-export interface QueueState {
-  /** Visible jobs, waiting for a fetch function. */
-  waiting: number;
-  /** Received and not deleted: being fetched, or failed and hidden until their visibility timeout ends. */
-  inFlight: number;
-  /** Sent with a delay that has not passed. */
-  delayed: number;
-  deadLetter: number;
-  /** The jobs queue's VisibilityTimeout, in seconds: a failed job is delivered again within it. */
-  visibilityTimeout?: number;
-  /** Seconds until the next hidden job is visible again, where the queue can tell (the local cloud). */
-  nextDeliveryIn?: number;
 }
 
 export class CloudStateError extends Error {
@@ -156,48 +140,4 @@ export function count(counts: SplitCounts, row: CloudRow): void {
   counts.bytes += row.bytes;
   if (row.status === 'failed' && row.reason) counts.byReason[row.reason] = (counts.byReason[row.reason] ?? 0) + 1;
   if (row.status === 'pending' && row.reason) counts.retrying++;
-}
-
-async function queueAttributes(sqs: SQSClient, url: string, names: QueueAttributeName[]): Promise<Record<string, string>> {
-  return (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: names }))).Attributes ?? {};
-}
-
-/** The jobs queue and the dead-letter queue: two attribute calls. */
-export async function readQueueState(sqs: SQSClient, queueUrl: string, dlqUrl?: string): Promise<QueueState> {
-  const [jobs, dlq] = await Promise.all([
-    queueAttributes(sqs, queueUrl, ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed', 'VisibilityTimeout']),
-    dlqUrl ? queueAttributes(sqs, dlqUrl, ['ApproximateNumberOfMessages']) : Promise.resolve({} as Record<string, string>),
-  ]);
-  return {
-    waiting: Number(jobs.ApproximateNumberOfMessages ?? 0),
-    inFlight: Number(jobs.ApproximateNumberOfMessagesNotVisible ?? 0),
-    delayed: Number(jobs.ApproximateNumberOfMessagesDelayed ?? 0),
-    deadLetter: Number(dlq.ApproximateNumberOfMessages ?? 0),
-    ...(jobs.VisibilityTimeout ? { visibilityTimeout: Number(jobs.VisibilityTimeout) } : {}),
-  };
-}
-
-/** Jobs still to be delivered or settled: a failed attempt in a split may yet be retried. */
-export function queueBusy(q: QueueState | null): boolean {
-  return q !== null && q.waiting + q.inFlight + q.delayed > 0;
-}
-
-/** When hidden jobs come back: known to the second in the local cloud, else bounded by the visibility timeout. */
-export function nextDelivery(q: QueueState): string {
-  if (q.nextDeliveryIn !== undefined) return `in ${formatDuration(q.nextDeliveryIn)}`;
-  return q.visibilityTimeout !== undefined ? `within the visibility timeout of ${q.visibilityTimeout} s` : 'within the visibility timeout';
-}
-
-/** The queue in one phrase: `0 waiting, 25 in flight (being fetched, or failed and due again in 4.2s)`. */
-export function describeQueue(q: QueueState): string {
-  const inFlight = q.inFlight > 0 ? ` (being fetched, or failed and due again ${nextDelivery(q)})` : '';
-  return `${q.waiting} waiting, ${q.inFlight} in flight${inFlight}${q.delayed ? `, ${q.delayed} delayed` : ''}`;
-}
-
-/** The pending images named for what they are, given the queue (null: not known). */
-export function describePending(c: SplitCounts, queue: QueueState | null): string {
-  if (c.pending === 0 || queue === null) return `${c.pending} pending`;
-  const retrying = c.retrying > 0 ? ` (${c.retrying} retrying after a failed attempt)` : '';
-  if (queueBusy(queue)) return `${c.pending} still queued or in flight${retrying}`;
-  return `${c.pending} pending with no job left in the queue${queue.deadLetter > 0 ? ' (see the dead-letter queue)' : ''}`;
 }

@@ -1,9 +1,11 @@
-// What the functions read from their environment (set by the stack, or by the local cloud).
+// What the functions read from their environment (set by the stack, or by the local cloud, from
+// functionEnvironment in aws/settings.ts); unset, a setting takes the stack's default.
 
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { DEFAULT_FETCHER_OPTIONS, type FetcherOptions } from '../../engine/fetch/fetcher.ts';
+import type { FetcherOptions } from '../../engine/fetch/fetcher.ts';
 import { LAYOUTS, type Layout } from '../../engine/keys.ts';
+import { DEFAULT_SETTINGS } from '../settings.ts';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -32,21 +34,22 @@ export function jobsQueueUrl(): string {
 }
 
 export function layout(): Layout {
-  const value = process.env.LAYOUT ?? 'flat';
+  const value = process.env.LAYOUT ?? DEFAULT_SETTINGS.layout;
   if (!(LAYOUTS as readonly string[]).includes(value)) throw new ConfigError(`environment variable LAYOUT must be one of ${LAYOUTS.join(', ')}`);
   return value as Layout;
 }
 
 export function skipExistingAtSplit(): boolean {
-  return process.env.SKIP_EXISTING_AT_SPLIT !== 'false';
+  const value = process.env.SKIP_EXISTING_AT_SPLIT;
+  return value ? value !== 'false' : DEFAULT_SETTINGS.skipExistingAtSplit;
 }
 
 /** Fetcher settings; ALLOW_PRIVATE_NETWORK is set only by the local cloud, for its loopback origin. */
 export function fetcherOptions(): Partial<FetcherOptions> {
   return {
-    perHost: integer('PER_HOST', DEFAULT_FETCHER_OPTIONS.perHost),
-    timeoutMs: integer('IMAGE_TIMEOUT_SECONDS', 30) * 1000,
-    maxBytes: integer('MAX_BYTES', DEFAULT_FETCHER_OPTIONS.maxBytes),
+    perHost: integer('PER_HOST', DEFAULT_SETTINGS.perHost),
+    timeoutMs: integer('IMAGE_TIMEOUT_SECONDS', DEFAULT_SETTINGS.imageTimeoutSeconds) * 1000,
+    maxBytes: integer('MAX_BYTES', DEFAULT_SETTINGS.maxBytes),
     ...(process.env.USER_AGENT ? { userAgent: process.env.USER_AGENT } : {}),
     ...(process.env.REFERER ? { referer: process.env.REFERER } : {}),
     guard: { allowPrivateNetwork: process.env.ALLOW_PRIVATE_NETWORK === 'true' },

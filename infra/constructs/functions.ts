@@ -14,12 +14,9 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { MANIFEST_SUFFIXES, PREFIX } from '../../aws/bucket.ts';
-import { functionEnvironment, type Settings } from '../../aws/settings.ts';
+import { FUNCTION_SERVICES, functionEnvironment, LOG_RETENTION_DAYS, type Settings } from '../../aws/settings.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
-export const METRICS_NAMESPACE = 'cloudfetch';
-export const MANIFEST_SERVICE = 'cloudfetch-manifest';
-export const FETCH_SERVICE = 'cloudfetch-fetch';
 
 export interface FunctionsProps {
   readonly settings: Settings;
@@ -48,32 +45,27 @@ export class Functions extends Construct {
   constructor(scope: Construct, id: string, props: FunctionsProps) {
     super(scope, id);
     const { settings, bucket, jobs, failedManifests } = props;
-    const shared = {
-      ...functionEnvironment(settings),
-      BUCKET_NAME: bucket.bucketName,
-      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-      NODE_OPTIONS: '--enable-source-maps',
-    };
+    const at = { bucket: bucket.bucketName, jobsQueueUrl: jobs.queueUrl };
     const logRemovalPolicy = settings.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
 
     this.manifest = nodeFunction(this, 'Manifest', {
       entry: 'aws/lambda/manifest.ts',
       description: 'cloudfetch: splits a manifest uploaded under manifests/ into one queued job per image',
-      service: MANIFEST_SERVICE,
+      service: FUNCTION_SERVICES.manifest,
       memoryMb: settings.manifestMemoryMb,
       timeoutSeconds: settings.manifestTimeoutSeconds,
       // A million-entry index with long URLs can pass the default 512 MB; more /tmp costs little.
       tmpMb: 2048,
-      environment: { ...shared, JOBS_QUEUE_URL: jobs.queueUrl },
+      environment: functionEnvironment(settings, 'manifest', at),
       logRemovalPolicy,
     });
     this.fetch = nodeFunction(this, 'Fetch', {
       entry: 'aws/lambda/fetch.ts',
       description: 'cloudfetch: fetches the images of a batch of jobs into images/',
-      service: FETCH_SERVICE,
+      service: FUNCTION_SERVICES.fetch,
       memoryMb: settings.fetchMemoryMb,
       timeoutSeconds: settings.fetchTimeoutSeconds,
-      environment: shared,
+      environment: functionEnvironment(settings, 'fetch', at),
       logRemovalPolicy,
     });
 
@@ -128,7 +120,7 @@ export class Functions extends Construct {
 
 function nodeFunction(scope: Construct, id: string, spec: FunctionSpec): NodejsFunction {
   const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
-    retention: logs.RetentionDays.ONE_MONTH,
+    retention: LOG_RETENTION_DAYS,
     removalPolicy: spec.logRemovalPolicy,
   });
   // An explicit role instead of AWSLambdaBasicExecutionRole: logs go to this group only.
@@ -154,7 +146,8 @@ function nodeFunction(scope: Construct, id: string, spec: FunctionSpec): NodejsF
     timeout: Duration.seconds(spec.timeoutSeconds),
     role,
     logGroup,
-    environment: { ...spec.environment, POWERTOOLS_SERVICE_NAME: spec.service },
+    // Source maps for the bundle's stack traces (sourceMap below): a packaging detail, not a setting.
+    environment: { ...spec.environment, NODE_OPTIONS: '--enable-source-maps' },
     bundling: {
       format: OutputFormat.ESM,
       target: 'node24',

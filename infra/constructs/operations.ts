@@ -12,7 +12,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { FETCH_SERVICE, METRICS_NAMESPACE } from './functions.ts';
+import { FUNCTION_SERVICES, METRICS_NAMESPACE } from '../../aws/settings.ts';
 
 const MINUTE = Duration.minutes(1);
 
@@ -98,7 +98,7 @@ export class Operations extends Construct {
     const outcome = (name: string, color: string): cw.Metric => new cw.Metric({
       namespace: METRICS_NAMESPACE,
       metricName: name,
-      dimensionsMap: { service: FETCH_SERVICE },
+      dimensionsMap: { service: FUNCTION_SERVICES.fetch },
       statistic: cw.Stats.SUM,
       period: MINUTE,
       label: name,
@@ -106,7 +106,7 @@ export class Operations extends Construct {
     });
     // The fetch function also emits `failed` with a `reason` dimension, one series per reason.
     const failedByReason = new cw.SearchExpression({
-      expression: `SEARCH('{${METRICS_NAMESPACE},reason,service} MetricName="failed" service="${FETCH_SERVICE}"', 'Sum', 60)`,
+      expression: `SEARCH('{${METRICS_NAMESPACE},reason,service} MetricName="failed" service="${FUNCTION_SERVICES.fetch}"', 'Sum', 60)`,
       label: '',
       period: MINUTE,
     });

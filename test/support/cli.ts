@@ -12,10 +12,11 @@ export interface CliResult {
   stderr: string;
 }
 
-export function startCli(args: readonly string[], options: { cwd?: string } = {}): { child: ChildProcess; done: Promise<CliResult> } {
+/** `env`: the child's whole environment instead of this process's. */
+export function startCli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: options.cwd,
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { ...(options.env ?? process.env), NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -29,6 +30,6 @@ export function startCli(args: readonly string[], options: { cwd?: string } = {}
   return { child, done };
 }
 
-export function cli(args: readonly string[], options: { cwd?: string } = {}): Promise<CliResult> {
+export function cli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return startCli(args, options).done;
 }
