@@ -31,6 +31,8 @@ export interface Settings {
   skipExistingAtSplit: boolean;
   /** Receives before a job is parked in the dead-letter queue. */
   maxReceiveCount: number;
+  /** Wait before a job that failed for a transient reason is handed out again; ×3 per delivery. */
+  retryDelaySeconds: number;
   /** E-mail address subscribed to the alarm topic; empty: no subscription. */
   alarmEmail: string;
 }
@@ -53,6 +55,7 @@ export const DEFAULT_SETTINGS: Settings = {
   removalPolicy: 'retain',
   skipExistingAtSplit: true,
   maxReceiveCount: 5,
+  retryDelaySeconds: 5,
   alarmEmail: '',
 };
 
@@ -124,6 +127,7 @@ const CHECKS: Record<keyof Settings, Check> = {
   removalPolicy: oneOf(['retain', 'destroy']),
   skipExistingAtSplit: bool,
   maxReceiveCount: int(1, 1000),
+  retryDelaySeconds: int(1, 900),
   alarmEmail: email,
 };
 
@@ -182,6 +186,7 @@ export function functionEnvironment(s: Settings, fn: FunctionId, at: { bucket: s
     IMAGE_TIMEOUT_SECONDS: String(s.imageTimeoutSeconds),
     PER_HOST: String(s.perHost),
     SKIP_EXISTING_AT_SPLIT: String(s.skipExistingAtSplit),
+    ...(fn === 'fetch' ? { RETRY_DELAY_SECONDS: String(s.retryDelaySeconds) } : {}),
     ...(s.userAgent ? { USER_AGENT: s.userAgent } : {}),
     ...(s.referer ? { REFERER: s.referer } : {}),
     POWERTOOLS_SERVICE_NAME: FUNCTION_SERVICES[fn],

@@ -15,6 +15,7 @@ import { S3Store } from '../aws/lambda/s3-store.ts';
 import { splitManifest, type SplitDeps } from '../aws/lambda/split.ts';
 import { JobSender } from '../aws/sqs-jobs.ts';
 import { decodeJob, encodeJob, BadMessageError } from '../aws/job-message.ts';
+import { redeliveryDelaySeconds } from '../aws/lambda/redelivery.ts';
 import type { Job } from '../engine/job.ts';
 import { FsStore } from '../engine/fs-store.ts';
 import type { Store } from '../engine/store.ts';
@@ -86,6 +87,16 @@ describe('job messages', () => {
     const body = encodeJob(hostile);
     assert.match(body, /^[\x20-\x7e]*$/);
     assert.deepEqual(decodeJob(body), hostile);
+  });
+});
+
+describe('redelivery of transient failures', () => {
+  test('waits grow threefold from 5 s, with jitter of up to half, and stop at 15 minutes', () => {
+    assert.deepEqual([1, 2, 3, 4, 5].map((n) => redeliveryDelaySeconds(n, 5, () => 1)), [5, 15, 45, 135, 405]);
+    assert.deepEqual([1, 2, 3, 4, 5].map((n) => redeliveryDelaySeconds(n, 5, () => 0)), [3, 8, 23, 68, 203]);
+    assert.equal(redeliveryDelaySeconds(20, 5, () => 1), 900);
+    assert.equal(redeliveryDelaySeconds(0, 5, () => 1), 5);
+    assert.equal(redeliveryDelaySeconds(1, 600, () => 1), 600);
   });
 });
 

@@ -232,9 +232,9 @@ describe('cloud commands', () => {
     assert.equal(result.stderr, `cloudfetch: unknown reason "http-999": --reasons takes ${valid.join(', ')}\n`);
   });
 
-  test('a batch with nothing to count (a message that is not a job) publishes no metrics and no warning about it', async () => {
+  test('a message that is not a job is dropped with one log line, and no Powertools warning follows', async () => {
     const { MessageId } = await sqs.send(new SendMessageCommand({ QueueUrl: connection.queueUrl, MessageBody: 'this is not a job' }));
-    await devSays(new RegExp(`"record failed".*${MessageId}`));
+    await devSays(new RegExp(`"message is not a job: dropped".*${MessageId}`));
     // The handler has returned (and published, or not) once the local cloud logs the invocation.
     await devSays(/ 1 records: done in \d+ ms/, devLog.search(new RegExp(MessageId!)));
     assert.doesNotMatch(devLog, /No application metrics to publish/);

@@ -44,6 +44,11 @@ export function skipExistingAtSplit(): boolean {
   return value ? value !== 'false' : DEFAULT_SETTINGS.skipExistingAtSplit;
 }
 
+/** The first wait before a transiently failed job is handed out again (see redelivery.ts). */
+export function retryDelaySeconds(): number {
+  return integer('RETRY_DELAY_SECONDS', DEFAULT_SETTINGS.retryDelaySeconds);
+}
+
 /** Fetcher settings; ALLOW_PRIVATE_NETWORK is set only by the local cloud, for its loopback origin. */
 export function fetcherOptions(): Partial<FetcherOptions> {
   return {
@@ -65,7 +70,9 @@ export function s3Client(): S3Client {
 }
 
 export function sqsClient(): SQSClient {
-  return new SQSClient({ maxAttempts: 5 });
+  // Queue URLs name the queue, the client's endpoint (the region's, or AWS_ENDPOINT_URL) is where
+  // requests go: emulators hand out URLs on host names that need not resolve.
+  return new SQSClient({ maxAttempts: 5, useQueueUrlAsEndpoint: false });
 }
 
 /**

@@ -6,7 +6,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { bucketName, fetcherOptions, perEnvironment, s3Client, sqsClient } from './config.ts';
+import { bucketName, fetcherOptions, perEnvironment, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
 import { TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
 import { PREFIX } from '../bucket.ts';
 import { BadMessageError } from '../job-message.ts';
@@ -28,7 +28,7 @@ function setUp(): Container {
   const s3 = s3Client();
   const bucket = bucketName();
   const sqs = sqsClient();
-  return { s3, sqs, redelivery: new Redelivery(sqs), bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(fetcherOptions()), onOutcome: record };
+  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(fetcherOptions()), onOutcome: record };
 }
 
 const setUpOnce = perEnvironment(setUp, (old) => {

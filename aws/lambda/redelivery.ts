@@ -8,28 +8,29 @@
 import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
 
-const FIRST_DELAY_SECONDS = 5;
 const FACTOR = 3;
 /** SQS's longest visibility change is 12 hours; a transient failure never needs that long. */
 const MAX_DELAY_SECONDS = 900;
 
-/** Seconds until delivery number `receiveCount + 1`: 5, 15, 45, 135, … (× 0.5–1 at random), at most 15 min. */
-export function redeliveryDelaySeconds(receiveCount: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * FACTOR ** Math.max(0, receiveCount - 1));
+/** Seconds until delivery number `receiveCount + 1`: first, ×3, ×9, … (× 0.5–1 at random), at most 15 min. */
+export function redeliveryDelaySeconds(receiveCount: number, first: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(MAX_DELAY_SECONDS, first * FACTOR ** Math.max(0, receiveCount - 1));
   return Math.max(1, Math.round(ceiling * (0.5 + random() / 2)));
 }
 
 export class Redelivery {
   readonly #sqs: SQSClient;
+  readonly #firstDelaySeconds: number;
   readonly #queueUrls = new Map<string, Promise<string>>();
 
-  constructor(sqs: SQSClient) {
+  constructor(sqs: SQSClient, firstDelaySeconds: number) {
     this.#sqs = sqs;
+    this.#firstDelaySeconds = firstDelaySeconds;
   }
 
   /** Sets when the record comes back; false (and SQS's own visibility timeout applies) when SQS refused. */
   async schedule(record: SQSRecord): Promise<boolean> {
-    const seconds = redeliveryDelaySeconds(Number(record.attributes.ApproximateReceiveCount ?? 1));
+    const seconds = redeliveryDelaySeconds(Number(record.attributes.ApproximateReceiveCount ?? 1), this.#firstDelaySeconds);
     try {
       const QueueUrl = await this.#queueUrl(record.eventSourceARN);
       await this.#sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds }));
