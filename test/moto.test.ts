@@ -1,0 +1,116 @@
+// The local cloud end to end on a second emulator: moto's server (Python), a separate process
+// that applies the redrive policy itself and honours If-None-Match: * on PutObject. Skipped,
+// saying so, where moto_server is not installed.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { parse } from 'csv-parse/sync';
+import { bringSplitHome } from '../aws/home/sync.ts';
+import { readStatus } from '../aws/home/cloud-state.ts';
+import { encodeJob } from '../aws/job-message.ts';
+import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
+import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
+
+const motoInstalled = spawnSync('moto_server', ['-h'], { stdio: 'ignore' }).status === 0;
+const skip = motoInstalled ? false : 'moto_server is not installed (pip install "moto[server]"): the moto end-to-end test is skipped';
+
+/** moto_server on a port the OS picks; ready once it says where it listens and answers there. */
+async function startMoto(): Promise<{ endpoint: string; process: ChildProcess }> {
+  // Its own process group, so the kill at the end reaches the Python process behind any wrapper (pyenv shims).
+  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', '0'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let seen = '';
+    const look = (chunk: Buffer): void => {
+      seen += chunk.toString();
+      const found = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen);
+      if (found) resolve(found[1]!);
+    };
+    child.stdout!.on('data', look);
+    child.stderr!.on('data', look);
+    child.once('exit', (code) => reject(new Error(`moto_server exited (${code}) before listening: ${seen}`)));
+    child.once('error', reject);
+  });
+  // It prints the address after binding; one answered request confirms it serves.
+  assert.equal((await fetch(`${endpoint}/moto-api/`)).ok, true);
+  return { endpoint, process: child };
+}
+
+describe('the local cloud on moto_server', { skip }, () => {
+  let moto: { endpoint: string; process: ChildProcess };
+  let origin: Origin;
+  let dir: string;
+  let dev: DevCloud;
+
+  before(async () => {
+    moto = await startMoto();
+    origin = await startOrigin();
+    dir = await mkdtemp(join(tmpdir(), 'cloudfetch-moto-'));
+    // Quick redelivery: visible again after 5 s, parked (by moto) after 2 receives.
+    dev = await startDevCloud({
+      endpoint: moto.endpoint,
+      allowPrivateNetwork: true,
+      visibilityTimeoutSeconds: 5,
+      settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10 },
+      logLevel: 'SILENT',
+      log: () => {},
+    });
+  });
+
+  after(async () => {
+    await dev?.stop();
+    await origin?.close();
+    if (moto && moto.process.exitCode === null) {
+      const exited = new Promise((resolve) => moto.process.once('exit', resolve));
+      process.kill(-moto.process.pid!, 'SIGTERM');
+      await exited;
+    }
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('manifest → bucket → home: the origin\'s bytes, every entry accounted for; a job that keeps failing parked by moto\'s redrive; a second put refused', async () => {
+    const good = Array.from({ length: 12 }, (_, i) => ({ id: i + 1, path: `/img/m${i + 1}.${i % 4 === 0 ? 'png' : 'jpg'}` }));
+    const images = [...good, { id: 13, path: '/status/404' }].map((e) => ({ url: [origin.url + e.path], image_id: e.id }));
+    images.push({ url: [], image_id: 14 });
+    await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: 'manifests/moto.json', Body: JSON.stringify({ images }) }));
+    await dev.cloud.notifyObjectCreated('manifests/moto.json');
+    // A body that is no job, and a job whose URL always answers 503.
+    await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: 'this is not a job' }));
+    const doomed = { split: 'doomed', id: '9', urls: [`${origin.url}/status/503`], labels: [], key: 'doomed/9.jpg', position: 1 };
+    await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(doomed) }));
+    await dev.cloud.idle();
+
+    assert.equal((await readStatus(dev.s3, dev.cloud.bucket, 'moto'))?.queued, 13);
+    const home = await bringSplitHome({ s3: dev.s3, bucket: dev.cloud.bucket, split: 'moto', dir });
+    assert.deepEqual(
+      { entries: home.counts.entries, fetched: home.counts.fetched, failed: home.counts.failed, pending: home.counts.pending, downloaded: home.images.downloaded },
+      { entries: 14, fetched: 12, failed: 2, pending: 0, downloaded: 12 },
+    );
+    assert.deepEqual(home.counts.byReason, { 'http-404': 1, 'no-url': 1 });
+    assert.equal((await readdir(join(dir, 'moto'))).length, 12);
+    for (const e of good) {
+      const png = e.path.endsWith('.png');
+      const bytes = await readFile(join(dir, 'moto', `${e.id}.${png ? 'png' : 'jpg'}`));
+      assert.ok(bytes.equals(sampleImage(`m${e.id}`, png ? 'png' : 'jpeg')), `bytes of ${e.id}`);
+    }
+    const rows = parse(await readFile(join(dir, 'moto.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
+    assert.deepEqual(rows.map((r) => `${r.image_id}:${r.status}`), [...good.map((e) => `${e.id}:fetched`), '13:failed', '14:failed']);
+
+    // moto moved the job to the DLQ after its second receive; the poison body was acknowledged at once.
+    const parked = await dev.sqs.send(new ReceiveMessageCommand({ QueueUrl: dev.cloud.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+    assert.deepEqual((parked.Messages ?? []).map((m) => m.Body), [encodeJob(doomed)]);
+    const record = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: 'failures/doomed/http-5xx/9.json' }));
+    assert.equal((JSON.parse(await record.Body!.transformToString()) as { receiveCount: number }).receiveCount, 2);
+
+    // The fetch function's write-once put: moto refuses a second one, and the bytes stay.
+    const again = dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: 'images/moto/2.jpg', Body: 'other bytes', IfNoneMatch: '*' }));
+    await assert.rejects(again, (error: Error & { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode === 412);
+    const kept = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: 'images/moto/2.jpg' }));
+    assert.ok(Buffer.from(await kept.Body!.transformToByteArray()).equals(sampleImage('m2', 'jpeg')));
+  });
+});
