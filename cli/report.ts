@@ -103,8 +103,14 @@ export async function buildReport(t: Target, o: { split?: string; csv?: string; 
   return { splits: reports, queue };
 }
 
-function missingRow(split: string, row: CloudRow, host: string): string {
-  return [split, row.image_id, row.label, row.url, host, row.status, row.reason].map(csvField).join(',') + '\n';
+/** A line of the missing-images CSV, which people open in a spreadsheet (the index CSV, read by pandas, stays exact). */
+export function missingRow(split: string, row: CloudRow, host: string): string {
+  return [split, row.image_id, row.label, row.url, host, row.status, row.reason].map((v) => csvField(inert(v))).join(',') + '\n';
+}
+
+/** A cell a spreadsheet would run as a formula, quoted into text (OWASP's CSV injection advice). */
+function inert(value: string | number | undefined): string | number | undefined {
+  return typeof value === 'string' && /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
 }
 
 export function formatReport({ splits, queue }: Report, t: { args: readonly string[] }): string {

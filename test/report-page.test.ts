@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { emptyCounts, type SplitCounts } from '../aws/home/cloud-state.ts';
 import { escapeHtml, reportPage } from '../cli/report-page.ts';
-import type { HostReport, SplitReport } from '../cli/report.ts';
+import { missingRow, type HostReport, type SplitReport } from '../cli/report.ts';
+import { formatIndexRow } from '../engine/index-table.ts';
 
 const HOSTILE = '<script>alert(1)</script>';
 
@@ -158,4 +159,15 @@ describe('the report page', () => {
     assert.match(text(page({ splits: [one], queue: null })), /1 image has no outcome yet/);
     assert.match(text(page({ splits: [one], queue: { waiting: 0, inFlight: 0, delayed: 0, deadLetter: 0 } })), /yet 1 image has no outcome/);
   });
+});
+
+test('the missing-images CSV (opened in spreadsheets) quotes cells that would run as formulas; the index CSV keeps them exact', () => {
+  const row = { image_id: '=1+2', label: '@SUM(A1)', url: '=HYPERLINK("http://evil.example/?x","click")', path: '', status: 'failed' as const, bytes: 0, reason: 'http-404' as const };
+  assert.equal(
+    missingRow('train', row, '-evil.example'),
+    `train,'=1+2,'@SUM(A1),"'=HYPERLINK(""http://evil.example/?x"",""click"")",'-evil.example,failed,http-404\n`,
+  );
+  assert.equal(missingRow('train', { ...row, image_id: '\t+1', label: '\r-1', url: 'https://a.example/x=1' }, 'a.example'), `train,"'\t+1","'\r-1",https://a.example/x=1,a.example,failed,http-404\n`);
+  // Its columns may grow; its first five cells are the values as given.
+  assert.equal(formatIndexRow({ image_id: '=1+2', label: '@SUM(A1)', url: '+x', path: '', status: 'failed', reason: 'http-404' }).startsWith('=1+2,@SUM(A1),+x,,failed,'), true);
 });
