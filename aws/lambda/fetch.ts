@@ -12,9 +12,11 @@ import { PREFIX } from '../bucket.ts';
 import { BadMessageError } from '../job-message.ts';
 import { Redelivery } from './redelivery.ts';
 import { S3Store } from './s3-store.ts';
+import { ByteBudget, budgetBytes, fetchReservation, type Reservation } from '../../engine/byte-budget.ts';
 import { Fetcher } from '../../engine/fetch/fetcher.ts';
 import type { Job } from '../../engine/job.ts';
 import type { Outcome } from '../../engine/outcome.ts';
+import type { ImageFetcher } from '../../engine/worker.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();
@@ -22,13 +24,14 @@ const metrics = new Metrics();
 const WRAP_UP_MS = 8_000;
 
 // Built on the first invocation and kept by the container: clients, keep-alive pools, DNS cache.
-type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; sqs: SQSClient; redelivery: Redelivery };
+type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; maxBytes: number; sqs: SQSClient; redelivery: Redelivery };
 
 function setUp(): Container {
   const s3 = s3Client();
   const bucket = bucketName();
   const sqs = sqsClient();
-  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(fetcherOptions()), onOutcome: record };
+  const options = fetcherOptions();
+  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(options), maxBytes: options.maxBytes!, onOutcome: record };
 }
 
 const setUpOnce = perEnvironment(setUp, (old) => {
@@ -53,12 +56,14 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), Math.max(0, context.getRemainingTimeInMillis() - WRAP_UP_MS));
   const deps: RecordDeps = { ...container, signal: deadline.signal };
+  // The function's memory bounds the image bodies held at once (Lambda and the local cloud both say it here).
+  const budget = new ByteBudget(budgetBytes(Number(context.memoryLimitInMB)));
   try {
     return await processPartialResponse(
       event,
       async (item: SQSRecord) => {
         try {
-          return await handleRecord(item, deps);
+          return await withinBudget(budget, container.maxBytes, deps, (fetcher) => handleRecord(item, { ...deps, fetcher }));
         } catch (error) {
           if (error instanceof BadMessageError) {
             // Never a job, however often delivered: logged, counted and acknowledged.
@@ -84,5 +89,31 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     // Powertools warns on every publish of nothing: a batch that counted nothing (messages that
     // are not jobs) or, in the local cloud, one whose counts another invocation just published.
     if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+  }
+}
+
+/**
+ * Runs one record with its image's body counted against the budget: room for the largest body is
+ * reserved before the fetch (the size is unknown until then), cut to the body's size once it has
+ * arrived, and given back when the record is done, its put included.
+ */
+async function withinBudget<T>(budget: ByteBudget, maxBytes: number, deps: RecordDeps, run: (fetcher: ImageFetcher) => Promise<T>): Promise<T> {
+  let held: Reservation | undefined;
+  const fetcher: ImageFetcher = {
+    fetchImage: async (urls, signal) => {
+      try {
+        held = await budget.reserve(fetchReservation(maxBytes), signal);
+      } catch {
+        return { ok: false, url: urls[0] ?? '', reason: 'timeout', detail: 'the invocation ran out of time waiting for memory', attempts: 0 };
+      }
+      const result = await deps.fetcher.fetchImage(urls, signal);
+      held.shrink(result.ok ? result.body.length : 0);
+      return result;
+    },
+  };
+  try {
+    return await run(fetcher);
+  } finally {
+    held?.release();
   }
 }

@@ -1,7 +1,9 @@
-// The Store on S3: HeadObject to skip, PutObject with If-None-Match: * so a put never overwrites.
+// The Store on S3: HeadObject to skip, a put with If-None-Match: * so it never overwrites. Bodies
+// over one part go up in parts (a few at a time, each a view of the body, not a copy).
 
 import { HeadObjectCommand, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
 import type { PutMetadata, Store } from '../../engine/store.ts';
+import { Upload } from '@aws-sdk/lib-storage';
 import { listObjects } from '../listing.ts';
 
 export class S3Store implements Store {
@@ -27,7 +29,7 @@ export class S3Store implements Store {
 
   async put(key: string, body: Uint8Array, meta: PutMetadata): Promise<boolean> {
     try {
-      await this.#s3.send(new PutObjectCommand({
+      await new Upload({ client: this.#s3, params: {
         Bucket: this.#bucket,
         Key: this.#prefix + key,
         Body: body,
@@ -39,10 +41,11 @@ export class S3Store implements Store {
           'image-id': metadataValue(meta.id, 256),
           labels: metadataValue(meta.labels.join(' '), 512),
         },
-      }));
+      } }).done();
       return true;
     } catch (error) {
-      // 412: someone stored it first (a duplicate delivery); 409: a concurrent conditional write.
+      // 412: someone stored it first (a duplicate delivery; a multipart upload hears it when
+      // completing); 409: a concurrent conditional write.
       const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
       if (status === 412 || status === 409) return false;
       throw error;
