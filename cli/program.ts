@@ -6,6 +6,8 @@ import { LAYOUTS, type Layout } from '../engine/keys.ts';
 import { ManifestError, type ManifestFormat } from '../engine/manifest/index.ts';
 import { formatInspectReport, inspectManifest } from '../engine/manifest/inspect.ts';
 import { MultiLabelError } from '../engine/plan.ts';
+import { OutsideFolderError } from '../engine/fs-store.ts';
+import { printable } from '../engine/printable.ts';
 import { EXIT, ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
 // The cloud commands load the AWS SDK: imported when one of them runs, so `run` and `inspect`
@@ -265,11 +267,15 @@ try {
     // Commander has printed its message already; help and version are not failures.
     process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   } else if (error instanceof UsageError || error instanceof ManifestError || error instanceof MultiLabelError || error instanceof ManifestRefused) {
-    process.stderr.write(`cloudfetch: ${error.message}\n`);
+    // Messages quote manifests, servers and the bucket: no control character reaches the terminal.
+    process.stderr.write(`cloudfetch: ${printable(error.message, 2000)}\n`);
     process.exitCode = EXIT.usage;
+  } else if (error instanceof OutsideFolderError) {
+    process.stderr.write(`cloudfetch: ${error.message}\n`);
+    process.exitCode = EXIT.failure;
   } else {
     const debug = Boolean(process.env.CLOUDFETCH_DEBUG);
-    const detail = error instanceof Error ? ((debug ? error.stack : undefined) ?? error.message) : String(error);
+    const detail = error instanceof Error ? ((debug ? error.stack : undefined) ?? printable(error.message, 2000)) : printable(String(error), 2000);
     process.stderr.write(`cloudfetch: unexpected error: ${detail}\n`);
     process.exitCode = EXIT.failure;
   }

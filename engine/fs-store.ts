@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { dirname, join, resolve, sep } from 'node:path';
+import { printable } from './printable.ts';
 import type { PutMetadata, Store } from './store.ts';
 
 const TEMP_DIR = '.cloudfetch-tmp';
@@ -18,6 +19,14 @@ const writeFile = promisify(fs.writeFile);
 const link = promisify(fs.link);
 const unlink = promisify(fs.unlink);
 const rename = promisify(fs.rename);
+
+/** A key (from a bucket, say) that would land outside the folder: refused, nothing written. */
+export class OutsideFolderError extends Error {
+  override name = 'OutsideFolderError';
+  constructor(root: string, key: string) {
+    super(`refused to write ${printable(key)}: it would land outside ${printable(root)}`);
+  }
+}
 
 export class FsStore implements Store {
   readonly root: string;
@@ -52,7 +61,7 @@ export class FsStore implements Store {
 
   #path(key: string): string {
     const full = resolve(this.root, key);
-    if (!full.startsWith(this.root + sep)) throw new Error(`key escapes the output folder: ${key}`);
+    if (!full.startsWith(this.root + sep)) throw new OutsideFolderError(this.root, key);
     return full;
   }
 

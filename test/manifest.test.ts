@@ -77,6 +77,7 @@ async function rejectsAt(path: string | ManifestSource, position: string, messag
       assert.equal(error.position, position);
       assert.match(error.message, message);
       assert.ok(!error.message.includes('\n'), 'one line');
+      assert.doesNotMatch(error.message, /[\u0000-\u001f\u007f-\u009f]/, 'no raw control characters');
       return true;
     },
   );
@@ -390,6 +391,15 @@ describe('format detection', () => {
 });
 
 describe('malformed manifests: one ManifestError naming the position', () => {
+  test('terminal escape sequences in the manifest and its name are shown escaped, not sent to the terminal', async () => {
+    const header = 'id,\u001b]0;owned\u0007title\u001b[2J';
+    await rejectsAt(
+      memorySource('evil\u001b[31m.csv', `${header}\n1,https://a/1\n`),
+      'line 1',
+      /^evil\\x1b\[31m\.csv: line 1: no URL column in the header "id,\\x1b\]0;owned\\x07title\\x1b\[2J": expected one of /,
+    );
+  });
+
   test('truncated JSON', async () => {
     const path = await temp('trunc.json', '{"images": [{"url": ["https://a/1.jpg"], "image_id": 1}, {"url": ["https://a/2.jpg"], "image_');
     await rejectsAt(path, 'byte 93', /trunc\.json: byte 93: the JSON ends too early \(is the file cut short\?\)/);

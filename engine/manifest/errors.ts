@@ -1,4 +1,7 @@
-// The one error a malformed manifest raises: a single line a user can act on, naming where.
+// The one error a malformed manifest raises: a single line a user can act on, naming where. It
+// quotes the manifest, so control characters (terminal escapes, newlines) are shown escaped.
+
+import { printable } from '../printable.ts';
 
 export class ManifestError extends Error {
   override name = 'ManifestError';
@@ -9,7 +12,7 @@ export class ManifestError extends Error {
 
   /** `text` is the problem, worded to read after the source name and to mention the position. */
   constructor(source: string, position: string, text: string) {
-    super(`${source}: ${text}`);
+    super(`${printable(source, 1000)}: ${printable(text, 1000)}`);
     this.source = source;
     this.position = position;
   }
@@ -19,7 +22,7 @@ export class ManifestError extends Error {
 export class NotTextError extends ManifestError {
   constructor(source: string, offset: number) {
     super(source, `byte ${offset}`, '');
-    this.message = `${source} is not a text manifest (binary data at byte ${offset})`;
+    this.message = `${printable(source, 1000)} is not a text manifest (binary data at byte ${offset})`;
   }
 }
 
