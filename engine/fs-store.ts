@@ -20,11 +20,11 @@ const link = promisify(fs.link);
 const unlink = promisify(fs.unlink);
 const rename = promisify(fs.rename);
 
-/** A key (from a bucket, say) that would land outside the folder: refused, nothing written. */
+/** A key (from a bucket, say) that resolves outside the folder: refused, nothing read or written. */
 export class OutsideFolderError extends Error {
   override name = 'OutsideFolderError';
   constructor(root: string, key: string) {
-    super(`refused to write ${printable(key)}: it would land outside ${printable(root)}`);
+    super(`refused ${printable(key)}: it lies outside ${printable(root)}`);
   }
 }
 
