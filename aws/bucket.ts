@@ -58,9 +58,16 @@ export interface SplitStatus {
   alreadyStored?: number;
   /** Entries without a usable URL (failed at once). */
   invalid?: number;
+  /** Distinct images SQS would not take (a job message too large, or refused): not sent. */
+  unqueueable?: number;
   duplicates?: number;
   error?: string;
   position?: string;
+  /**
+   * Which upload (ETag, size) and how many of its planned entries, in manifest order, are known
+   * queued: a re-run of the same upload after a crash or failure sends only the rest.
+   */
+  progress?: { etag: string; bytes: number; done: number };
 }
 
 /** failures/<split>/<reason>/<id>.json: why one image could not be fetched, enough to send it again. */

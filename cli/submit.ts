@@ -11,6 +11,7 @@ import cliProgress from 'cli-progress';
 import { readStatus } from '../aws/home/cloud-state.ts';
 import { MANIFEST_SUFFIXES, PREFIX } from '../aws/bucket.ts';
 import type { SplitStatus } from '../aws/bucket.ts';
+import { printable } from '../engine/printable.ts';
 import { formatBytes } from '../engine/summary.ts';
 import { ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
@@ -89,10 +90,12 @@ export async function submitCommand(t: Target, o: SubmitOptions): Promise<Submit
     o.log.write(`The split is not finished after ${o.wait} s; follow it with ${command(t, 'status --watch')}.\n`);
     return status && Date.parse(status.startedAt) >= uploadedAt ? status : uploaded;
   }
-  if (status.state === 'failed') throw new ManifestRefused(`the manifest function refused ${key}: ${status.error ?? 'unknown error'}`);
+  // The error is the bucket's text (from a manifest, from SQS): shown escaped.
+  if (status.state === 'failed') throw new ManifestRefused(`the manifest function refused ${key}: ${printable(status.error ?? 'unknown error', 400)}`);
   o.log.write(
     `Split "${split}": ${status.entries} entries, ${status.queued} queued, ${status.alreadyStored ?? 0} already stored, ` +
-      `${status.invalid ?? 0} without a usable URL, ${status.duplicates ?? 0} duplicate ids.\n` +
+      `${status.invalid ?? 0} without a usable URL, ${status.duplicates ?? 0} duplicate ids` +
+      (status.unqueueable ? `, ${status.unqueueable} too large for the queue (or refused by it), failed as unqueueable` : '') + '.\n' +
       `Follow with ${command(t, 'status --watch')}, then ${command(t, 'sync <dir>')}.\n`,
   );
   return status;

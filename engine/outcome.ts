@@ -24,6 +24,7 @@ export const FAILURE_REASONS = {
   'too-large': 'the body is larger than the size limit',
   'not-image': 'the body is not an image (often an HTML page)',
   network: 'another network error',
+  unqueueable: 'SQS will not take its job message (over the size limit, or refused)',
 } as const;
 
 export type FailureReason = keyof typeof FAILURE_REASONS;

@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
 import { ObjectReadError, ObjectReader } from '../aws/home/object-reader.ts';
 import { S3Store } from '../aws/lambda/s3-store.ts';
 import { splitManifest, type SplitDeps } from '../aws/lambda/split.ts';
+import type { SplitStatus } from '../aws/bucket.ts';
 import { JobSender } from '../aws/sqs-jobs.ts';
 import { decodeJob, encodeJob, BadMessageError } from '../aws/job-message.ts';
 import { redeliveryDelaySeconds } from '../aws/lambda/redelivery.ts';
@@ -207,6 +208,82 @@ describe('splitting a manifest', () => {
     assert.equal(status.state, 'failed');
     assert.match(status.error!, /by-label needs one label per image/);
     assert.deepEqual(await drain(d.queueUrl), []);
+  });
+});
+
+describe('a split never gets stuck', () => {
+  const deps = async (overrides: Partial<SplitDeps> = {}): Promise<SplitDeps> => ({
+    s3, sqs, bucket, queueUrl: await newQueue(), layout: 'flat', skipExisting: true, ...overrides,
+  });
+  const rows = async (split: string): Promise<Array<Record<string, string>>> => parse(await text(`index/${split}.csv`), { columns: true });
+  /** `count` URLs of about 2 KB each: 600 make a job message of some 1.2 MB, over SQS's 1 MiB. */
+  const longUrls = (id: number, count: number): string[] => Array.from({ length: count }, (_, i) => `https://a.example/${id}/${i}/${'x'.repeat(2000)}.jpg`);
+
+  test('an entry over the message limit is a failed row (unqueueable), the others are queued', async () => {
+    const images = [1, 2, 3].map((id) => ({ url: id === 2 ? longUrls(id, 600) : [`https://a.example/${id}.jpg`], image_id: id }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifests/huge.json', Body: JSON.stringify({ images }) }));
+    const d = await deps();
+    const status = await splitManifest('manifests/huge.json', d);
+    assert.deepEqual([status.state, status.queued, status.unqueueable], ['queued', 2, 1]);
+    assert.deepEqual((await drain(d.queueUrl)).map((j) => j.id).sort(), ['1', '3']);
+    assert.deepEqual((await rows('huge')).map((r) => [r.image_id, r.path, r.status, r.reason, r.attempts]), [
+      ['1', 'huge/1.jpg', 'queued', '', ''],
+      ['2', '', 'failed', 'unqueueable', '0'],
+      ['3', 'huge/3.jpg', 'queued', '', ''],
+    ]);
+    assert.match((await rows('huge'))[1]!.detail!, /^its job message is 12\d{5} bytes, over SQS's limit of 1048576$/);
+  });
+
+  test('an entry the queue refuses (its own, smaller size limit) is a failed row too, found after it was written as queued', async () => {
+    const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `small-${++queueCount}`, Attributes: { MaximumMessageSize: '262144' } }))).QueueUrl!;
+    const images = [1, 2, 3, 4].map((id) => ({ url: id === 3 ? longUrls(id, 150) : [`https://a.example/${id}.jpg`], image_id: id }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifests/refused.json', Body: JSON.stringify({ images }) }));
+    const status = await splitManifest('manifests/refused.json', await deps({ queueUrl }));
+    assert.deepEqual([status.state, status.queued, status.unqueueable], ['queued', 3, 1]);
+    assert.deepEqual((await drain(queueUrl)).map((j) => j.id).sort(), ['1', '2', '4']);
+    const table = await rows('refused');
+    assert.deepEqual(table.map((r) => [r.image_id, r.status, r.reason]), [['1', 'queued', ''], ['2', 'queued', ''], ['3', 'failed', 'unqueueable'], ['4', 'queued', '']]);
+    assert.match(table[2]!.detail!, /^SQS refused its job: InvalidParameterValue: .*shorter than 262144 bytes/);
+  });
+
+  test('any other error ends the split failed with its message (escaped), not splitting', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifests/lost.json', Body: JSON.stringify({ images: [{ url: ['https://a.example/1.jpg'], image_id: 1 }] }) }));
+    const refusing = { send: async () => { throw Object.assign(new Error('no queue here\u001b[31m'), { name: 'QueueDoesNotExist' }); } } as unknown as SQSClient;
+    await assert.rejects(splitManifest('manifests/lost.json', await deps({ sqs: refusing })), /no queue here/);
+    const status = JSON.parse(await text('status/lost.json')) as SplitStatus;
+    assert.equal(status.state, 'failed');
+    assert.equal(status.error, 'the split stopped: QueueDoesNotExist: no queue here\\x1b[31m');
+  });
+
+  test('a split that fails after 40 jobs, run again, queues every job exactly once', async () => {
+    const images = Array.from({ length: 95 }, (_, i) => ({ url: [`https://a.example/${i + 1}.jpg`], image_id: i + 1 }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifests/resumed.json', Body: JSON.stringify({ images }) }));
+    let started = 0;
+    let taken = 0;
+    // Passes the first 40 jobs (4 batches, sent concurrently), then fails every send.
+    const failing = {
+      send: async (command: SendMessageBatchCommand) => {
+        if (started >= 40) throw new Error('injected failure');
+        started += command.input.Entries!.length;
+        const answer = await sqs.send(command);
+        taken += answer.Successful?.length ?? 0;
+        return answer;
+      },
+    } as unknown as SQSClient;
+    const d = await deps({ sqs: failing });
+    await assert.rejects(splitManifest('manifests/resumed.json', d), /injected failure/);
+    const failed = JSON.parse(await text('status/resumed.json')) as SplitStatus;
+    assert.equal(failed.state, 'failed');
+    assert.deepEqual([taken, failed.progress!.done], [40, 40]);
+
+    const status = await splitManifest('manifests/resumed.json', { ...d, sqs });
+    assert.deepEqual([status.state, status.queued, status.progress!.done], ['queued', 95, 95]);
+    const ids = (await drain(d.queueUrl)).map((j) => Number(j.id)).sort((a, b) => a - b);
+    assert.deepEqual(ids, Array.from({ length: 95 }, (_, i) => i + 1));
+
+    // A finished split uploaded again is a new submission: every job is sent again.
+    await splitManifest('manifests/resumed.json', { ...d, sqs });
+    assert.equal((await drain(d.queueUrl)).length, 95);
   });
 });
 

@@ -1,23 +1,28 @@
 // Splitting a manifest in S3 into one queue message per distinct image, with the index table and
-// a status object that the CLI reads. A malformed manifest enqueues nothing and records its error.
+// a status object that the CLI reads. A malformed manifest enqueues nothing and records its error;
+// so does any other failure. A re-run of the same upload sends only what earlier runs did not.
 
-import { createReadStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { createInterface } from 'node:readline';
+import { finished } from 'node:stream/promises';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { indexRow, TableFile, type IndexRow } from '../../engine/index-table.ts';
+import { formatIndexRow, indexRow, TableFile, type IndexRow } from '../../engine/index-table.ts';
 import type { Job } from '../../engine/job.ts';
 import type { Layout } from '../../engine/keys.ts';
 import { safeSegment } from '../../engine/keys.ts';
 import { ManifestError, openManifest, splitNameOf } from '../../engine/manifest/index.ts';
 import { MultiLabelError, planJobs, type PlanStats } from '../../engine/plan.ts';
+import { printable } from '../../engine/printable.ts';
 import { listObjects } from '../listing.ts';
 import { imagesPrefix, indexKey, PREFIX, statusKey, type SplitStatus } from '../bucket.ts';
 import { s3Source } from './s3-source.ts';
-import { JobSender } from '../sqs-jobs.ts';
+import { JobSender, oversized, type Refusal } from '../sqs-jobs.ts';
 
 
 export interface SplitDeps {
@@ -41,50 +46,94 @@ export async function splitManifest(manifestKey: string, deps: SplitDeps): Promi
   if (split === '' || safeSegment(split) !== split) {
     return finish({ state: 'failed', error: `the split name "${split}" (from the file name) may hold only letters, digits, . _ -: rename the manifest` });
   }
+  try {
+    return await splitInto(status, finish, deps);
+  } catch (error) {
+    // Not left `splitting`: submit and status show the error at once; rethrown, so the invocation
+    // fails too (the failed-manifests queue, the alarm).
+    await finish({ state: 'failed', error: `the split stopped: ${printable(error instanceof Error ? `${error.name}: ${error.message}` : String(error))}` });
+    throw error;
+  }
+}
+
+/** How often a split records its progress: what a re-run after a crash would send again at most. */
+const CHECKPOINT_MS = 5000;
+
+async function splitInto(status: SplitStatus, finish: (update: Partial<SplitStatus>) => Promise<SplitStatus>, deps: SplitDeps): Promise<SplitStatus> {
+  const { split, manifest: manifestKey } = status;
+  const head = await deps.s3.send(new HeadObjectCommand({ Bucket: deps.bucket, Key: manifestKey }));
+  const upload = { etag: head.ETag ?? '', bytes: head.ContentLength ?? 0 };
+  const previous = await readPrevious(deps, split);
+  const earlier = previous?.state !== 'queued' && previous?.progress?.etag === upload.etag && previous.progress.bytes === upload.bytes ? previous.progress.done : 0;
+  const progress = { ...upload, done: earlier };
+  status.progress = progress;
   await putJson(deps, statusKey(split), status);
 
   const manifest = await openManifest(s3Source(deps.s3, deps.bucket, manifestKey)).catch(manifestFailure);
   if ('failed' in manifest) return finish(manifest.failed);
   const scanned = await manifest.scan().catch(manifestFailure);
   if ('failed' in scanned) return finish(scanned.failed);
-  deps.log?.('manifest scanned', { split, format: manifest.format, entries: scanned.entries });
+  deps.log?.('manifest scanned', { split, format: manifest.format, entries: scanned.entries, resumedAfter: earlier });
 
   const stored = deps.skipExisting ? await listStored(deps, split) : new Set<string>();
   const work = await mkdtemp(join(tmpdir(), 'cloudfetch-index-'));
   const index = new TableFile(join(work, 'index.csv'));
   const stats: PlanStats = { duplicates: 0, firstDuplicates: [] };
   const sender = new JobSender(deps.sqs, deps.queueUrl);
+  let planned = 0;
   let queued = 0;
   let alreadyStored = 0;
   let invalid = 0;
+  let unqueueable = 0;
+  // Planned entries before the oldest job SQS has not taken yet: all queued (or not to be).
+  const known = (): number => Math.max(earlier, sender.oldestUnsent() ?? planned);
+  let checkpointAt = Date.now() + CHECKPOINT_MS;
+  const row = async (r: IndexRow): Promise<void> => {
+    if (!index.write(r)) await index.drained();
+  };
   try {
-    for await (const planned of planJobs(manifest.entries(), split, deps.layout, stats)) {
-      if ('record' in planned) {
+    for await (const plan of planJobs(manifest.entries(), split, deps.layout, stats)) {
+      const position = planned++;
+      if ('record' in plan) {
         invalid++;
-        if (!index.write(indexRow(planned.record))) await index.drained();
+        await row(indexRow(plan.record));
         continue;
       }
-      const { job } = planned;
-      const already = stored.has(job.key);
-      if (!index.write(plannedRow(job, already ? 'skipped' : 'queued'))) await index.drained();
-      if (already) {
+      const { job } = plan;
+      if (stored.has(job.key)) {
         alreadyStored++;
+        await row(plannedRow(job, 'skipped'));
         continue;
       }
-      await sender.send(job);
+      // Sent by an earlier run of this upload: not again.
+      const refusal = position < earlier ? oversized(job) : await sender.send(job, position);
+      if (refusal) {
+        unqueueable++;
+        await row(unqueueableRow(refusal));
+        continue;
+      }
       queued++;
+      await row(plannedRow(job, 'queued'));
+      if (Date.now() >= checkpointAt) {
+        progress.done = known();
+        await putJson(deps, statusKey(split), status);
+        checkpointAt = Date.now() + CHECKPOINT_MS;
+      }
     }
     await sender.flush();
   } catch (error) {
+    await sender.settle();
+    progress.done = known();
     await index.abandon();
     await rm(work, { recursive: true, force: true });
-    const known = manifestFailure(error);
     // A manifest problem found while streaming (or a multi-label entry with the by-label layout):
-    // jobs sent so far are harmless, they would be sent again by a fixed upload.
-    return finish({ ...known.failed, queued: sender.sent });
+    // a fixed upload is another ETag, and sends every job again (duplicates are harmless).
+    return finish({ ...manifestFailure(error).failed, queued: sender.sent });
   }
+  progress.done = planned;
   try {
     await index.commit();
+    if (sender.refused.length > 0) await markRefused(index.file, sender.refused);
     // In parts when large (a 1M-entry index is ~100 MB): S3 emulators refuse big single bodies,
     // and a failed part is retried alone.
     await new Upload({
@@ -96,13 +145,38 @@ export async function splitManifest(manifestKey: string, deps: SplitDeps): Promi
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-  return finish({ state: 'queued', entries: scanned.entries, queued, alreadyStored, invalid, duplicates: stats.duplicates });
+  return finish({
+    state: 'queued', entries: scanned.entries, queued: queued - sender.refused.length, alreadyStored, invalid,
+    unqueueable: unqueueable + sender.refused.length, duplicates: stats.duplicates,
+  });
 }
 
 function manifestFailure(error: unknown): { failed: Partial<SplitStatus> } {
   if (error instanceof ManifestError) return { failed: { state: 'failed', error: error.message, position: error.position } };
   if (error instanceof MultiLabelError) return { failed: { state: 'failed', error: error.message } };
   throw error;
+}
+
+/** The row of a job SQS will not take: failed, for good (a manifest problem, like no-url). */
+function unqueueableRow(refusal: Refusal): IndexRow {
+  return { ...plannedRow(refusal.job, 'queued'), path: '', status: 'failed', reason: 'unqueueable', attempts: 0, detail: refusal.detail };
+}
+
+/**
+ * Rewrites the rows of jobs SQS refused after their `queued` row was written. A row is one line
+ * (csvField turns line breaks into spaces) and a queued row is known from its job alone. The file
+ * is in the split's work folder, removed whatever happens.
+ */
+async function markRefused(file: string, refused: readonly Refusal[]): Promise<void> {
+  const line = (r: IndexRow): string => formatIndexRow(r).slice(0, -1);
+  const replace = new Map(refused.map((r) => [line(plannedRow(r.job, 'queued')), line(unqueueableRow(r))]));
+  const out = createWriteStream(`${file}.marked`);
+  for await (const text of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
+    if (!out.write(`${replace.get(text) ?? text}\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await finished(out);
+  await rename(`${file}.marked`, file);
 }
 
 /** A row of the split-time index: the fetch outcome is not known yet. */
@@ -117,6 +191,17 @@ async function listStored(deps: SplitDeps, split: string): Promise<Set<string>> 
     for (const object of page) keys.add(object.key.slice(PREFIX.images.length));
   }
   return keys;
+}
+
+/** The status an earlier run of this split left, if any. */
+async function readPrevious(deps: SplitDeps, split: string): Promise<SplitStatus | null> {
+  try {
+    const answer = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: statusKey(split) }));
+    return JSON.parse(await answer.Body!.transformToString()) as SplitStatus;
+  } catch (error) {
+    if ((error as { name?: string }).name === 'NoSuchKey') return null;
+    throw error;
+  }
 }
 
 async function putJson(deps: SplitDeps, key: string, value: unknown): Promise<void> {
