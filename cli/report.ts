@@ -10,6 +10,7 @@ import { describePending, queueBusy, queueState, type QueueState } from '../aws/
 import { hostOf } from '../engine/fetch/url.ts';
 import { csvField } from '../engine/index-table.ts';
 import { FAILURE_REASONS, isFailureReason, type FailureReason } from '../engine/outcome.ts';
+import { printable } from '../engine/printable.ts';
 import { formatBytes, plural } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import { EXAMPLES_PER_REASON, percent, reportPage } from './report-page.ts';
@@ -128,7 +129,8 @@ export function formatReport({ splits, queue }: Report, t: { args: readonly stri
     if (failing.length > 0) lines.push(`  by host (failed of images; ${r.hosts} ${plural(r.hosts, 'host')} in all):`);
     for (const h of failing) lines.push(`    ${h.host.padEnd(40)} ${String(h.failed).padStart(8)} of ${String(h.entries).padEnd(8)} ${percent(h.failed, h.entries).padStart(6)}  ${h.topReason}`);
   }
-  return lines.join('\n');
+  // Reasons and HTTP statuses are read from the bucket: shown, never obeyed by the terminal.
+  return lines.map((line) => printable(line, 2000)).join('\n');
 }
 
 export async function writeHtmlReport(file: string, { splits, queue }: Report, t: Target): Promise<void> {

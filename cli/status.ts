@@ -7,6 +7,7 @@ import cliProgress from 'cli-progress';
 import { count, emptyCounts, listSplits, splitRows, type SplitCounts } from '../aws/home/cloud-state.ts';
 import { describePending, describeQueue, nextDelivery, queueBusy, queueState, type QueueState } from '../aws/home/queue-state.ts';
 import type { SplitStatus } from '../aws/bucket.ts';
+import { printable } from '../engine/printable.ts';
 import { formatDuration } from '../engine/summary.ts';
 import { command, type Target } from './target.ts';
 
@@ -55,7 +56,8 @@ export function formatStatus(r: StatusReport, t: Pick<Target, 'args'>): string {
     lines.push(`Queue: ${describeQueue(q)}; dead-letter queue: ${q.deadLetter}${q.deadLetter ? ` (${command(t, 'retry')} sends them back)` : ''}`);
   }
   lines.push(r.done ? `Nothing left to fetch: ${command(t, 'sync <dir>')} brings the images home.` : 'Still working.');
-  return lines.join('\n');
+  // Errors, names and times come from status records in the bucket: shown, never obeyed by the terminal.
+  return lines.map((line) => printable(line, 2000)).join('\n');
 }
 
 /** Time left at this rate, always with a unit; a dash while there is no rate to go by. */

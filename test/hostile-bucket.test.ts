@@ -11,6 +11,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { OutsideFolderError } from '../engine/fs-store.ts';
 import { awsClientConfig, startEmulator, type Emulator } from '../local-cloud/emulator.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
+import { formatStatus } from '../cli/status.ts';
 import { syncCommand } from '../cli/sync.ts';
 import type { Target } from '../cli/target.ts';
 
@@ -85,4 +86,15 @@ test('an image key that resolves outside the folder stops the sync with one line
   });
   assert.deepEqual((await readdir(work)).sort(), ['key-home', 'status-home']);
   assert.deepEqual(await readdir(dir), []);
+});
+
+test('status shows what status records say with their control characters escaped', async () => {
+  const splits = [
+    { split: 'a', manifest: 'manifests/a.csv', state: 'failed' as const, startedAt: '2026-12-01T00:00:00.000Z', error: 'line 2: \u001b]0;owned\u0007\u001b[2J\r\nrm -rf' },
+    { split: 'b', manifest: 'manifests/\u001b[31mb.csv', state: 'splitting' as const, startedAt: 'now\u009b' },
+  ];
+  assert.equal(
+    formatStatus({ splits, queue: null, done: false }, { args: [] }),
+    'a: REFUSED — line 2: \\x1b]0;owned\\x07\\x1b[2J\\x0d\\x0arm -rf\nb: splitting manifests/\\x1b[31mb.csv (since now\\x9b)\nStill working.',
+  );
 });
