@@ -159,3 +159,10 @@ test('duplicates are found across many ids, numbers and text mixed (bitmap growt
   assert.equal(report.distinctIds, 40_000 + 4);
   assert.deepEqual(report.examples.duplicateIds, [40_001, 40_002, 40_003, 40_004, 40_005]);
 });
+
+test('labels with terminal escape sequences are shown escaped in the text report', async () => {
+  const manifest = await open('escapes.jsonl', `${JSON.stringify({ id: 1, url: 'https://a.example/1', label: '\u001b]0;owned\u0007cat' })}\n`);
+  const text = formatInspectReport(await inspectManifest(manifest));
+  assert.match(text, /^\\x1b\]0;owned\\x07cat +1$/m);
+  assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+});

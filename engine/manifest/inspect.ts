@@ -2,6 +2,7 @@
 // problems are. One pass over the entries, in memory bounded by the distinct ids (as bits when
 // they are small integers) plus the distinct labels and hosts.
 
+import { printable } from '../printable.ts';
 import { plural } from '../summary.ts';
 import { parseFetchUrl } from '../fetch/url.ts';
 import type { ManifestFormat } from './detect.ts';
@@ -146,7 +147,8 @@ export function formatInspectReport(r: InspectReport): string {
     lines.push('', `${title.padEnd(nameWidth)}  ${column.padStart(countWidth)}`);
     for (const [name, count] of items) lines.push(`${name.padEnd(nameWidth)}  ${n(count).padStart(countWidth)}`);
   };
-  table('top labels', 'entries', r.topLabels.map((l) => [l.label, l.entries]));
+  // Labels are the manifest's own text: shown escaped, never obeyed by the terminal.
+  table('top labels', 'entries', r.topLabels.map((l) => [printable(l.label, 80), l.entries]));
   table('top hosts', 'entries', r.topHosts.map((h) => [h.host, h.urls]));
   return lines.join('\n');
 }
