@@ -15,6 +15,8 @@ export const PREFIX = {
   failures: 'failures/',
   /** status/<split>.json: what the manifest function made of an upload. */
   status: 'status/',
+  /** records/<split>/<invocation>.jsonl: what each fetch learnt, one line per image, read by sync. */
+  records: 'records/',
 } as const;
 
 /** Manifest uploads that trigger a split: these endings, optionally gzipped. */
@@ -35,6 +37,13 @@ export const indexKey = (split: string): string => `${PREFIX.index}${split}.csv`
  */
 export const failurePrefix = (split: string): string => `${PREFIX.failures}${split}/`;
 export const failureKey = (split: string, reason: FailureReason, id: string): string => `${failurePrefix(split)}${reason}/${safeSegment(id)}.json`;
+
+/**
+ * records/<split>/<name>.jsonl: one object per fetch invocation and split (a PUT per batch of
+ * jobs, not per image), so sync reads what every fetch learnt with a listing and a few GETs.
+ */
+export const recordsPrefix = (split: string): string => `${PREFIX.records}${split}/`;
+export const recordsKey = (split: string, name: string): string => `${recordsPrefix(split)}${safeSegment(name)}.jsonl`;
 
 /** The split named by a status/<split>.json key, or null for any other key. */
 export function splitOfStatusKey(key: string): string | null {
@@ -84,5 +93,22 @@ export interface FailureRecord {
   attempts: number;
   transient: boolean;
   receiveCount: number;
+  at: string;
+}
+
+/** One line of records/<split>/<name>.jsonl: what one fetch of one image learnt (its index row's fetch columns). */
+export interface FetchRecord {
+  id: string;
+  key: string;
+  status: 'fetched' | 'failed';
+  /** The URL that answered, or the last one tried. */
+  url: string;
+  bytes: number;
+  format?: string;
+  reason?: FailureReason;
+  detail?: string;
+  httpStatus?: number;
+  attempts: number;
+  sha256?: string;
   at: string;
 }

@@ -96,7 +96,7 @@ async function fillBucket(s3: S3Client): Promise<void> {
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   const status = { split: SPLIT, manifest: `manifests/${SPLIT}.txt`, state: 'queued', startedAt: new Date().toISOString(), entries: images.length, queued: images.length };
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `status/${SPLIT}.json`, Body: JSON.stringify(status), ContentType: 'application/json' }));
-  const rows = images.map((image) => [image.name, '', `https://images.example/${image.name}.jpg`, `${SPLIT}/${image.name}.jpg`, 'queued', '', '', '', '', '', ''].map(csvField).join(','));
+  const rows = images.map((image) => [image.name, '', `https://images.example/${image.name}.jpg`, `${SPLIT}/${image.name}.jpg`, 'queued', '', '', '', '', '', '', ''].map(csvField).join(','));
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `index/${SPLIT}.csv`, Body: INDEX_HEADER + rows.join('\n') + '\n', ContentType: 'text/csv' }));
   let next = 0;
   await Promise.all(Array.from({ length: 32 }, async () => {

@@ -17,6 +17,8 @@ export interface SyncCommandOptions {
   progress: boolean;
   /** List and compare, write nothing: what a sync would copy. */
   dryRun?: boolean;
+  /** Re-hash local files against the index's sha256 (HomeOptions.verify). */
+  verify?: boolean;
   signal?: AbortSignal;
   log: NodeJS.WriteStream;
 }
@@ -49,7 +51,7 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
     try {
       const home = await bringSplitHome({
         s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency,
-        queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false,
+        queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false, verify: o.verify ?? false,
         ...(o.signal ? { signal: o.signal } : {}),
         onListed: (n, size) => {
           listed += n;
@@ -66,12 +68,13 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
       results.push({ split, home, seconds });
       bar?.stop();
       const c = home.counts;
-      const { downloaded, skipped } = home.images;
+      const { downloaded, skipped, repaired } = home.images;
+      const repairs = o.verify || repaired > 0 ? `, ${repaired} damaged ${plural(repaired, 'file')} ${o.dryRun ? 'to repair' : 'repaired'}` : '';
       const table = `${c.fetched} stored, ${c.failed} failed, ${describePending(c, queue)}`;
       o.log.write(o.dryRun
-        ? `${split}: would copy ${downloaded} ${plural(downloaded, 'file')} (${formatBytes(home.images.bytes)}), ${skipped} already here; ` +
+        ? `${split}: would copy ${downloaded} ${plural(downloaded, 'file')} (${formatBytes(home.images.bytes)}), ${skipped} already here${repairs}; ` +
             `table ${home.indexFile} would list ${table}. Dry run: nothing written.\n`
-        : `${split}: ${downloaded} ${plural(downloaded, 'file')} copied (${formatBytes(home.images.bytes)}), ${skipped} already here, in ${formatDuration(seconds)}; ` +
+        : `${split}: ${downloaded} ${plural(downloaded, 'file')} copied (${formatBytes(home.images.bytes)}), ${skipped} already here${repairs}, in ${formatDuration(seconds)}; ` +
             `table ${home.indexFile}: ${table}\n`);
     } finally {
       bar?.stop();

@@ -2,7 +2,7 @@
 // final name never holds a partial file (a killed run leaves only temporaries, swept next time)
 // and an existing file is never overwritten — the local twin of PutObject with If-None-Match: *.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -73,6 +73,13 @@ export class FsStore implements Store {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
       throw error;
     }
+  }
+
+  /** SHA-256 of the stored file, hex, read as a stream. */
+  async sha256(key: string): Promise<string> {
+    const hash = createHash('sha256');
+    for await (const chunk of fs.createReadStream(this.#path(key)) as AsyncIterable<Buffer>) hash.update(chunk);
+    return hash.digest('hex');
   }
 
   async names(folder: string): Promise<Set<string>> {

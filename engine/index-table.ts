@@ -18,7 +18,7 @@ export interface IndexRecord {
 }
 
 export const INDEX_COLUMNS = [
-  'image_id', 'label', 'url', 'path', 'status', 'bytes', 'format', 'reason', 'http_status', 'attempts', 'detail',
+  'image_id', 'label', 'url', 'path', 'status', 'bytes', 'format', 'reason', 'http_status', 'attempts', 'detail', 'sha256',
 ] as const;
 
 export type IndexColumn = (typeof INDEX_COLUMNS)[number];
@@ -42,11 +42,14 @@ export type IndexRow = { [C in Extract<IndexColumn, Identity>]: string } & { sta
 
 export const INDEX_HEADER = INDEX_COLUMNS.join(',') + '\n';
 
-/** RFC 4180 quoting; line breaks and other control characters inside a value become spaces. */
+/**
+ * RFC 4180 quoting of the exact value: line breaks and other control characters stay, inside
+ * quotes (a CSV reader gives them back), so an id read from the table is the id fetched.
+ */
 export function csvField(value: string | number | undefined): string {
   if (value === undefined) return '';
-  const text = String(value).replace(/[\u0000-\u001f\u007f]+/g, ' ');
-  return /[",]/.test(text) || text !== text.trim() ? `"${text.replace(/"/g, '""')}"` : text;
+  const text = String(value);
+  return /[",\u0000-\u001f\u007f]/.test(text) || text !== text.trim() ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 /** The row as a CSV line, its fields in INDEX_COLUMNS order. */
@@ -70,6 +73,7 @@ export function indexRow(record: IndexRecord): IndexRow {
     http_status: outcome.httpStatus,
     attempts: outcome.attempts,
     detail: outcome.detail,
+    sha256: outcome.sha256,
   };
 }
 

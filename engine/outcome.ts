@@ -59,6 +59,8 @@ export interface Fetched {
   format: string;
   httpStatus?: number;
   attempts: number;
+  /** SHA-256 of the stored bytes, hex. */
+  sha256: string;
   // Absent on purpose: a row reads every column of any outcome.
   reason?: never;
   detail?: never;
@@ -75,6 +77,7 @@ export interface Skipped {
   attempts: number;
   format?: string;
   httpStatus?: number;
+  sha256?: string;
   reason?: never;
   detail?: never;
 }
@@ -91,6 +94,7 @@ export interface Failed {
   attempts: number;
   bytes: number;
   format?: never;
+  sha256?: never;
 }
 
 /** What became of one image. */

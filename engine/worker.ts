@@ -40,6 +40,7 @@ export async function fetchStage(job: Job, store: Store, fetcher: ImageFetcher, 
         format: result.format,
         attempts: result.attempts,
         httpStatus: result.httpStatus,
+        sha256: result.sha256,
       };
     },
   };

@@ -10,14 +10,15 @@ import { homeRow } from '../aws/home/sync.ts';
 import { plannedRow } from '../aws/lambda/split.ts';
 
 test('the header names the columns a user loads in pandas', () => {
-  assert.equal(INDEX_HEADER, 'image_id,label,url,path,status,bytes,format,reason,http_status,attempts,detail\n');
+  assert.equal(INDEX_HEADER, 'image_id,label,url,path,status,bytes,format,reason,http_status,attempts,detail,sha256\n');
 });
 
-test('fields are quoted per RFC 4180 and never span lines', () => {
+test('fields are quoted per RFC 4180 and keep their exact value, control characters included', () => {
   assert.equal(csvField('plain'), 'plain');
   assert.equal(csvField('a,b'), '"a,b"');
   assert.equal(csvField('say "hi"'), '"say ""hi"""');
-  assert.equal(csvField('line\nbreak'), 'line break');
+  assert.equal(csvField('line\nbreak'), '"line\nbreak"');
+  assert.equal(csvField('tab\there'), '"tab\there"');
   assert.equal(csvField(' padded'), '" padded"');
   assert.equal(csvField(undefined), '');
   assert.equal(csvField(0), '0');
@@ -26,13 +27,13 @@ test('fields are quoted per RFC 4180 and never span lines', () => {
 test('rows: fetched with path, failed without, multi-label joined by spaces', () => {
   assert.equal(
     formatIndexRow(indexRow({ position: 1, id: '7', labels: ['95', '66'], urls: ['http://h/a.jpg'], key: 'train/7.jpg',
-      outcome: { status: 'fetched', url: 'http://h/a.jpg', bytes: 1234, format: 'jpeg', httpStatus: 200, attempts: 1 } })),
-    '7,95 66,http://h/a.jpg,train/7.jpg,fetched,1234,jpeg,,200,1,\n',
+      outcome: { status: 'fetched', url: 'http://h/a.jpg', bytes: 1234, format: 'jpeg', httpStatus: 200, attempts: 1, sha256: 'ab12' } })),
+    '7,95 66,http://h/a.jpg,train/7.jpg,fetched,1234,jpeg,,200,1,,ab12\n',
   );
   assert.equal(
     formatIndexRow(indexRow({ position: 2, id: '8', labels: ['3'], urls: ['http://h/b.jpg'], key: 'train/8.jpg',
       outcome: { status: 'failed', url: 'http://h/b.jpg', bytes: 0, reason: 'http-404', detail: 'HTTP 404', httpStatus: 404, attempts: 1 } })),
-    '8,3,http://h/b.jpg,,failed,0,,http-404,404,1,HTTP 404\n',
+    '8,3,http://h/b.jpg,,failed,0,,http-404,404,1,HTTP 404,\n',
   );
 });
 
@@ -52,12 +53,13 @@ test('run, the cloud split and sync write the same columns in the same order', (
   const same = { image_id: '7', label: '95 66', url: 'http://h/a.jpg', path: 'train/7.jpg' };
   const empty = Object.fromEntries(INDEX_COLUMNS.map((column) => [column, '']));
   const run = read(indexRow({ position: 1, id: '7', labels: ['95', '66'], urls: ['http://h/a.jpg'], key: 'train/7.jpg',
-    outcome: { status: 'fetched', url: 'http://h/a.jpg', bytes: 1234, format: 'jpeg', httpStatus: 200, attempts: 2 } }));
+    outcome: { status: 'fetched', url: 'http://h/a.jpg', bytes: 1234, format: 'jpeg', httpStatus: 200, attempts: 2, sha256: 'ab12' } }));
   const split = read(plannedRow({ split: 'train', id: '7', urls: ['http://h/a.jpg'], labels: ['95', '66'], key: 'train/7.jpg', position: 1 }, 'queued'));
-  const sync = read(homeRow({ image_id: '7', label: '95 66', url: 'http://h/a.jpg', path: 'train/7.jpg', status: 'fetched', bytes: 1234, reason: '' }, (key) => key));
-  assert.deepEqual(run, { ...empty, ...same, status: 'fetched', bytes: '1234', format: 'jpeg', http_status: '200', attempts: '2' });
+  const sync = read(homeRow({ image_id: '7', label: '95 66', url: 'http://h/a.jpg', path: 'train/7.jpg', status: 'fetched', bytes: 1234, reason: '',
+    format: 'jpeg', httpStatus: 200, attempts: 2, sha256: 'ab12' }, (key) => key));
+  assert.deepEqual(run, { ...empty, ...same, status: 'fetched', bytes: '1234', format: 'jpeg', http_status: '200', attempts: '2', sha256: 'ab12' });
   assert.deepEqual(split, { ...empty, ...same, status: 'queued' });
-  assert.deepEqual(sync, { ...empty, ...same, status: 'fetched', bytes: '1234' });
+  assert.deepEqual(sync, run);
   const pending = read(homeRow({ image_id: '8', label: '3', url: 'http://h/b.jpg', path: '', status: 'pending', bytes: 0, reason: 'timeout' }, (key) => `moved/${key}`));
   assert.deepEqual(pending, { ...empty, image_id: '8', label: '3', url: 'http://h/b.jpg', status: 'pending', reason: 'timeout' });
 });

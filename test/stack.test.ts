@@ -367,7 +367,7 @@ test('the manifest function may read manifests/, write index/ and status/, list 
   ]);
 });
 
-test('the fetch function may check and store images/, record failures/ and consume the queue: nothing else', () => {
+test('the fetch function may check and store images/, record failures/ and records/ and consume the queue: nothing else', () => {
   const groupOf = (fn: string): string => resources('AWS::Lambda::Function')[fn]!.Properties.LoggingConfig.LogGroup.Ref;
   assert.deepEqual(grantsOf(ids.fetch).map(line), [
     `logs:CreateLogStream ${groupOf(ids.fetch)}.Arn`,
@@ -376,6 +376,7 @@ test('the fetch function may check and store images/, record failures/ and consu
     's3:ListBucket bucket',
     's3:PutObject bucket/failures/*',
     's3:PutObject bucket/images/*',
+    's3:PutObject bucket/records/*',
     'sqs:ChangeMessageVisibility jobs',
     'sqs:DeleteMessage jobs',
     'sqs:GetQueueAttributes jobs',
@@ -601,6 +602,7 @@ test('cdk-nag AWS Solutions: no unacknowledged errors or warnings, and every ack
     'cloudfetch/BucketNotificationsHandler050a0587b7544547bf325f094a3db834 AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
     `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/failures/*]`,
     `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/images/*]`,
+    `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/records/*]`,
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/index/*]`,
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/manifests/*]`,
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/status/*]`,

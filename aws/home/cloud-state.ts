@@ -1,6 +1,7 @@
-// What became of every image of a split in the cloud, from three cheap sources: the split-time
-// index (one row per distinct entry), a listing of images/<split>/ (stored) and a listing of
-// failures/<split>/<reason>/ (why not). No image and no failure record is read. The queues are
+// What became of every image of a split in the cloud, from cheap sources: the split-time index
+// (one row per distinct entry), a listing of images/<split>/ (stored), a listing of
+// failures/<split>/<reason>/ (why not) and, for sync, the fetch records under records/<split>/
+// (a few objects per thousand images). No image and no failure record is read. The queues are
 // queue-state.ts's.
 
 import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
@@ -9,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { safeSegment } from '../../engine/keys.ts';
 import { isFailureReason, isTransient, type FailureReason } from '../../engine/outcome.ts';
 import { listObjects } from '../listing.ts';
-import { failurePrefix, imagesPrefix, indexKey, PREFIX, splitOfStatusKey, statusKey, type SplitStatus } from '../bucket.ts';
+import { failurePrefix, imagesPrefix, indexKey, PREFIX, recordsPrefix, splitOfStatusKey, statusKey, type FetchRecord, type SplitStatus } from '../bucket.ts';
 
 export type CloudStatus = 'fetched' | 'failed' | 'pending';
 
@@ -23,6 +24,18 @@ export interface CloudRow {
   bytes: number;
   /** Why it failed; on a pending row, why its last attempt failed (it will be tried again). */
   reason: FailureReason | '';
+  /** What the fetch learnt (records/), when splitRows was given the records. */
+  format?: string | undefined;
+  httpStatus?: number | undefined;
+  attempts?: number | undefined;
+  detail?: string | undefined;
+  sha256?: string | undefined;
+}
+
+/** What the fetches of a split learnt, by image id: the latest fetch that stored it, and the latest failure. */
+export interface FetchRecords {
+  fetched: Map<string, FetchRecord>;
+  failed: Map<string, FetchRecord>;
 }
 
 export interface SplitCounts {
@@ -96,12 +109,31 @@ export async function failureReasons(s3: S3Client, bucket: string, split: string
   return new Map([...latest].map(([id, { reason }]) => [id, reason]));
 }
 
+/** Reads records/<split>/: one listing, and a GET per fetch invocation (about one per batch of jobs). */
+export async function fetchRecords(s3: S3Client, bucket: string, split: string): Promise<FetchRecords> {
+  const records: FetchRecords = { fetched: new Map(), failed: new Map() };
+  const keys: string[] = [];
+  for await (const page of listObjects(s3, bucket, recordsPrefix(split))) for (const o of page) if (o.key.endsWith('.jsonl')) keys.push(o.key);
+  const read = async (key: string): Promise<void> => {
+    const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    for (const line of (await answer.Body!.transformToString()).split('\n')) {
+      if (line === '') continue;
+      const record = JSON.parse(line) as FetchRecord;
+      const latest = record.status === 'fetched' ? records.fetched : records.failed;
+      const seen = latest.get(record.id);
+      if (!seen || seen.at < record.at) latest.set(record.id, record);
+    }
+  };
+  for (let i = 0; i < keys.length; i += 32) await Promise.all(keys.slice(i, i + 32).map(read));
+  return records;
+}
+
 /**
  * The split's rows with their final (or current) status, in manifest order. `listed`: a listing of
  * its images already made. `queueBusy`: the jobs queue still holds jobs, so an image whose last
  * attempt failed for a transient reason will be tried again: pending, not failed.
  */
-export async function* splitRows(s3: S3Client, bucket: string, split: string, o: { listed?: Map<string, number>; queueBusy?: boolean } = {}): AsyncGenerator<CloudRow> {
+export async function* splitRows(s3: S3Client, bucket: string, split: string, o: { listed?: Map<string, number>; queueBusy?: boolean; records?: FetchRecords } = {}): AsyncGenerator<CloudRow> {
   const [stored, failures] = await Promise.all([o.listed ?? storedImages(s3, bucket, split), failureReasons(s3, bucket, split)]);
   let body: Readable;
   try {
@@ -117,16 +149,26 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
     const size = path ? stored.get(path) : undefined;
     let status: CloudStatus = 'pending';
     let reason: FailureReason | '' = '';
+    let fetch: FetchRecord | undefined;
+    let detail: string | undefined;
     const failure = failures.get(safeSegment(id));
-    if (size !== undefined) status = 'fetched';
-    else if (failure) {
+    if (size !== undefined) {
+      status = 'fetched';
+      fetch = o.records?.fetched.get(id);
+    } else if (failure) {
       reason = failure;
       status = o.queueBusy && isTransient(reason) ? 'pending' : 'failed';
+      fetch = o.records?.failed.get(id);
+      detail = fetch?.detail;
     } else if (record.status === 'failed' && isFailureReason(record.reason ?? '')) {
       status = 'failed';
       reason = record.reason as FailureReason;
+      detail = record.detail || undefined;
     }
-    yield { image_id: id, label: record.label ?? '', url: record.url ?? '', path: size !== undefined ? path : '', status, bytes: size ?? 0, reason };
+    yield {
+      image_id: id, label: record.label ?? '', url: fetch?.url || record.url || '', path: size !== undefined ? path : '', status, bytes: size ?? 0, reason,
+      format: fetch?.format, httpStatus: fetch?.httpStatus, attempts: fetch?.attempts, detail, sha256: fetch?.sha256,
+    };
   }
 }
 

@@ -1,6 +1,6 @@
 // Brings a split home from the bucket: many downloads at once over keep-alive connections, the
 // listing sharded by the keys' first character so it runs in parallel, local files of the same
-// size skipped, and every file written through the filesystem store (temporary, then rename), so
+// size skipped (with verify, also the same SHA-256 as the fetch recorded), and every file written through the filesystem store (temporary, then rename), so
 // a sync killed at any moment resumes without partial files.
 
 import { join, resolve } from 'node:path';
@@ -12,7 +12,7 @@ import { TableFile, type IndexRow } from '../../engine/index-table.ts';
 import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
 import { FsStore } from '../../engine/fs-store.ts';
 import type { Store } from '../../engine/store.ts';
-import { count, emptyCounts, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
+import { count, emptyCounts, fetchRecords, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
 import { listObjects, type ListedObject } from '../listing.ts';
 import { ObjectReadError, ObjectReader } from './object-reader.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
@@ -21,6 +21,8 @@ export interface SyncResult {
   listed: number;
   downloaded: number;
   skipped: number;
+  /** Of the downloaded: local files replaced because their size (or, with verify, SHA-256) was wrong. */
+  repaired: number;
   bytes: number;
 }
 
@@ -44,6 +46,11 @@ export interface HomeOptions {
   queueBusy?: boolean;
   /** Count what would be copied (downloaded: files, bytes: their size) and write nothing. */
   dryRun?: boolean;
+  /**
+   * Re-hash local files of the right size against the SHA-256 their fetch recorded and copy those
+   * that differ again. Without it a file of the right size is taken as is.
+   */
+  verify?: boolean;
   onFile?: (file: { key: string; bytes: number; downloaded: boolean }) => void;
   onListed?: (objects: number, bytes: number) => void;
 }
@@ -70,9 +77,12 @@ async function placement(o: HomeOptions): Promise<(key: string) => string> {
   };
 }
 
-/** Copies the split's images; `stored`, when given, receives every listed key (relative to images/) and size. */
-export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>): Promise<SyncResult> {
-  const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, bytes: 0 };
+/**
+ * Copies the split's images; `stored`, when given, receives every listed key (relative to images/)
+ * and size; `hashes` (key relative to images/ → SHA-256) are what o.verify checks local files against.
+ */
+export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>, hashes?: Map<string, string>): Promise<SyncResult> {
+  const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, repaired: 0, bytes: 0 };
   // A dry run opens the folder read-only: opening it to write would create it and sweep temporaries.
   const folder = await FsStore.open(o.dir, { readOnly: o.dryRun ?? false });
   const store: Store = folder;
@@ -117,11 +127,13 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
     const key = object.key.slice(PREFIX.images.length);
     const local = place(key);
     const existing = (await presentAtStart(local)) ? (await store.head(local))?.bytes : undefined;
-    if (existing === object.size) {
+    const expected = o.verify ? hashes?.get(key) : undefined;
+    if (existing === object.size && (expected === undefined || (await folder.sha256(local)) === expected)) {
       result.skipped++;
       o.onFile?.({ key, bytes: object.size, downloaded: false });
       return;
     }
+    if (existing !== undefined) result.repaired++;
     if (!reader) {
       result.downloaded++;
       result.bytes += object.size;
@@ -171,12 +183,14 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
  * A dry run counts the same and writes neither.
  */
 export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
-  const place = await placement(o);
+  const [place, records] = await Promise.all([placement(o), fetchRecords(o.s3, o.bucket, o.split)]);
+  const hashes = new Map<string, string>();
+  for (const r of records.fetched.values()) if (r.sha256) hashes.set(r.key, r.sha256);
   // The sync's listing is the table's too: what it lists is what is stored (and now here).
   const stored = new Map<string, number>();
-  const images = await syncImages(o, place, stored);
+  const images = await syncImages(o, place, stored, hashes);
   const indexFile = join(resolve(o.dir), `${o.split}.csv`);
-  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, queueBusy: o.queueBusy ?? false });
+  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, queueBusy: o.queueBusy ?? false, records });
   if (o.dryRun) {
     const counts = emptyCounts();
     for await (const row of rows) count(counts, row);
@@ -197,7 +211,11 @@ export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   return { images, counts, indexFile };
 }
 
-/** The table's row of an image as the bucket tells it; what its fetch learned beyond that stays in the cloud. */
+/** The table's row of an image as the bucket and its fetch records tell it: the row `run` writes. */
 export function homeRow(row: CloudRow, place: (key: string) => string): IndexRow {
-  return { image_id: row.image_id, label: row.label, url: row.url, path: row.path ? place(row.path) : '', status: row.status, bytes: row.bytes || undefined, reason: row.reason };
+  return {
+    image_id: row.image_id, label: row.label, url: row.url, path: row.path ? place(row.path) : '', status: row.status,
+    bytes: row.bytes || (row.status === 'pending' ? undefined : 0), format: row.format, reason: row.reason, http_status: row.httpStatus,
+    attempts: row.attempts, detail: row.detail, sha256: row.sha256,
+  };
 }

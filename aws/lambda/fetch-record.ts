@@ -1,7 +1,7 @@
 // One SQS record of the fetch function: decode the job, run it, and decide its fate. Fetched and
 // skipped images and permanent failures are acknowledged (permanent failures recorded under
 // failures/); transient failures are thrown, so SQS redelivers them and parks them in the DLQ
-// after maxReceiveCount receives.
+// after maxReceiveCount receives. What each fetch learnt goes to records/ (FetchLog), for sync.
 
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SQSRecord } from 'aws-lambda';
@@ -10,7 +10,7 @@ import type { Job } from '../../engine/job.ts';
 import { isTransient, type Failed, type Outcome } from '../../engine/outcome.ts';
 import type { Store } from '../../engine/store.ts';
 import { fetchJob, type ImageFetcher } from '../../engine/worker.ts';
-import { failureKey, type FailureRecord } from '../bucket.ts';
+import { failureKey, recordsKey, type FailureRecord, type FetchRecord } from '../bucket.ts';
 
 
 export class TransientFailure extends Error {
@@ -30,6 +30,50 @@ export interface RecordDeps {
   /** Aborts when the invocation must wrap up before its deadline. */
   signal: AbortSignal;
   onOutcome?: (job: Job, outcome: Outcome) => void;
+  /** Collects what each fetch learnt; written once per invocation. */
+  log?: FetchLog;
+}
+
+/**
+ * The invocation's fetch records, one JSON line per image fetched or failed, written as one
+ * records/<split>/<invocation>.jsonl per split at the end: a PUT per batch, not per image.
+ */
+export class FetchLog {
+  readonly #s3: S3Client;
+  readonly #bucket: string;
+  readonly #name: string;
+  readonly #lines = new Map<string, string[]>();
+
+  constructor(s3: S3Client, bucket: string, name: string) {
+    this.#s3 = s3;
+    this.#bucket = bucket;
+    this.#name = name;
+  }
+
+  add(job: Job, outcome: Outcome): void {
+    // Found already stored (attempts 0): nothing learnt, and the fetch that stored it said it all.
+    if (outcome.status === 'skipped' && !outcome.sha256) return;
+    const line: FetchRecord = {
+      id: job.id, key: job.key, status: outcome.status === 'failed' ? 'failed' : 'fetched', url: outcome.url, bytes: outcome.bytes,
+      ...(outcome.format ? { format: outcome.format } : {}),
+      ...(outcome.status === 'failed' ? { reason: outcome.reason, detail: outcome.detail } : {}),
+      ...(outcome.httpStatus ? { httpStatus: outcome.httpStatus } : {}),
+      attempts: outcome.attempts,
+      ...(outcome.sha256 ? { sha256: outcome.sha256 } : {}),
+      at: new Date().toISOString(),
+    };
+    let lines = this.#lines.get(job.split);
+    if (!lines) this.#lines.set(job.split, (lines = []));
+    lines.push(JSON.stringify(line));
+  }
+
+  async flush(): Promise<void> {
+    const splits = [...this.#lines].map(([split, lines]) => this.#s3.send(new PutObjectCommand({
+      Bucket: this.#bucket, Key: recordsKey(split, this.#name), Body: lines.join('\n') + '\n', ContentType: 'application/x-ndjson',
+    })));
+    this.#lines.clear();
+    await Promise.all(splits);
+  }
 }
 
 
@@ -41,6 +85,7 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
     throw new TransientFailure(job, { ...outcome, reason: 'timeout', detail: 'the invocation ran out of time' });
   }
   deps.onOutcome?.(job, outcome);
+  deps.log?.add(job, outcome);
   if (outcome.status !== 'failed') return outcome;
   const transient = isTransient(outcome.reason);
   const failure: FailureRecord = {

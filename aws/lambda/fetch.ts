@@ -7,7 +7,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { bucketName, fetcherOptions, perEnvironment, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
-import { TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
+import { FetchLog, TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
 import { PREFIX } from '../bucket.ts';
 import { BadMessageError } from '../job-message.ts';
 import { Redelivery } from './redelivery.ts';
@@ -55,7 +55,8 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
   const container = setUpOnce();
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), Math.max(0, context.getRemainingTimeInMillis() - WRAP_UP_MS));
-  const deps: RecordDeps = { ...container, signal: deadline.signal };
+  const log = new FetchLog(container.s3, container.bucket, context.awsRequestId);
+  const deps: RecordDeps = { ...container, signal: deadline.signal, log };
   // The function's memory bounds the image bodies held at once (Lambda and the local cloud both say it here).
   const budget = new ByteBudget(budgetBytes(Number(context.memoryLimitInMB)));
   try {
@@ -86,6 +87,8 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     );
   } finally {
     clearTimeout(timer);
+    // Not thrown: a redelivered batch would find its images stored and learn nothing more.
+    await log.flush().catch((error: unknown) => logger.error('fetch records not written: sync shows these images without format or sha256', { error: error as Error }));
     // Powertools warns on every publish of nothing: a batch that counted nothing (messages that
     // are not jobs) or, in the local cloud, one whose counts another invocation just published.
     if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();

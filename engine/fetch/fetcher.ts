@@ -1,6 +1,7 @@
 // Fetches one image (trying its mirror URLs in order) with undici: guard, per-image deadline,
 // retries of transient failures only, byte-level validation. Knows nothing of where bytes go.
 
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, interceptors, type Dispatcher } from 'undici';
 import { GuardError, checkUrl, dnsLookup, guardInterceptor, type GuardOptions } from './guard.ts';
@@ -46,11 +47,11 @@ export const DEFAULT_FETCHER_OPTIONS: FetcherOptions = {
 };
 
 export type FetchResult =
-  | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number }
+  | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number; sha256: string }
   | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number };
 
 type Attempt =
-  | { ok: true; body: Buffer; format: ImageFormat; httpStatus: number }
+  | { ok: true; body: Buffer; format: ImageFormat; httpStatus: number; sha256: string }
   | { ok: false; reason: FailureReason; detail: string; httpStatus?: number; retryAfterMs?: number };
 
 class Failure extends Error {
@@ -138,8 +139,8 @@ export class Fetcher {
         if (slots.idle && this.#hosts.size > 10_000) this.#hosts.delete(url.host);
       }
       if (result.ok) {
-        const { body, format, httpStatus } = result;
-        return { ok: true, url: url.href, body, format, contentType: contentTypeOf(format), attempts, httpStatus };
+        const { body, format, httpStatus, sha256 } = result;
+        return { ok: true, url: url.href, body, format, contentType: contentTypeOf(format), attempts, httpStatus, sha256 };
       }
       const failed = { ok: false as const, url: url.href, reason: result.reason, detail: result.detail, attempts, ...(result.httpStatus ? { httpStatus: result.httpStatus } : {}) };
       if (!isTransient(result.reason) || retry >= this.options.retries || signal.aborted) return failed;
@@ -192,6 +193,8 @@ export class Fetcher {
       }
       phase = 'body';
       const chunks: Buffer[] = [];
+      // Hashed as it streams in: the stored bytes are never read a second time.
+      const hash = createHash('sha256');
       let sniffed = false;
       for await (const chunk of body as AsyncIterable<Buffer>) {
         received += chunk.length;
@@ -200,6 +203,7 @@ export class Fetcher {
           throw new Failure('too-large', `body exceeds ${this.options.maxBytes} bytes`, statusCode);
         }
         chunks.push(chunk);
+        hash.update(chunk);
         if (!sniffed && received >= SNIFF_BYTES) {
           sniffed = true;
           // Stop downloading an HTML page or other non-image as soon as its first bytes show it.
@@ -213,7 +217,7 @@ export class Fetcher {
       const bytes = Buffer.concat(chunks, received);
       const format = detectImageFormat(bytes);
       if (!format) throw new Failure('not-image', describeNonImage(bytes, headers['content-type']), statusCode);
-      return { ok: true, body: bytes, format, httpStatus: statusCode };
+      return { ok: true, body: bytes, format, httpStatus: statusCode, sha256: hash.digest('hex') };
     } catch (error) {
       if (error instanceof Failure) {
         return { ok: false, reason: error.reason, detail: error.message, ...(error.httpStatus ? { httpStatus: error.httpStatus } : {}) };

@@ -100,6 +100,8 @@ export class Functions extends Construct {
     this.fetch.addToRolePolicy(new iam.PolicyStatement({ sid: 'TellMissingImagesApart', actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
     allowObjects(this.fetch, 'RecordFailures', ['s3:PutObject'], bucket, [PREFIX.failures],
       'failures/<split>/<id>.json, one per failed image.');
+    allowObjects(this.fetch, 'RecordFetches', ['s3:PutObject'], bucket, [PREFIX.records],
+      'records/<split>/<invocation>.jsonl, one per invocation: what each fetch learnt, for sync.');
 
     // The jobs: SQS polling by Lambda (the event source grants receive/delete/visibility on this
     // queue only). maxConcurrency caps the instances, which caps the load on the origin sites.
