@@ -10,6 +10,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { DEAD_LETTER_RETENTION_SECONDS, functionEnvironment, JOBS_RETENTION_SECONDS, visibilityTimeoutSeconds, type FunctionId, type Settings } from '../aws/settings.ts';
+import { printable } from '../engine/printable.ts';
 import { Activity } from './activity.ts';
 import { awsClientConfig, endpointQueueUrl, type Emulator } from './emulator.ts';
 import { startManifestNotifications, type ManifestNotifications } from './s3-notifications.ts';
@@ -194,8 +195,9 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   const write = options.log ?? ((line: string) => process.stderr.write(`local cloud: ${line}\n`));
   // A stopped cloud says nothing more, even about invocations it left running.
   let silent = false;
+  // Lines quote keys and error messages from the bucket and the functions: escaped for the terminal.
   const log = (line: string): void => {
-    if (!silent) write(line);
+    if (!silent) write(printable(line, 2000));
   };
   const names = defaultNames(settings.stackName);
   const bucket = options.bucket ?? names.bucket;

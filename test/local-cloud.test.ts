@@ -178,6 +178,25 @@ describe('S3 ObjectCreated emulation', () => {
     }
   });
 
+  it('logs keys and errors with their control characters escaped', async () => {
+    const lines: string[] = [];
+    const cloud = await cloudWith(
+      { manifest: async () => assert.fail('\u001b]0;owned\u0007 in the manifest') },
+      {},
+      { manifestRetryDelaysMs: [], log: (line) => lines.push(line) },
+    );
+    try {
+      await put(cloud.bucket, 'manifests/\u001b[2Jx.json', '{');
+      await cloud.idle();
+      const failed = lines.filter((line) => line.includes('invocation failed'));
+      assert.equal(failed.length, 1);
+      assert.match(failed[0]!, /^manifest manifests\/\\x1b\[2Jx\.json: invocation failed: .*\\x1b\]0;owned\\x07 in the manifest/);
+      assert.doesNotMatch(lines.join(''), /[\u0000-\u001f\u007f-\u009f]/);
+    } finally {
+      await cloud.stop();
+    }
+  });
+
   it('runs a handler that uses SDK clients configured only by the environment, as in Lambda', async () => {
     const fetched: string[] = [];
     const cloud = await cloudWith({

@@ -46,6 +46,7 @@ describe('the local cloud on moto_server', { skip }, () => {
   let origin: Origin;
   let dir: string;
   let dev: DevCloud;
+  const logged: string[] = [];
 
   before(async () => {
     moto = await startMoto();
@@ -58,7 +59,7 @@ describe('the local cloud on moto_server', { skip }, () => {
       visibilityTimeoutSeconds: 5,
       settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10 },
       logLevel: 'SILENT',
-      log: () => {},
+      log: (line) => logged.push(line),
     });
   });
 
@@ -101,7 +102,9 @@ describe('the local cloud on moto_server', { skip }, () => {
     const rows = parse(await readFile(join(dir, 'moto.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
     assert.deepEqual(rows.map((r) => `${r.image_id}:${r.status}`), [...good.map((e) => `${e.id}:fetched`), '13:failed', '14:failed']);
 
-    // moto moved the job to the DLQ after its second receive; the poison body was acknowledged at once.
+    // moto moved the job to the DLQ after its second receive (the poller's own fallback redrive,
+    // for emulators that ignore RedrivePolicy, never ran); the poison body was acknowledged at once.
+    assert.deepEqual(logged.filter((line) => line.includes('moved to the DLQ')), []);
     const parked = await dev.sqs.send(new ReceiveMessageCommand({ QueueUrl: dev.cloud.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
     assert.deepEqual((parked.Messages ?? []).map((m) => m.Body), [encodeJob(doomed)]);
     const record = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: 'failures/doomed/http-5xx/9.json' }));
