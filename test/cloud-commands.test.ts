@@ -228,7 +228,7 @@ describe('cloud commands', () => {
   test('an unknown retry reason is refused in one line listing the reasons it takes', async () => {
     const result = await run('retry', '--reasons', 'http-404,http-999');
     assert.equal(result.code, 2);
-    const valid = Object.keys(FAILURE_REASONS).filter((r) => r !== 'no-url' && r !== 'bad-url');
+    const valid = Object.keys(FAILURE_REASONS).filter((r) => r !== 'no-url' && r !== 'bad-url' && r !== 'unqueueable');
     assert.equal(result.stderr, `cloudfetch: unknown reason "http-999": --reasons takes ${valid.join(', ')}\n`);
   });
 

@@ -2,13 +2,13 @@
 // fed by an upload under manifests/, fetching from the fault-injecting origin.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { DeleteQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
 import type { SQSEvent } from 'aws-lambda';
 import { bringSplitHome } from '../aws/home/sync.ts';
@@ -17,7 +17,9 @@ import { encodeJob } from '../aws/job-message.ts';
 import { lambdaContext } from '../local-cloud/cloud.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
+import { formatRetry, retryCommand } from '../cli/retry.ts';
 import { formatStatus, statusReport, watchStatus } from '../cli/status.ts';
+import { submitCommand } from '../cli/submit.ts';
 import type { Target } from '../cli/target.ts';
 import { FakeTerminal } from './support/terminal.ts';
 
@@ -51,6 +53,18 @@ async function quickCloud({ settings, ...extra }: Parameters<typeof startDevClou
 async function upload(dev: DevCloud, key: string, body: string): Promise<void> {
   await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: key, Body: body }));
   await dev.cloud.notifyObjectCreated(key);
+}
+
+/** The commands' view of a dev cloud, as `--dev` finds it. */
+function targetOf(dev: DevCloud): Target {
+  return {
+    bucket: dev.cloud.bucket, queueUrl: dev.cloud.queueUrl, dlqUrl: dev.cloud.dlqUrl, s3: dev.s3, sqs: dev.sqs,
+    source: 'the local cloud', where: { endpoint: dev.emulator.endpoint, dev: true }, args: ['--dev'], close() {},
+  };
+}
+
+async function text(dev: DevCloud, key: string): Promise<string> {
+  return (await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: key }))).Body!.transformToString();
 }
 
 async function dlqMessages(dev: DevCloud): Promise<number> {
@@ -242,6 +256,76 @@ describe('the local cloud runs the real handlers', () => {
     }
   });
 
+  test('an entry too large for a job message fails as unqueueable; the split ends queued and the rest are fetched', async () => {
+    const dev = await quickCloud();
+    try {
+      // 600 URLs of 2 KB: a job message of some 1.2 MB, over SQS's 1 MiB.
+      const huge = Array.from({ length: 600 }, (_, i) => `${origin.url}/img/huge-${i}-${'x'.repeat(2000)}.jpg`);
+      const images = [1, 2, 3, 4].map((id) => ({ url: id === 3 ? huge : [`${origin.url}/img/h${id}.jpg`], image_id: id }));
+      await upload(dev, 'manifests/heavy.json', JSON.stringify({ images }));
+      await dev.cloud.idle();
+      const status = await readStatus(dev.s3, dev.cloud.bucket, 'heavy');
+      assert.deepEqual([status?.state, status?.queued, status?.unqueueable], ['queued', 3, 1]);
+      const home = await bringSplitHome({ s3: dev.s3, bucket: dev.cloud.bucket, split: 'heavy', dir: join(dir, 'heavy') });
+      const rows = parse(await readFile(home.indexFile, 'utf8'), { columns: true }) as Array<Record<string, string>>;
+      assert.deepEqual(rows.map((r) => [r.image_id, r.status, r.reason]), [['1', 'fetched', ''], ['2', 'fetched', ''], ['3', 'failed', 'unqueueable'], ['4', 'fetched', '']]);
+      assert.ok((await readFile(join(dir, 'heavy', 'heavy', '4.jpg'))).equals(sampleImage('h4', 'jpeg')));
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  test('a split that cannot reach its queue ends failed with the error, and submit says so at once', async () => {
+    const dev = await quickCloud();
+    const t = targetOf(dev);
+    try {
+      await dev.sqs.send(new DeleteQueueCommand({ QueueUrl: dev.cloud.queueUrl }));
+      const file = join(dir, 'orphan.json');
+      await writeFile(file, JSON.stringify({ images: [{ url: [`${origin.url}/img/o1.jpg`], image_id: 1 }] }));
+      let said = '';
+      const log = { isTTY: false, write: (text: string) => ((said += text), true) } as unknown as NodeJS.WriteStream;
+      const started = Date.now();
+      await assert.rejects(submitCommand(t, { manifest: file, check: false, wait: 120, log }), (error: Error) => {
+        assert.equal(error.name, 'ManifestRefused');
+        assert.match(error.message, /^the manifest function refused manifests\/orphan\.json: the split stopped: QueueDoesNotExist: /);
+        return true;
+      });
+      // Seconds (the poll of the manifest prefix, one invocation), not the two minutes allowed.
+      assert.ok(Date.now() - started < 30_000, `${Date.now() - started} ms`);
+      assert.doesNotMatch(said, /not finished/);
+      assert.equal((await readStatus(dev.s3, dev.cloud.bucket, 'orphan'))?.state, 'failed');
+    } finally {
+      await dev.stop();
+    }
+  });
+
+  test('retry sends one job per failed image: the dead-letter queue (twice over) and the failure records together', async () => {
+    const dev = await quickCloud();
+    const t = targetOf(dev);
+    try {
+      const images = [1, 2, 3, 4, 5].map((id) => ({ url: [`${origin.url}/status/404`], image_id: id }));
+      await upload(dev, 'manifests/again.json', JSON.stringify({ images }));
+      await dev.cloud.idle();
+      const index = parse(await text(dev, 'index/again.csv'), { columns: true }) as Array<Record<string, string>>;
+      const job = (id: number) => ({ split: 'again', id: String(id), urls: [`${origin.url}/status/404`], labels: [], key: index[id - 1]!.path!, position: id });
+      // What a manifest submitted twice leaves: images 1 and 2 in the dead-letter queue (1 twice),
+      // 4 there too; 4 and 5 stored since. Every image also has its http-404 failure record.
+      for (const id of [1, 1, 2, 4]) await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.dlqUrl, MessageBody: encodeJob(job(id)) }));
+      for (const id of [4, 5]) await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: `images/${job(id).key}`, Body: 'stored' }));
+      const hits = origin.hits('/status/404');
+
+      const result = await retryCommand(t, { reasons: ['http-404'], deadLetter: true });
+      // Images 1, 2 and 3: three jobs, where the old retry sent seven.
+      assert.deepEqual(result, { fromDeadLetter: 2, resent: 1, alreadyStored: 3, duplicates: 3 });
+      assert.equal(formatRetry(result), 'Sent back 2 jobs from the dead-letter queue and 1 recorded failure (3 stored since, 3 duplicates of an image already sent, left alone).');
+      await dev.cloud.idle();
+      assert.equal(origin.hits('/status/404') - hits, 3);
+      assert.equal(await dlqMessages(dev), 0);
+    } finally {
+      await dev.stop();
+    }
+  });
+
   test('jobs being retried show as in flight and due again, their images as retrying, not failed; the ETA has a unit or a dash', async () => {
     let tried = 0;
     let allTried!: () => void;
@@ -259,10 +343,7 @@ describe('the local cloud runs the real handlers', () => {
         }
       },
     });
-    const t: Target = {
-      bucket: dev.cloud.bucket, queueUrl: dev.cloud.queueUrl, dlqUrl: dev.cloud.dlqUrl, s3: dev.s3, sqs: dev.sqs,
-      source: 'the local cloud', where: { endpoint: dev.emulator.endpoint, dev: true }, args: ['--dev'], close() {},
-    };
+    const t = targetOf(dev);
     try {
       const images = [1, 2, 3].map((id) => ({ url: [`${origin.url}/status/503`], image_id: id }));
       await upload(dev, 'manifests/busy.json', JSON.stringify({ images }));
