@@ -3,6 +3,7 @@
 // with the same numbers. No CDK imports.
 
 import { readFile } from 'node:fs/promises';
+import { budgetBytes, fetchReservation, RUNTIME_HEADROOM_MB } from '../engine/byte-budget.ts';
 import type { Layout } from '../engine/keys.ts';
 
 export interface Settings {
@@ -146,8 +147,14 @@ export function readSettings(context: (key: string) => unknown): Settings {
   if (s.fetchBatchSize > 10 && s.fetchBatchWindowSeconds < 1) {
     throw new SettingsError(`context ${CONTEXT_PREFIX}fetchBatchSize ${s.fetchBatchSize} needs ${CONTEXT_PREFIX}fetchBatchWindowSeconds of at least 1 (Lambda allows batches over 10 only with a batching window)`);
   }
+  // The fetch function must hold at least one image of maxBytes (engine/byte-budget.ts).
+  if (fetchReservation(s.maxBytes) > budgetBytes(s.fetchMemoryMb)) {
+    throw new SettingsError(`context ${CONTEXT_PREFIX}maxBytes (${s.maxBytes}) does not fit in ${CONTEXT_PREFIX}fetchMemoryMb (${s.fetchMemoryMb}): an image needs ${Math.ceil(fetchReservation(s.maxBytes) / MiB)} MiB while fetched, ${CONTEXT_PREFIX}fetchMemoryMb less the runtime's ${RUNTIME_HEADROOM_MB} MiB leaves ${budgetBytes(s.fetchMemoryMb) / MiB} MiB`);
+  }
   return s;
 }
+
+const MiB = 1024 * 1024;
 
 /** The stack's two functions, and the service name each logs and emits metrics under (Powertools). */
 export const FUNCTION_SERVICES = {

@@ -1,5 +1,5 @@
 // Bytes of image bodies held at once, bounded by the memory a process has: an image waits for room
-// before its body is buffered, and gives the room back once the body is stored.
+// before its body is read, and gives the room back once the body is stored.
 
 /** Kept back from a function's memory for the runtime itself: Node, the SDK, sockets, the heap. */
 export const RUNTIME_HEADROOM_MB = 128;
@@ -20,8 +20,7 @@ export function fetchReservation(maxBytes: number): number {
 }
 
 export interface Reservation {
-  /** Gives back all but `bytes` (e.g. down to the body's real size once it has arrived). */
-  shrink(bytes: number): void;
+  /** Gives the room back; again, nothing. */
   release(): void;
 }
 
@@ -43,7 +42,7 @@ export class ByteBudget {
    * image larger than the budget still runs (alone). Rejects when `signal` aborts first.
    */
   reserve(bytes: number, signal?: AbortSignal): Promise<Reservation> {
-    signal?.throwIfAborted();
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#waiting.length === 0 && this.#fits(bytes)) return Promise.resolve(this.#grant(bytes));
     return new Promise((resolve, reject) => {
       const waiter = {
@@ -69,14 +68,15 @@ export class ByteBudget {
 
   #grant(bytes: number): Reservation {
     this.#used += bytes;
-    let held = bytes;
-    const giveBack = (to: number) => {
-      const freed = held - Math.max(0, Math.min(held, to));
-      held -= freed;
-      this.#used -= freed;
-      if (freed > 0) this.#wake();
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.#used -= bytes;
+        this.#wake();
+      },
     };
-    return { shrink: giveBack, release: () => giveBack(0) };
   }
 
   #wake(): void {

@@ -13,7 +13,7 @@ import { BadMessageError } from '../job-message.ts';
 import { Redelivery } from './redelivery.ts';
 import { S3Store } from './s3-store.ts';
 import { ByteBudget, budgetBytes, fetchReservation, type Reservation } from '../../engine/byte-budget.ts';
-import { Fetcher } from '../../engine/fetch/fetcher.ts';
+import { Fetcher, type Room } from '../../engine/fetch/fetcher.ts';
 import type { Job } from '../../engine/job.ts';
 import type { Outcome } from '../../engine/outcome.ts';
 import type { ImageFetcher } from '../../engine/worker.ts';
@@ -64,7 +64,7 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       event,
       async (item: SQSRecord) => {
         try {
-          return await withinBudget(budget, container.maxBytes, deps, (fetcher) => handleRecord(item, { ...deps, fetcher }));
+          return await withinBudget(budget, container, (fetcher) => handleRecord(item, { ...deps, fetcher }));
         } catch (error) {
           if (error instanceof BadMessageError) {
             // Never a job, however often delivered: logged, counted and acknowledged.
@@ -96,26 +96,19 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
 }
 
 /**
- * Runs one record with its image's body counted against the budget: room for the largest body is
- * reserved before the fetch (the size is unknown until then), cut to the body's size once it has
- * arrived, and given back when the record is done, its put included.
+ * Runs one record with its image's body counted against the budget: room is reserved once the
+ * response says the body's size (the largest allowed when it does not), before the body is read,
+ * and given back when the record is done, its put included.
  */
-async function withinBudget<T>(budget: ByteBudget, maxBytes: number, deps: RecordDeps, run: (fetcher: ImageFetcher) => Promise<T>): Promise<T> {
+async function withinBudget<T>(budget: ByteBudget, container: Container, run: (fetcher: ImageFetcher) => Promise<T>): Promise<T> {
   let held: Reservation | undefined;
-  const fetcher: ImageFetcher = {
-    fetchImage: async (urls, signal) => {
-      try {
-        held = await budget.reserve(fetchReservation(maxBytes), signal);
-      } catch {
-        return { ok: false, url: urls[0] ?? '', reason: 'timeout', detail: 'the invocation ran out of time waiting for memory', attempts: 0 };
-      }
-      const result = await deps.fetcher.fetchImage(urls, signal);
-      held.shrink(result.ok ? result.body.length : 0);
-      return result;
-    },
+  const room: Room = async (bytes, signal) => {
+    // A retry or the next mirror: give back the last attempt's room before asking again.
+    held?.release();
+    held = await budget.reserve(fetchReservation(bytes ?? container.maxBytes), signal);
   };
   try {
-    return await run(fetcher);
+    return await run({ fetchImage: (urls, signal) => container.fetcher.fetchImage(urls, signal, room) });
   } finally {
     held?.release();
   }

@@ -50,6 +50,44 @@ export type FetchResult =
   | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number; sha256: string }
   | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number };
 
+/**
+ * Waits until a body of `bytes` (its Content-Length; undefined when unknown or compressed) may be
+ * buffered, e.g. within a memory budget; rejects when `signal` aborts first.
+ */
+export type Room = (bytes: number | undefined, signal: AbortSignal) => Promise<void>;
+
+/** The time one image may take, stopped while it waits for room. */
+class Deadline {
+  readonly #controller = new AbortController();
+  #left: number;
+  #since = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(ms: number) {
+    this.#left = ms;
+    this.resume();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  pause(): void {
+    this.clear();
+    this.#left -= Date.now() - this.#since;
+  }
+
+  resume(): void {
+    this.#since = Date.now();
+    this.#timer = setTimeout(() => this.#controller.abort(new DOMException('the deadline passed', 'TimeoutError')), Math.max(0, this.#left));
+    this.#timer.unref();
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+  }
+}
+
 type Attempt =
   | { ok: true; body: Buffer; format: ImageFormat; httpStatus: number; sha256: string }
   | { ok: false; reason: FailureReason; detail: string; httpStatus?: number; retryAfterMs?: number };
@@ -98,10 +136,30 @@ export class Fetcher {
     };
   }
 
-  /** Tries each URL in order until one yields an image; never throws for a failed fetch. */
-  async fetchImage(urls: readonly string[], signal?: AbortSignal): Promise<FetchResult> {
-    const deadline = AbortSignal.timeout(this.options.timeoutMs);
-    const abort = signal ? AbortSignal.any([deadline, signal]) : deadline;
+  /**
+   * Tries each URL in order until one yields an image; never throws for a failed fetch. `room`, when
+   * given, is awaited before each body is read (see Room).
+   */
+  async fetchImage(urls: readonly string[], signal?: AbortSignal, room?: Room): Promise<FetchResult> {
+    const deadline = new Deadline(this.options.timeoutMs);
+    try {
+      const abort = signal ? AbortSignal.any([deadline.signal, signal]) : deadline.signal;
+      // The wait for room is not the origin's time: the image's deadline stops meanwhile.
+      const paused: Room | undefined = room && (async (bytes, waitSignal) => {
+        deadline.pause();
+        try {
+          await room(bytes, waitSignal);
+        } finally {
+          deadline.resume();
+        }
+      });
+      return await this.#fetchUrls(urls, abort, paused);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async #fetchUrls(urls: readonly string[], abort: AbortSignal, room: Room | undefined): Promise<FetchResult> {
     let attempts = 0;
     const failures: string[] = [];
     let last: FetchResult | null = null;
@@ -112,7 +170,7 @@ export class Fetcher {
         failures.push(`bad-url`);
         continue;
       }
-      const result = await this.#fetchUrl(url, abort, attempts);
+      const result = await this.#fetchUrl(url, abort, attempts, room);
       attempts = result.attempts;
       if (result.ok || abort.aborted) return result;
       last = result;
@@ -123,7 +181,7 @@ export class Fetcher {
     return last;
   }
 
-  async #fetchUrl(url: URL, signal: AbortSignal, attemptsBefore: number): Promise<FetchResult> {
+  async #fetchUrl(url: URL, signal: AbortSignal, attemptsBefore: number, room: Room | undefined): Promise<FetchResult> {
     const refused = checkUrl(url, this.options.guard);
     if (refused) return { ok: false, url: url.href, reason: refused.reason, detail: refused.message, attempts: attemptsBefore };
     const slots = this.#slotsFor(url.host);
@@ -133,7 +191,7 @@ export class Fetcher {
       await slots.acquire();
       let result: Attempt;
       try {
-        result = await this.#attempt(url, signal);
+        result = await this.#attempt(url, signal, room);
       } finally {
         slots.release();
         if (slots.idle && this.#hosts.size > 10_000) this.#hosts.delete(url.host);
@@ -168,7 +226,7 @@ export class Fetcher {
     return slots;
   }
 
-  async #attempt(url: URL, signal: AbortSignal): Promise<Attempt> {
+  async #attempt(url: URL, signal: AbortSignal, room: Room | undefined): Promise<Attempt> {
     let phase: 'headers' | 'body' = 'headers';
     let received = 0;
     try {
@@ -191,6 +249,11 @@ export class Fetcher {
         discard(body);
         throw new Failure('too-large', `Content-Length ${declared} exceeds ${this.options.maxBytes} bytes`, statusCode);
       }
+      // Unread meanwhile, the body pauses the socket (undici's body timeout waits while paused).
+      await room?.(!headers['content-encoding'] && Number.isFinite(declared) ? declared : undefined, signal).catch((error: unknown) => {
+        discard(body);
+        throw error;
+      });
       phase = 'body';
       const chunks: Buffer[] = [];
       // Hashed as it streams in: the stored bytes are never read a second time.
