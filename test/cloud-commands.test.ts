@@ -178,7 +178,7 @@ describe('cloud commands', () => {
     const [plan] = JSON.parse(dry.stdout) as Array<Record<string, unknown>>;
     assert.deepEqual(
       { dryRun: plan!.dryRun, listed: plan!.listed, downloaded: plan!.downloaded, skipped: plan!.skipped, bytes: plan!.bytes },
-      { dryRun: true, listed: 24, downloaded: 24, skipped: 0, repaired: 0, bytes },
+      { dryRun: true, listed: 24, downloaded: 24, skipped: 0, bytes },
     );
     assert.deepEqual(plan!.counts, { entries: 30, fetched: 24, failed: 6, pending: 0, retrying: 0, bytes, byReason: { 'http-404': 6 } });
     assert.match(dry.stderr, /^good: would copy 24 files \(.+\), 0 already here; table .+good\.csv would list 24 stored, 6 failed, 0 pending\. Dry run: nothing written\.$/m);

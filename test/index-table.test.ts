@@ -24,6 +24,13 @@ test('fields are quoted per RFC 4180 and keep their exact value, control charact
   assert.equal(csvField(0), '0');
 });
 
+test('an id with control characters reads back exact, and two ids differing in one stay two', () => {
+  const ids = ['a\nb', 'a\rb', 'a\r\nb', 'a\tb', 'a\u0000b', `all${Array.from({ length: 32 }, (_, c) => String.fromCharCode(c)).join('')}`, ' a,"b" '];
+  const table = INDEX_HEADER + ids.map((id) => formatIndexRow({ image_id: id, label: '', url: '', path: '', status: 'queued' })).join('');
+  const rows = parse(table, { columns: true }) as Array<Record<string, string>>;
+  assert.deepEqual(rows.map((r) => r.image_id), ids);
+});
+
 test('rows: fetched with path, failed without, multi-label joined by spaces', () => {
   assert.equal(
     formatIndexRow(indexRow({ position: 1, id: '7', labels: ['95', '66'], urls: ['http://h/a.jpg'], key: 'train/7.jpg',

@@ -151,23 +151,28 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
     let reason: FailureReason | '' = '';
     let fetch: FetchRecord | undefined;
     let detail: string | undefined;
+    let attempts: number | undefined;
     const failure = failures.get(safeSegment(id));
     if (size !== undefined) {
       status = 'fetched';
       fetch = o.records?.fetched.get(id);
+      attempts = fetch?.attempts;
     } else if (failure) {
       reason = failure;
       status = o.queueBusy && isTransient(reason) ? 'pending' : 'failed';
       fetch = o.records?.failed.get(id);
       detail = fetch?.detail;
+      attempts = fetch?.attempts;
     } else if (record.status === 'failed' && isFailureReason(record.reason ?? '')) {
       status = 'failed';
       reason = record.reason as FailureReason;
       detail = record.detail || undefined;
+      // Failed by the split, never fetched.
+      attempts = 0;
     }
     yield {
       image_id: id, label: record.label ?? '', url: fetch?.url || record.url || '', path: size !== undefined ? path : '', status, bytes: size ?? 0, reason,
-      format: fetch?.format, httpStatus: fetch?.httpStatus, attempts: fetch?.attempts, detail, sha256: fetch?.sha256,
+      format: fetch?.format, httpStatus: fetch?.httpStatus, attempts, detail, sha256: fetch?.sha256,
     };
   }
 }

@@ -7,10 +7,10 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { parse } from 'csv-parse';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { formatIndexRow, indexRow, TableFile, type IndexRow } from '../../engine/index-table.ts';
 import type { Job } from '../../engine/job.ts';
@@ -163,16 +163,15 @@ function unqueueableRow(refusal: Refusal): IndexRow {
 }
 
 /**
- * Rewrites the rows of jobs SQS refused after their `queued` row was written. A row is one line
- * (csvField turns line breaks into spaces) and a queued row is known from its job alone. The file
- * is in the split's work folder, removed whatever happens.
+ * Rewrites the rows of jobs SQS refused after their `queued` row was written. A queued row is
+ * known from its job alone; rows are read as CSV records, as written (a quoted id may hold line
+ * breaks). The file is in the split's work folder, removed whatever happens.
  */
 async function markRefused(file: string, refused: readonly Refusal[]): Promise<void> {
-  const line = (r: IndexRow): string => formatIndexRow(r).slice(0, -1);
-  const replace = new Map(refused.map((r) => [line(plannedRow(r.job, 'queued')), line(unqueueableRow(r))]));
+  const replace = new Map(refused.map((r) => [formatIndexRow(plannedRow(r.job, 'queued')), formatIndexRow(unqueueableRow(r))]));
   const out = createWriteStream(`${file}.marked`);
-  for await (const text of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
-    if (!out.write(`${replace.get(text) ?? text}\n`)) await once(out, 'drain');
+  for await (const { raw } of createReadStream(file).pipe(parse({ raw: true })) as AsyncIterable<{ raw: string }>) {
+    if (!out.write(replace.get(raw) ?? raw)) await once(out, 'drain');
   }
   out.end();
   await finished(out);
