@@ -95,7 +95,7 @@ describe('operating the cloud with cloudfetch commands', () => {
     const byStatus = (s: string) => rows.filter((r) => r.status === s).length;
     assert.deepEqual([byStatus('fetched'), byStatus('failed'), byStatus('pending')], [32, 9, 0]);
     assert.deepEqual(rows.filter((r) => r.reason === 'http-404').map((r) => r.image_id), ['p3', 'p13', 'p23', 'p33']);
-    assert.deepEqual(rows.find((r) => r.image_id === 'p41'), { image_id: 'p41', label: '1', url: '', path: '', status: 'failed', bytes: '', format: '', reason: 'no-url', http_status: '', attempts: '', detail: '' });
+    assert.deepEqual(rows.find((r) => r.image_id === 'p41'), { image_id: 'p41', label: '1', url: '', path: '', status: 'failed', bytes: '0', format: '', reason: 'no-url', http_status: '', attempts: '0', detail: 'the entry has no URL', sha256: '' });
 
     // The report counts what the table holds, and writes its CSV and page.
     const reported = await run('report', '--json', '--csv', 'missing.csv', '--html', 'report.html');
