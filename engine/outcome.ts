@@ -91,6 +91,8 @@ export interface Failed {
   detail: string;
   /** HTTP status of the last answer, when there was one. */
   httpStatus?: number;
+  /** How long the host asked us to wait (Retry-After on a 429 or 503), when it did. */
+  retryAfterMs?: number;
   attempts: number;
   bytes: number;
   format?: never;

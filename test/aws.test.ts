@@ -93,11 +93,17 @@ describe('job messages', () => {
 
 describe('redelivery of transient failures', () => {
   test('waits grow threefold from 5 s, with jitter of up to half, and stop at 15 minutes', () => {
-    assert.deepEqual([1, 2, 3, 4, 5].map((n) => redeliveryDelaySeconds(n, 5, () => 1)), [5, 15, 45, 135, 405]);
-    assert.deepEqual([1, 2, 3, 4, 5].map((n) => redeliveryDelaySeconds(n, 5, () => 0)), [3, 8, 23, 68, 203]);
-    assert.equal(redeliveryDelaySeconds(20, 5, () => 1), 900);
-    assert.equal(redeliveryDelaySeconds(0, 5, () => 1), 5);
-    assert.equal(redeliveryDelaySeconds(1, 600, () => 1), 600);
+    assert.deepEqual([1, 2, 3, 4, 5].map((n) => redeliveryDelaySeconds(n, 5, undefined, () => 1)), [5, 15, 45, 135, 405]);
+    assert.deepEqual([1, 2, 3, 4, 5].map((n) => redeliveryDelaySeconds(n, 5, undefined, () => 0)), [3, 8, 23, 68, 203]);
+    assert.equal(redeliveryDelaySeconds(20, 5, undefined, () => 1), 900);
+    assert.equal(redeliveryDelaySeconds(0, 5, undefined, () => 1), 5);
+    assert.equal(redeliveryDelaySeconds(1, 600, undefined, () => 1), 600);
+  });
+
+  test("a host's Retry-After is honoured when longer than the backoff, up to 15 minutes", () => {
+    assert.equal(redeliveryDelaySeconds(1, 5, 120_500, () => 1), 121);
+    assert.equal(redeliveryDelaySeconds(3, 5, 2_000, () => 1), 45);
+    assert.equal(redeliveryDelaySeconds(1, 5, 86_400_000, () => 1), 900);
   });
 });
 

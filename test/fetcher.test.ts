@@ -123,7 +123,10 @@ describe('transient failures are retried with backoff', () => {
     const result = await get('/ratelimit/q.jpg?fail=1&after=1');
     assertImage(result, sampleImage('q', 'jpeg'));
     assert.ok(Date.now() - started >= 950, 'the retry came before Retry-After');
-    assertFailed(await get('/ratelimit/q2.jpg?fail=5&after=3600'), 'rate-limited', 1);
+    const refused = await get('/ratelimit/q2.jpg?fail=5&after=3600');
+    assertFailed(refused, 'rate-limited', 1);
+    // Carried on, so the fetch function can hand the job out again when the host allows.
+    assert.equal(!refused.ok && refused.retryAfterMs, 3_600_000);
   });
 
   test('resets before and during the body are retried, and recover', async () => {

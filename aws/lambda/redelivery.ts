@@ -12,10 +12,14 @@ const FACTOR = 3;
 /** SQS's longest visibility change is 12 hours; a transient failure never needs that long. */
 const MAX_DELAY_SECONDS = 900;
 
-/** Seconds until delivery number `receiveCount + 1`: first, ×3, ×9, … (× 0.5–1 at random), at most 15 min. */
-export function redeliveryDelaySeconds(receiveCount: number, first: number, random: () => number = Math.random): number {
+/**
+ * Seconds until delivery number `receiveCount + 1`: first, ×3, ×9, … (× 0.5–1 at random), or the
+ * host's Retry-After when it asked for longer; at most 15 min.
+ */
+export function redeliveryDelaySeconds(receiveCount: number, first: number, retryAfterMs?: number, random: () => number = Math.random): number {
   const ceiling = Math.min(MAX_DELAY_SECONDS, first * FACTOR ** Math.max(0, receiveCount - 1));
-  return Math.max(1, Math.round(ceiling * (0.5 + random() / 2)));
+  const backoff = Math.max(1, Math.round(ceiling * (0.5 + random() / 2)));
+  return retryAfterMs === undefined ? backoff : Math.min(MAX_DELAY_SECONDS, Math.max(backoff, Math.ceil(retryAfterMs / 1000)));
 }
 
 export class Redelivery {
@@ -29,8 +33,8 @@ export class Redelivery {
   }
 
   /** Sets when the record comes back; false (and SQS's own visibility timeout applies) when SQS refused. */
-  async schedule(record: SQSRecord): Promise<boolean> {
-    const seconds = redeliveryDelaySeconds(Number(record.attributes.ApproximateReceiveCount ?? 1), this.#firstDelaySeconds);
+  async schedule(record: SQSRecord, retryAfterMs?: number): Promise<boolean> {
+    const seconds = redeliveryDelaySeconds(Number(record.attributes.ApproximateReceiveCount ?? 1), this.#firstDelaySeconds, retryAfterMs);
     try {
       const QueueUrl = await this.#queueUrl(record.eventSourceARN);
       await this.#sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds }));

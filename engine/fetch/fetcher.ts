@@ -48,7 +48,7 @@ export const DEFAULT_FETCHER_OPTIONS: FetcherOptions = {
 
 export type FetchResult =
   | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number; sha256: string }
-  | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number };
+  | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number; retryAfterMs?: number };
 
 /**
  * Waits until a body of `bytes` (its Content-Length; undefined when unknown or compressed) may be
@@ -200,7 +200,11 @@ export class Fetcher {
         const { body, format, httpStatus, sha256 } = result;
         return { ok: true, url: url.href, body, format, contentType: contentTypeOf(format), attempts, httpStatus, sha256 };
       }
-      const failed = { ok: false as const, url: url.href, reason: result.reason, detail: result.detail, attempts, ...(result.httpStatus ? { httpStatus: result.httpStatus } : {}) };
+      const failed = {
+        ok: false as const, url: url.href, reason: result.reason, detail: result.detail, attempts,
+        ...(result.httpStatus ? { httpStatus: result.httpStatus } : {}),
+        ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
+      };
       if (!isTransient(result.reason) || retry >= this.options.retries || signal.aborted) return failed;
       const backoff = Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** retry);
       // "Equal jitter": at least half the backoff, so hosts get a real pause, spread to avoid bursts.
