@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { INDEX_HEADER, csvField } from '../engine/index-table.ts';
+import { INDEX_HEADER, formatIndexRow } from '../engine/index-table.ts';
 import { EMULATOR_CREDENTIALS } from '../local-cloud/emulator.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
 import { defaultOutBase, hasGnuTime, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
@@ -96,8 +96,8 @@ async function fillBucket(s3: S3Client): Promise<void> {
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   const status = { split: SPLIT, manifest: `manifests/${SPLIT}.txt`, state: 'queued', startedAt: new Date().toISOString(), entries: images.length, queued: images.length };
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `status/${SPLIT}.json`, Body: JSON.stringify(status), ContentType: 'application/json' }));
-  const rows = images.map((image) => [image.name, '', `https://images.example/${image.name}.jpg`, `${SPLIT}/${image.name}.jpg`, 'queued', '', '', '', '', '', '', ''].map(csvField).join(','));
-  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `index/${SPLIT}.csv`, Body: INDEX_HEADER + rows.join('\n') + '\n', ContentType: 'text/csv' }));
+  const rows = images.map((image) => formatIndexRow({ image_id: image.name, label: '', url: `https://images.example/${image.name}.jpg`, path: `${SPLIT}/${image.name}.jpg`, status: 'queued' }));
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `index/${SPLIT}.csv`, Body: INDEX_HEADER + rows.join(''), ContentType: 'text/csv' }));
   let next = 0;
   await Promise.all(Array.from({ length: 32 }, async () => {
     while (next < images.length) {
