@@ -1,0 +1,345 @@
+// A simulated web on loopback, deterministic from a seed: the yardstick for politeness (issue #12).
+// Many hosts, each an origin of its own (127.0.0.1 and an OS-chosen port, as undici pools
+// connections), each with a profile: heavy-tailed latency (log-normal), a concurrency or request-rate
+// limit (beyond it 429 with Retry-After; too many crossings within a window: 403 to everything for a
+// while, as bot protection does), link rot (404/410), flaky 5xx and resets (the first request of
+// such a path fails, the next ones work), and placeholders (one host's many dead URLs answering 200
+// with the same bytes). It counts, per host, what a client did to it.
+//
+// Paths are /img/<name>.jpg; a path's fate is a hash of the seed, the host and the path, so the
+// same seed gives the same profiles and the same dead and placeholder paths.
+
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sampleImage } from './origin.ts';
+
+export type Limit = { kind: 'concurrency'; max: number } | { kind: 'rate'; perSecond: number };
+
+export interface HostProfile {
+  /** Log-normal latency of every answer: its median and the sigma of its logarithm. */
+  medianMs: number;
+  sigma: number;
+  /** Longest latency drawn (the tail is cut here). */
+  maxMs: number;
+  limit: Limit;
+  retryAfterSeconds: number;
+  /** `crossings` limit crossings within `windowMs` ban the client for `banMs`: 403 to everything. */
+  ban: { crossings: number; windowMs: number; banMs: number };
+  /** Shares of paths: gone (404 or 410), placeholder, a 5xx first, a reset first. */
+  deadShare: number;
+  placeholderShare: number;
+  flakyShare: number;
+  resetShare: number;
+}
+
+export type Fate = 'ok' | 'dead' | 'placeholder' | 'flaky' | 'reset';
+
+export interface HostReport {
+  url: string;
+  /** Every request seen, whatever its answer. */
+  requests: number;
+  peakConcurrency: number;
+  /** Requests beyond the limit (answered 429). */
+  crossings: number;
+  bansTriggered: number;
+  /** Requests answered 403 while banned. */
+  refusedWhileBanned: number;
+  /** Answers by kind; they add up to `requests`. */
+  answers: { image: number; placeholder: number; gone: number; serverError: number; reset: number; tooMany: number; banned: number };
+}
+
+export interface SimHost {
+  readonly url: string;
+  readonly profile: HostProfile;
+  /** The fate of a path of this host (without query). */
+  fate(path: string): Fate;
+  /** The bytes a path answers with status 200: its own image, or the host's placeholder. */
+  body(path: string): Buffer;
+  /** Requests per second a polite client can sustain here (a concurrency limit ÷ the mean latency). */
+  allowedRate(): number;
+  report(): HostReport;
+}
+
+export interface SimWeb {
+  readonly seed: number;
+  readonly hosts: readonly SimHost[];
+  report(): HostReport[];
+  close(): Promise<void>;
+}
+
+export interface SimWebOptions {
+  seed: number;
+  hosts: number;
+  /** Changes to the generated profile of host i (tests use it for short bans, no latency...). */
+  adjust?: (profile: HostProfile, i: number) => HostProfile;
+  /** The clock of rate windows and bans (default Date.now): a test moves it instead of waiting. */
+  clock?: () => number;
+}
+
+/** mulberry32: small, fast, the same sequence everywhere for a seed. */
+export function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A uniform number in [0, 1) from a hash of the parts. */
+function hashUnit(...parts: Array<string | number>): number {
+  return createHash('sha256').update(parts.join('\0')).digest().readUInt32BE(0) / 4294967296;
+}
+
+/** Host i's profile from the seed: the first three (the big hosts of simManifest) always have a concurrency limit. */
+export function generateProfile(seed: number, i: number): HostProfile {
+  const random = prng(seed * 1000 + i + 1);
+  const r = (low: number, high: number): number => low + (high - low) * random();
+  const byConcurrency = i < 3 || random() < 0.5;
+  return {
+    medianMs: Math.round(r(20, 60)),
+    sigma: r(1.2, 1.6), // p99 = median × e^(2.33σ): 0.3–2.5 s
+    maxMs: 10_000,
+    limit: byConcurrency ? { kind: 'concurrency', max: Math.round(r(4, 8)) } : { kind: 'rate', perSecond: Math.round(r(5, 20)) },
+    retryAfterSeconds: Math.round(r(1, 5)),
+    ban: { crossings: 50, windowMs: 10_000, banMs: 30_000 },
+    deadShare: r(0.02, 0.1),
+    placeholderShare: random() < 0.25 ? r(0.05, 0.15) : 0,
+    flakyShare: r(0.01, 0.05),
+    resetShare: r(0, 0.02),
+  };
+}
+
+function meanLatencyMs(p: HostProfile): number {
+  return Math.min(p.maxMs, p.medianMs * Math.exp((p.sigma * p.sigma) / 2));
+}
+
+/** Standard normal from two uniforms (Box–Muller). */
+function normal(random: () => number): number {
+  return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+}
+
+const HTML = (text: string): Buffer => Buffer.from(`<!doctype html><title>${text}</title><h1>${text}</h1>\n`);
+
+async function startHost(seed: number, i: number, profile: HostProfile, clock: () => number, closing: AbortSignal): Promise<{ host: SimHost; server: Server; sockets: Set<Socket> }> {
+  const latency = prng(seed * 7919 + i);
+  const placeholder = sampleImage(`placeholder-${seed}-${i}`, 'jpeg', 6000);
+  const attempts = new Map<string, number>();
+  const crossingTimes: number[] = [];
+  let bannedUntil = 0;
+  let inFlight = 0; // every open request, answered or refused
+  let admitted = 0; // those within the limit, being answered
+  let sent = 0; // rate limit: requests admitted in the current second
+  let second = 0;
+  const counts: HostReport = {
+    url: '',
+    requests: 0,
+    peakConcurrency: 0,
+    crossings: 0,
+    bansTriggered: 0,
+    refusedWhileBanned: 0,
+    answers: { image: 0, placeholder: 0, gone: 0, serverError: 0, reset: 0, tooMany: 0, banned: 0 },
+  };
+
+  function fate(path: string): Fate {
+    const u = hashUnit(seed, i, path);
+    let edge = profile.deadShare;
+    if (u < edge) return 'dead';
+    if (u < (edge += profile.placeholderShare)) return 'placeholder';
+    if (u < (edge += profile.flakyShare)) return 'flaky';
+    if (u < (edge += profile.resetShare)) return 'reset';
+    return 'ok';
+  }
+
+  function body(path: string): Buffer {
+    if (fate(path) === 'placeholder') return placeholder;
+    const name = path.slice(path.lastIndexOf('/') + 1).replace(/\.jpg$/, '');
+    return sampleImage(`${i}-${name}`, 'jpeg', 2000 + Math.floor(hashUnit(seed, i, path, 'size') * 30_000));
+  }
+
+  /** Whether this request crosses the limit; counts the crossing and may start a ban. */
+  function crosses(now: number): boolean {
+    let over: boolean;
+    if (profile.limit.kind === 'concurrency') over = admitted >= profile.limit.max;
+    else {
+      const current = Math.floor(now / 1000);
+      if (current !== second) [second, sent] = [current, 0];
+      over = sent >= profile.limit.perSecond;
+      if (!over) sent++;
+    }
+    if (!over) return false;
+    counts.crossings++;
+    crossingTimes.push(now);
+    while (crossingTimes[0]! <= now - profile.ban.windowMs) crossingTimes.shift();
+    if (crossingTimes.length >= profile.ban.crossings) {
+      counts.bansTriggered++;
+      bannedUntil = now + profile.ban.banMs;
+      crossingTimes.length = 0;
+    }
+    return true;
+  }
+
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    counts.requests++;
+    inFlight++;
+    counts.peakConcurrency = Math.max(counts.peakConcurrency, inFlight);
+    res.once('close', () => inFlight--);
+    res.on('error', () => {});
+    const path = (req.url ?? '/').split('?')[0]!;
+    const now = clock();
+    if (now < bannedUntil) {
+      counts.refusedWhileBanned++;
+      counts.answers.banned++;
+      res.writeHead(403, { 'content-type': 'text/html' }).end(HTML('403 Forbidden'));
+      return;
+    }
+    if (crosses(now)) {
+      counts.answers.tooMany++;
+      res.writeHead(429, { 'content-type': 'text/html', 'retry-after': String(profile.retryAfterSeconds) }).end(HTML('429 Too Many Requests'));
+      return;
+    }
+    admitted++;
+    // Stop the wait when the client goes away or the web closes.
+    const left = new AbortController();
+    res.once('close', () => {
+      admitted--;
+      left.abort();
+    });
+    const wait = Math.min(profile.maxMs, profile.medianMs * Math.exp(profile.sigma * normal(latency)));
+    sleep(wait, undefined, { signal: AbortSignal.any([closing, left.signal]) }).then(
+      () => answer(path, req.socket, res),
+      () => res.destroy(),
+    );
+  });
+
+  function answer(path: string, socket: Socket, res: ServerResponse): void {
+    if (res.destroyed) return;
+    const fateOf = /^\/img\/[^/]+\.jpg$/.test(path) ? fate(path) : 'dead';
+    const seen = (attempts.get(path) ?? 0) + 1;
+    attempts.set(path, seen);
+    if (fateOf === 'dead') {
+      counts.answers.gone++;
+      const status = hashUnit(seed, i, path, 'status') < 0.5 ? 404 : 410;
+      res.writeHead(status, { 'content-type': 'text/html' }).end(HTML(`${status}`));
+    } else if (fateOf === 'flaky' && seen === 1) {
+      counts.answers.serverError++;
+      const status = [500, 502, 503][Math.floor(hashUnit(seed, i, path, 'status') * 3)]!;
+      res.writeHead(status, { 'content-type': 'text/html' }).end(HTML(`${status}`));
+    } else if (fateOf === 'reset' && seen === 1) {
+      counts.answers.reset++;
+      socket.resetAndDestroy();
+    } else {
+      if (fateOf === 'placeholder') counts.answers.placeholder++;
+      else counts.answers.image++;
+      const bytes = body(path);
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length }).end(bytes);
+    }
+  }
+
+  server.keepAliveTimeout = 30_000;
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  counts.url = url;
+  const host: SimHost = {
+    url,
+    profile,
+    fate,
+    body,
+    allowedRate: () => (profile.limit.kind === 'rate' ? profile.limit.perSecond : (profile.limit.max * 1000) / meanLatencyMs(profile)),
+    report: () => ({ ...counts, answers: { ...counts.answers } }),
+  };
+  return { host, server, sockets };
+}
+
+export async function startSimWeb(options: SimWebOptions): Promise<SimWeb> {
+  const closing = new AbortController();
+  const started: Array<Awaited<ReturnType<typeof startHost>>> = [];
+  try {
+    for (let i = 0; i < options.hosts; i++) {
+      const generated = generateProfile(options.seed, i);
+      started.push(await startHost(options.seed, i, options.adjust ? options.adjust(generated, i) : generated, options.clock ?? Date.now, closing.signal));
+    }
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+  let closed: Promise<void> | null = null;
+  function closeAll(): Promise<void> {
+    closed ??= (async () => {
+      closing.abort();
+      await Promise.all(
+        started.map(
+          ({ server, sockets }) =>
+            new Promise<void>((resolve) => {
+              server.close(() => resolve());
+              for (const socket of sockets) socket.destroy();
+            }),
+        ),
+      );
+    })();
+    return closed;
+  }
+  return {
+    seed: options.seed,
+    hosts: started.map((s) => s.host),
+    report: () => started.map((s) => s.host.report()),
+    close: closeAll,
+  };
+}
+
+export interface SimEntry {
+  id: string;
+  url: string;
+  host: number;
+  fate: Fate;
+}
+
+/**
+ * `entries` entries over the web's hosts, `bigShare` of them on the first `bigHosts` hosts (evenly),
+ * the rest spread evenly over the others; the order is shuffled (seeded), as real manifests mix hosts.
+ */
+export function simManifest(web: SimWeb, entries: number, bigHosts = 3, bigShare = 0.6): SimEntry[] {
+  const hosts = web.hosts.length;
+  const random = prng(web.seed * 31 + entries);
+  const result: SimEntry[] = [];
+  for (let n = 0; n < entries; n++) {
+    const big = n < Math.round(entries * bigShare) || hosts <= bigHosts;
+    const host = big ? n % Math.min(bigHosts, hosts) : bigHosts + (n % (hosts - bigHosts));
+    const path = `/img/e${n}.jpg`;
+    result.push({ id: `e${n}`, url: web.hosts[host]!.url + path, host, fate: web.hosts[host]!.fate(path) });
+  }
+  for (let n = result.length - 1; n > 0; n--) {
+    const k = Math.floor(random() * (n + 1));
+    [result[n], result[k]] = [result[k]!, result[n]!];
+  }
+  return result;
+}
+
+/** The manifest as CSV (`id,url`), a format `cloudfetch run` reads. */
+export function manifestCsv(entries: readonly SimEntry[]): string {
+  return 'id,url\n' + entries.map((e) => `${e.id},${e.url}\n`).join('');
+}
+
+/** What a polite client could get: the entries with a real image, and the time it needs (entries ÷ allowed rate per host). */
+export function politeIdeal(web: SimWeb, entries: readonly SimEntry[]): { images: number; sumSeconds: number; maxHostSeconds: number } {
+  const perHost = new Array<number>(web.hosts.length).fill(0);
+  let images = 0;
+  for (const entry of entries) {
+    perHost[entry.host]!++;
+    if (entry.fate !== 'dead' && entry.fate !== 'placeholder') images++;
+  }
+  const seconds = perHost.map((count, h) => count / web.hosts[h]!.allowedRate());
+  return { images, sumSeconds: seconds.reduce((a, b) => a + b, 0), maxHostSeconds: Math.max(0, ...seconds) };
+}
