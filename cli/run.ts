@@ -1,14 +1,16 @@
 // `cloudfetch run`: a whole manifest onto disk, resumable; the index CSV and a summary at the end.
 
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_FETCHER_OPTIONS, Fetcher, type FetcherOptions } from '../engine/fetch/fetcher.ts';
-import { indexRow, TableFile } from '../engine/index-table.ts';
+import { indexRow, OrderedTable, TableFile } from '../engine/index-table.ts';
 import type { Layout } from '../engine/keys.ts';
 import type { ManifestFormat } from '../engine/manifest/index.ts';
 import { planJobs, type PlanStats } from '../engine/plan.ts';
 import { runPool } from '../engine/pool.ts';
 import { formatSummary, plural, Tally, type Summary } from '../engine/summary.ts';
-import { FsStore } from '../engine/fs-store.ts';
+import { FsStore, TEMP_DIR } from '../engine/fs-store.ts';
+import { SeenIds } from '../engine/seen-ids.ts';
 import { openManifestFile } from './manifest-file.ts';
 import { prepareOutFolder } from './out-folder.ts';
 import { startProgress, type Progress } from './progress.ts';
@@ -59,25 +61,34 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
 
   const store = await FsStore.open(o.out);
   const fetcher = new Fetcher(o.fetcher);
-  const index = new TableFile(join(store.root, `${split}.csv`));
+  // Per entry, only the ids seen and the rows held behind a straggler are remembered, both on
+  // disk here (swept by a later run if this one is killed) so memory stays flat at any size.
+  const spill = await mkdtemp(join(store.root, TEMP_DIR, `${process.pid}-run-`));
+  const seen = new SeenIds({ spillFile: join(spill, 'ids') });
+  const index = new OrderedTable(new TableFile(join(store.root, `${split}.csv`)), spill);
   const tally = new Tally();
   const stats: PlanStats = { duplicates: 0, firstDuplicates: [] };
   const progress = o.quiet || o.signal?.aborted ? null : startProgress(entries, tally, o.log);
   if (progress) onProgress(progress);
   let completed = false;
   try {
-    await runPool(planJobs(manifest.entries(), split, o.layout, stats), store, fetcher, { concurrency: o.concurrency, ...(o.signal ? { signal: o.signal } : {}) }, (record) => {
+    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen), store, fetcher, { concurrency: o.concurrency, ...(o.signal ? { signal: o.signal } : {}) }, (record, sequence) => {
       tally.add(record);
-      index.write(indexRow(record));
+      index.put(sequence, indexRow(record));
       progress?.tick();
     });
     completed = !o.signal?.aborted;
   } finally {
     progress?.stop();
-    await (completed ? fetcher.close() : fetcher.destroy());
-    await store.close();
-    // The index is complete only after a full run; otherwise the last complete one stays.
-    await (completed ? index.commit() : index.abandon());
+    seen.close();
+    try {
+      await (completed ? fetcher.close() : fetcher.destroy());
+      // The index is complete only after a full run; otherwise the last complete one stays.
+      await (completed ? index.commit() : index.abandon());
+    } finally {
+      await rm(spill, { recursive: true, force: true });
+      await store.close();
+    }
   }
   const interrupted = !completed;
   const summary = tally.summary(split, stats.duplicates, (Date.now() - started) / 1000, interrupted);

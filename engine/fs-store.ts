@@ -10,7 +10,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { printable } from './printable.ts';
 import type { PutMetadata, Store } from './store.ts';
 
-const TEMP_DIR = '.cloudfetch-tmp';
+export const TEMP_DIR = '.cloudfetch-tmp';
 
 // The callback API, promisified: for many small files it costs the event loop about half of what
 // fs/promises does (no FileHandle per file), which a run of 64 downloads at once feels.

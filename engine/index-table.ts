@@ -1,7 +1,8 @@
 // The index table: one CSV row per distinct manifest entry, the file a user loads in pandas.
 
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync, readSync, writeFileSync, type WriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import type { Outcome, Status } from './outcome.ts';
@@ -98,7 +99,12 @@ export class TableFile {
 
   /** Adds a row. false: the disk is behind, and a caller that can wait should await drained(). */
   write(row: IndexRow): boolean {
-    this.#pending += formatIndexRow(row);
+    return this.writeLine(formatIndexRow(row));
+  }
+
+  /** Adds a row already formatted by formatIndexRow(). */
+  writeLine(line: string): boolean {
+    this.#pending += line;
     if (this.#pending.length < 65_536) return true;
     const more = this.#out.write(this.#pending);
     this.#pending = '';
@@ -126,5 +132,166 @@ export class TableFile {
     // Closed first: a file still being opened would otherwise appear after the removal.
     if (!this.#out.closed) await once(this.#out, 'close');
     await rm(this.#partial, { force: true });
+  }
+}
+
+/** Rows held back behind a gap before they go to a sorted run on disk. */
+const HELD_BYTES = 4 << 20;
+
+/**
+ * Rows that arrive out of order (as images complete), written to the table in sequence order
+ * 0, 1, 2, … In order they go straight through; rows behind a straggler wait in memory, and
+ * when those pass HELD_BYTES they go to disk as a run sorted by sequence, in `spillDir`. From
+ * the first run on, every later row waits too, and commit() merges the runs into the table.
+ * So memory stays bounded however long a straggler holds back the rest.
+ */
+export class OrderedTable {
+  readonly #table: TableFile;
+  readonly #spillDir: string;
+  readonly #heldBytesLimit: number;
+  #next = 0;
+  #held = new Map<number, string>();
+  #heldBytes = 0;
+  readonly #runs: string[] = [];
+
+  constructor(table: TableFile, spillDir: string, heldBytesLimit = HELD_BYTES) {
+    this.#table = table;
+    this.#spillDir = spillDir;
+    this.#heldBytesLimit = heldBytesLimit;
+  }
+
+  /** Sorted runs written so far (tests). */
+  get runs(): number {
+    return this.#runs.length;
+  }
+
+  put(sequence: number, row: IndexRow): void {
+    const line = formatIndexRow(row);
+    if (sequence === this.#next && this.#runs.length === 0) {
+      this.#table.writeLine(line);
+      for (let ready = this.#held.get(++this.#next); ready !== undefined; ready = this.#held.get(++this.#next)) {
+        this.#held.delete(this.#next);
+        this.#heldBytes -= ready.length;
+        this.#table.writeLine(ready);
+      }
+      return;
+    }
+    this.#held.set(sequence, line);
+    this.#heldBytes += line.length;
+    if (this.#heldBytes > this.#heldBytesLimit) this.#spill();
+  }
+
+  /** The held rows as one run: [sequence, 4 bytes LE][byte length, 4 bytes LE][UTF-8 row]… */
+  #spill(): void {
+    const sequences = [...this.#held.keys()].sort((a, b) => a - b);
+    const parts: Buffer[] = [];
+    for (const sequence of sequences) {
+      const row = Buffer.from(this.#held.get(sequence)!, 'utf8');
+      const header = Buffer.allocUnsafe(8);
+      header.writeUInt32LE(sequence, 0);
+      header.writeUInt32LE(row.length, 4);
+      parts.push(header, row);
+    }
+    const file = join(this.#spillDir, `rows-${this.#runs.length}`);
+    writeFileSync(file, Buffer.concat(parts), { flag: 'wx' });
+    this.#runs.push(file);
+    this.#held.clear();
+    this.#heldBytes = 0;
+  }
+
+  /** Writes what waits (merging the runs), commits the table and removes the runs. */
+  async commit(): Promise<void> {
+    try {
+      if (this.#runs.length > 0) {
+        this.#spill();
+        await this.#merge();
+      }
+    } catch (error) {
+      await this.abandon();
+      throw error;
+    }
+    await this.#removeRuns();
+    await this.#table.commit();
+  }
+
+  async abandon(): Promise<void> {
+    this.#held.clear();
+    await this.#removeRuns();
+    await this.#table.abandon();
+  }
+
+  async #merge(): Promise<void> {
+    const readers = this.#runs.map((file) => new RunReader(file));
+    try {
+      for (;;) {
+        let least: RunReader | null = null;
+        for (const reader of readers) if (reader.sequence >= 0 && (least === null || reader.sequence < least.sequence)) least = reader;
+        if (least === null) return;
+        if (!this.#table.writeLine(least.row)) await this.#table.drained();
+        least.advance();
+      }
+    } finally {
+      for (const reader of readers) reader.close();
+    }
+  }
+
+  async #removeRuns(): Promise<void> {
+    await Promise.all(this.#runs.map((file) => rm(file, { force: true })));
+    this.#runs.length = 0;
+  }
+}
+
+/** Reads one sorted run record by record, 64 KiB at a time. */
+class RunReader {
+  readonly #fd: number;
+  #buffer = Buffer.alloc(1 << 16);
+  #start = 0;
+  #end = 0;
+  #position = 0;
+  /** The current record's sequence; -1 at the end. */
+  sequence = -1;
+  row = '';
+
+  constructor(file: string) {
+    this.#fd = openSync(file, 'r');
+    this.advance();
+  }
+
+  advance(): void {
+    if (!this.#fill(8)) {
+      this.sequence = -1;
+      return;
+    }
+    const sequence = this.#buffer.readUInt32LE(this.#start);
+    const length = this.#buffer.readUInt32LE(this.#start + 4);
+    if (!this.#fill(8 + length)) throw new Error('index spill run ends inside a row');
+    this.sequence = sequence;
+    this.row = this.#buffer.toString('utf8', this.#start + 8, this.#start + 8 + length);
+    this.#start += 8 + length;
+  }
+
+  /** At least `bytes` unread bytes in the buffer; false at the end of the file. */
+  #fill(bytes: number): boolean {
+    if (this.#end - this.#start >= bytes) return true;
+    if (this.#buffer.length < bytes) {
+      const grown = Buffer.alloc(Math.max(bytes, this.#buffer.length * 2));
+      this.#buffer.copy(grown, 0, this.#start, this.#end);
+      this.#buffer = grown;
+    } else {
+      this.#buffer.copy(this.#buffer, 0, this.#start, this.#end);
+    }
+    this.#end -= this.#start;
+    this.#start = 0;
+    while (this.#end < bytes) {
+      const n = readSync(this.#fd, this.#buffer, this.#end, this.#buffer.length - this.#end, this.#position);
+      if (n === 0) return false;
+      this.#end += n;
+      this.#position += n;
+    }
+    return true;
+  }
+
+  close(): void {
+    closeSync(this.#fd);
   }
 }

@@ -3,10 +3,10 @@
 
 import type { Job, ManifestEntry } from './job.ts';
 import { imageKey, type Layout } from './keys.ts';
-import { idKey } from './manifest/index.ts';
 import type { IndexRecord } from './index-table.ts';
 import type { Failed } from './outcome.ts';
 import { parseFetchUrl } from './fetch/url.ts';
+import { SeenIds } from './seen-ids.ts';
 
 export type Planned = { job: Job } | { record: IndexRecord };
 
@@ -25,23 +25,22 @@ export class MultiLabelError extends Error {
 
 /**
  * Turns entries into jobs: first occurrence of an id wins, later ones are counted as duplicates;
- * an entry without a usable URL becomes a failed record at once.
+ * an entry without a usable URL becomes a failed record at once. `seen` is the caller's when it
+ * spills to disk (the caller closes it).
  */
 export async function* planJobs(
   entries: AsyncIterable<ManifestEntry>,
   split: string,
   layout: Layout,
   stats: PlanStats,
+  seen: SeenIds = new SeenIds(),
 ): AsyncGenerator<Planned> {
-  const seen = new Set<string | number>();
   for await (const entry of entries) {
-    const key = idKey(entry.id);
-    if (seen.has(key)) {
+    if (!seen.add(entry.id)) {
       stats.duplicates++;
       if (stats.firstDuplicates.length < 5) stats.firstDuplicates.push({ id: entry.id, position: entry.position });
       continue;
     }
-    seen.add(key);
     const { position, id, urls, labels } = entry;
     if (layout === 'by-label' && labels.length > 1) throw new MultiLabelError(position, labels.length);
     const valid = urls.filter((url) => parseFetchUrl(url) !== null);

@@ -1,5 +1,6 @@
-// Planned jobs → a bounded pool of workers → one record per distinct entry, handed on in
-// manifest order so the index reads like the manifest. The local run's engine.
+// Planned jobs → a bounded pool of workers → one record per distinct entry, handed on as it
+// completes with its sequence number in the plan (OrderedTable puts the rows back in manifest
+// order): nothing is held here per entry. The local run's engine.
 
 import type { IndexRecord } from './index-table.ts';
 import type { Planned } from './plan.ts';
@@ -14,7 +15,7 @@ export interface PoolOptions {
 
 /**
  * Runs every planned job with at most `concurrency` in flight and calls `onRecord` once per
- * entry, in plan order. Stops taking new jobs when the signal aborts; failures of jobs cut short
+ * entry as it completes, with the entry's sequence number in the plan (0, 1, …). Stops taking new jobs when the signal aborts; failures of jobs cut short
  * by the abort are not reported (they were not really tried), but everything that did complete
  * is, images written during the drain included.
  */
@@ -23,24 +24,14 @@ export async function runPool(
   store: Store,
   fetcher: ImageFetcher,
   options: PoolOptions,
-  onRecord: (record: IndexRecord) => void,
+  onRecord: (record: IndexRecord, sequence: number) => void,
 ): Promise<void> {
   const iterator = planned[Symbol.asyncIterator]();
-  const done = new Map<number, IndexRecord>();
   let nextSequence = 0;
-  let nextToReport = 0;
   // A worker that throws (disk full, a manifest error mid-stream) stops all the others.
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   let firstError: { error: unknown } | null = null;
-
-  const report = (sequence: number, record: IndexRecord): void => {
-    done.set(sequence, record);
-    for (let ready = done.get(nextToReport); ready; ready = done.get(nextToReport)) {
-      done.delete(nextToReport++);
-      onRecord(ready);
-    }
-  };
 
   // `concurrency` images on the network at once. A few more workers than that do the local part
   // (the existence check, taking the next entry) meanwhile, and each worker writes one image
@@ -64,7 +55,7 @@ export async function runPool(
         if (next.done) return;
         const sequence = nextSequence++;
         if ('record' in next.value) {
-          report(sequence, next.value.record);
+          onRecord(next.value.record, sequence);
           continue;
         }
         const { job } = next.value;
@@ -73,11 +64,11 @@ export async function runPool(
         await writing;
         const { position, id, labels, urls, key } = job;
         if ('outcome' in staged) {
-          report(sequence, { position, id, labels, urls, key, outcome: staged.outcome });
+          onRecord({ position, id, labels, urls, key, outcome: staged.outcome }, sequence);
           continue;
         }
         // Bytes in hand are written even after an abort: they cost nothing more to keep.
-        writing = staged.write().then((outcome) => report(sequence, { position, id, labels, urls, key, outcome }));
+        writing = staged.write().then((outcome) => onRecord({ position, id, labels, urls, key, outcome }, sequence));
         writing.catch(() => {}); // awaited above or below; this only marks it handled meanwhile
       }
     } finally {
@@ -96,6 +87,4 @@ export async function runPool(
   const workers = options.concurrency + Math.max(2, Math.ceil(options.concurrency / 8));
   await Promise.all(Array.from({ length: workers }, guarded));
   if (firstError) throw (firstError as { error: unknown }).error;
-  // After an abort the jobs cut short leave gaps that hold back later records: hand those on too.
-  for (const sequence of [...done.keys()].sort((x, y) => x - y)) onRecord(done.get(sequence)!);
 }
