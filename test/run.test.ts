@@ -183,6 +183,7 @@ describe('cloudfetch run', () => {
     assert.match(result.stderr, /Re-run the same command to continue/);
     assert.equal(existsSync(join(out, 'interrupt.csv')), false);
     assert.deepEqual((await readdir(out)).filter((f) => f.endsWith('.part')), []);
+    assert.equal(existsSync(join(out, '.cloudfetch-tmp')), false, 'no spill files (ids seen, held rows) left behind');
   });
 
   test('--layout by-label puts images in one folder per label; --split names the split', async () => {
