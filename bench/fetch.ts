@@ -14,9 +14,8 @@ import { availableParallelism, cpus as cpuTimes } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { DEFAULT_USER_AGENT } from '../engine/fetch/fetcher.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
-import { defaultOutBase, hasGnuTime, isTmpfs, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
+import { ARIA2C_FLAGS, defaultOutBase, hasGnuTime, isTmpfs, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const ORIGIN_SERVER = join(ROOT, 'bench', 'origin-server.ts');
@@ -231,29 +230,6 @@ const cloudfetch: Tool = {
   },
 };
 
-/**
- * aria2c as fast as it fairly goes against one host with N connections: N downloads at once,
- * one connection each, keep-alive on (the default), and nothing it would do per file that
- * cloudfetch does not (preallocation, renaming probes, console output).
- */
-const ARIA2C_FLAGS = (connections: number): string[] => [
-  `--max-concurrent-downloads=${connections}`, // -j: N files at once…
-  '--max-connection-per-server=1', // -x 1: …one connection each (a 20–40 KB file gains nothing from ranges)
-  '--split=1', // -s 1: no range requests
-  '--enable-http-keep-alive=true', // the default, stated: connections are reused across files
-  '--enable-http-pipelining=false', // the default; pipelining measured twice as slow here
-  '--http-accept-gzip=false', // the default; images are not compressed
-  '--file-allocation=none', // no fallocate per file (the default is prealloc)
-  '--auto-file-renaming=false', // no probing for name.1.jpg…
-  '--allow-overwrite=true', // …nor refusing an existing file
-  '--console-log-level=warn', // no line per finished download
-  '--show-console-readout=false', // no progress readout (cloudfetch runs --quiet)
-  '--summary-interval=0',
-  '--download-result=hide',
-  '--no-conf=true', // a user's ~/.aria2/aria2.conf must not change the figures
-  '--no-netrc=true',
-  `--user-agent=${DEFAULT_USER_AGENT}`, // the same User-Agent as cloudfetch
-];
 
 const aria2c: Tool = {
   name: 'aria2c',
