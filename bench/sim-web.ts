@@ -90,7 +90,8 @@ try {
         `${String(r.requests).padStart(8)}  ${String(r.peakConcurrency).padStart(4)}  ${String(r.crossings).padStart(9)}  ${String(r.bansTriggered).padStart(4)}  ${String(r.refusedWhileBanned).padStart(4)}`,
     );
   });
-  const sum = (pick: (r: (typeof reports)[number]) => number): number => reports.reduce((total, r) => total + pick(r), 0);
+  const sum = (pick: (r: (typeof reports)[number]) => number, from = 0): number => reports.slice(from).reduce((total, r) => total + pick(r), 0);
+  say(`3–${hostCount - 1}  ${String(entryCount - perHost[0]! - perHost[1]! - perHost[2]!).padStart(7)}  ${'(small)'.padEnd(10)}  ${''.padStart(9)}  ${String(sum((r) => r.requests, 3)).padStart(8)}  ${String(Math.max(...reports.slice(3).map((r) => r.peakConcurrency))).padStart(4)}  ${String(sum((r) => r.crossings, 3)).padStart(9)}  ${String(sum((r) => r.bansTriggered, 3)).padStart(4)}  ${String(sum((r) => r.refusedWhileBanned, 3)).padStart(4)}`);
   say(`  all  ${String(entryCount).padStart(7)}  ${''.padEnd(10)}  ${''.padStart(9)}  ${String(sum((r) => r.requests)).padStart(8)}  ${''.padStart(4)}  ${String(sum((r) => r.crossings)).padStart(9)}  ${String(sum((r) => r.bansTriggered)).padStart(4)}  ${String(sum((r) => r.refusedWhileBanned)).padStart(4)}`);
   say();
   say(`images stored:            ${stored} of the ${ideal.images} a polite client gets (${((100 * stored) / ideal.images).toFixed(1)}%); placeholders kept as images: ${placeholdersKept}`);
