@@ -14,7 +14,6 @@ export const TEMP_DIR = '.cloudfetch-tmp';
 
 // The callback API, promisified: for many small files it costs the event loop about half of what
 // fs/promises does (no FileHandle per file), which a run of 64 downloads at once feels.
-const stat = promisify(fs.stat);
 const writeFile = promisify(fs.writeFile);
 const link = promisify(fs.link);
 const unlink = promisify(fs.unlink);
@@ -67,8 +66,10 @@ export class FsStore implements Store {
 
   async head(key: string): Promise<{ bytes: number } | null> {
     try {
-      const info = await stat(this.#path(key));
-      return info.isFile() ? { bytes: info.size } : null;
+      // Synchronous: one metadata lookup costs less than a trip through the thread pool, and a
+      // missing file (a fresh run's every image) answers undefined instead of building an error.
+      const info = fs.statSync(this.#path(key), { throwIfNoEntry: false });
+      return info?.isFile() ? { bytes: info.size } : null;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
       throw error;

@@ -286,6 +286,16 @@ describe('guardInterceptor', () => {
       assert.equal(error.cause, undefined);
     });
 
+    it('decides the same for an origin seen before: a remembered one still has its redirects checked, a refused one stays refused', async () => {
+      for (let i = 0; i < 2; i++) assert.deepEqual(await fetchBytes(`${origin.url}/img/dog.jpg`, dispatcher), sampleImage('dog'));
+      const scheme = await refusal(request(`${origin.url}/redirect-to?location=${encodeURIComponent('file:///etc/passwd')}&status=302`, { dispatcher }));
+      assert.equal(scheme.reason, 'blocked-scheme');
+      for (let i = 0; i < 2; i++) {
+        const address = await refusal(dispatcher.request({ origin: 'http://10.0.0.1', path: '/', method: 'GET' }));
+        assert.equal(address.reason, 'blocked-address');
+      }
+    });
+
     it('never connected anywhere but the loopback origin', () => {
       assert.ok(connects.length > 0);
       assert.deepEqual(new Set(connects), new Set(['127.0.0.1']));

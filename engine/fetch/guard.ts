@@ -309,14 +309,26 @@ export function guardInterceptor(opts: GuardOptions = {}): Dispatcher.Dispatcher
     handler.onResponseError?.(refusedController(error), error);
     return true;
   };
+  // Allowed origins as the dns interceptor spells them (e.g. "http://93.184.215.14:80"), with
+  // their parsed URL: a connection to a known address costs one lookup instead of a URL parse and
+  // an address check. Only allowed ones are kept (refusals are rare, each builds its message);
+  // the verdict depends on the origin alone, the servername only words a refusal.
+  const allowed = new Map<string, URL>();
   return (dispatch) =>
     function guard(dispatchOpts, handler) {
+      const key = typeof dispatchOpts.origin === 'string' ? dispatchOpts.origin : undefined;
+      const known = key === undefined ? undefined : allowed.get(key);
+      if (known) return dispatch(dispatchOpts, new GuardHandler(handler, known));
       const origin = toUrl(dispatchOpts.origin);
       if (origin === null) return refuse(handler, new GuardError('blocked-address', String(dispatchOpts.origin), 'no valid origin to check'));
       // The dns interceptor passes the host name it resolved as servername (for TLS SNI).
       const servername: unknown = (dispatchOpts as { servername?: unknown }).servername;
       const refusal = checkOrigin(origin, typeof servername === 'string' ? servername : undefined, options);
       if (refusal) return refuse(handler, refusal);
+      if (key !== undefined) {
+        if (allowed.size >= 10_000) allowed.clear();
+        allowed.set(key, origin);
+      }
       return dispatch(dispatchOpts, new GuardHandler(handler, origin));
     };
 }
