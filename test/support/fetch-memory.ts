@@ -12,7 +12,10 @@ import { DEFAULT_EMULATOR_REGION, EMULATOR_CREDENTIALS } from '../../local-cloud
 
 const [endpoint, bucket, memoryMb, ...urls] = process.argv.slice(2);
 if (!endpoint || !bucket || !memoryMb) throw new Error('usage: fetch-memory.ts ENDPOINT BUCKET MEMORY_MB URL...');
-Object.assign(process.env, functionEnvironment(DEFAULT_SETTINGS, 'fetch', { bucket, jobsQueueUrl: '' }), {
+// The function's longest limits: this measures memory, and a loaded machine must not turn slowness
+// into failures.
+const settings = { ...DEFAULT_SETTINGS, fetchTimeoutSeconds: 900, imageTimeoutSeconds: 600 };
+Object.assign(process.env, functionEnvironment(settings, 'fetch', { bucket, jobsQueueUrl: '' }), {
   AWS_REGION: DEFAULT_EMULATOR_REGION,
   AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
   AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
@@ -36,7 +39,7 @@ const event: SQSEvent = {
     awsRegion: DEFAULT_EMULATOR_REGION,
   })),
 };
-const fn = { name: 'cloudfetch-fetch', memoryMb: Number(memoryMb), timeoutSeconds: DEFAULT_SETTINGS.fetchTimeoutSeconds };
+const fn = { name: 'cloudfetch-fetch', memoryMb: Number(memoryMb), timeoutSeconds: settings.fetchTimeoutSeconds };
 const answer = await handler(event, lambdaContext(fn, DEFAULT_EMULATOR_REGION));
 // maxRSS is in KiB.
 process.stdout.write(JSON.stringify({ maxRssBytes: process.resourceUsage().maxRSS * 1024, failed: answer.batchItemFailures.map((f) => f.itemIdentifier) }) + '\n');
