@@ -2,9 +2,9 @@
 
 /** The URL as a WHATWG URL when it is absolute http(s) with a host, else null. */
 export function parseFetchUrl(text: string): URL | null {
-  const trimmed = text.trim();
-  if (trimmed === '' || !URL.canParse(trimmed)) return null;
-  const url = new URL(trimmed);
+  // URL.parse: one parse, and null rather than a thrown error for a malformed URL.
+  const url = URL.parse(text.trim());
+  if (url === null) return null;
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return null;
   return url;
 }
