@@ -25,9 +25,12 @@ if (major > MINIMUM[0] || (major === MINIMUM[0] && minor >= MINIMUM[1])) {
     process.exit(2);
   }
   const child = spawn(bundled, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
-  // Ctrl-C reaches the child through the terminal's process group; a signal sent to this process
-  // alone is passed on. Either way the child decides when to stop, and its exit code is ours.
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+  // On a terminal, Ctrl-C reaches the child through the process group already: passing it on
+  // would make it a second Ctrl-C (quit at once, no summary). Signals sent to this process alone
+  // are passed on. Either way the child decides when to stop, and its exit code is ours.
+  const terminal = process.stdin.isTTY || process.stderr.isTTY;
+  process.on('SIGINT', () => terminal || child.kill('SIGINT'));
+  for (const signal of ['SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
   child.on('error', (error) => {
     process.stderr.write(`cloudfetch: could not start ${bundled}: ${error.message}\n`);
     process.exit(2);
