@@ -75,8 +75,9 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
           if (error instanceof TransientFailure) {
             const scheduled = await container.redelivery.schedule(item, error.outcome.retryAfterMs);
             logger.info('image will be retried', { messageId: item.messageId, reason: error.message, scheduled });
+          } else {
+            logger.error('record failed', { messageId: item.messageId, error: error as Error });
           }
-          else logger.error('record failed', { messageId: item.messageId, error: error as Error });
           throw error;
         }
       },
