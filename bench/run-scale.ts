@@ -1,11 +1,14 @@
-// Scale benchmark: `cloudfetch run` and `aria2c -i` on URL lists of 10k, 100k and 1M small images
+// Scale benchmark: `cloudfetch run` and `aria2c -i` on URL lists of 10k to 1M small images
 // from a 0 ms loopback origin (in its own process), then cloudfetch again over its finished output
 // (everything skipped). Prints images/s, CPU seconds per 1,000 images and peak RSS of each: memory
 // that grows with the manifest shows here. Each run is checked: the summary and the index count
 // every entry, and the folder holds one file per URL.
 //
-//   npm run bench:scale -- [--sizes 10000,100000,1000000] [--connections 64] [--aria2c-max 200000]
-//                          [--out-dir DIR] [--timeout 1200]
+//   npm run bench:scale -- [--sizes 10000,100000,200000,1000000] [--connections 64] [--aria2c-max 200000]
+//                          [--node-options FLAGS] [--out-dir DIR] [--timeout 1200]
+//
+// --node-options: NODE_OPTIONS for cloudfetch, e.g. --max-semi-space-size=64 for V8's default young
+// generation (the launcher starts `run` with 16 unless a size is given).
 
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createWriteStream, rmSync } from 'node:fs';
@@ -20,10 +23,11 @@ const CLI = join(ROOT, 'cli', 'cloudfetch.js');
 
 const { values } = parseArgs({
   options: {
-    sizes: { type: 'string', default: '10000,100000,1000000' },
+    sizes: { type: 'string', default: '10000,100000,200000,1000000' },
     connections: { type: 'string', default: '64' },
     // aria2c keeps every download of its list in memory (2.3 GB at 200k): beyond this it is not run.
     'aria2c-max': { type: 'string', default: '200000' },
+    'node-options': { type: 'string' },
     'out-dir': { type: 'string' },
     timeout: { type: 'string', default: '1200' },
   },
@@ -41,6 +45,8 @@ if (!hasGnuTime()) {
   process.exit(2);
 }
 const aria2c = versionOf('aria2c');
+const nodeOptions = values['node-options'];
+const cloudfetchEnv = nodeOptions ? { ...process.env, NODE_OPTIONS: nodeOptions } : process.env;
 
 let workDir: string | null = null;
 // Set in main(); a box, so the cleanup below sees what main() put there.
@@ -99,7 +105,7 @@ async function main(): Promise<void> {
   const server = await startServer(join(ROOT, 'bench', 'origin-server.ts'), ['--latency', '0']);
   origin.server = server;
   const rows: Row[] = [];
-  process.stdout.write(`Scale benchmark: small images (1–2 KiB) from a 0 ms loopback origin, ${connections} connections, downloads in ${base}\n`);
+  process.stdout.write(`Scale benchmark: small images (1–2 KiB) from a 0 ms loopback origin, ${connections} connections, downloads in ${base}${nodeOptions ? `, cloudfetch with NODE_OPTIONS=${nodeOptions}` : ''}\n`);
   process.stdout.write(`node ${process.version} · ${aria2c ?? 'aria2c not installed'} · ${availableParallelism()} CPUs (${cpus()[0]?.model.trim()}) · ${(totalmem() / 2 ** 30).toFixed(0)} GiB\n\n`);
   for (const count of sizes) {
     const list = join(workDir, 'urls.txt');
@@ -107,10 +113,10 @@ async function main(): Promise<void> {
     const out = join(workDir, 'cloudfetch');
     const args = [CLI, 'run', list, '--out', out, '--concurrency', String(connections), '--per-host', String(connections), '--allow-private-network', '--quiet', '--json'];
     const timeFile = join(workDir, 'time.txt');
-    const first = await measure(process.execPath, args, { timeFile, timeoutMs, cwd: ROOT });
+    const first = await measure(process.execPath, args, { timeFile, timeoutMs, cwd: ROOT, env: cloudfetchEnv });
     rows.push({ tool: 'cloudfetch run', entries: count, result: first, problem: await checkCloudfetch(first, out, count, 'fetched') });
     report(rows.at(-1)!);
-    const again = await measure(process.execPath, args, { timeFile, timeoutMs, cwd: ROOT });
+    const again = await measure(process.execPath, args, { timeFile, timeoutMs, cwd: ROOT, env: cloudfetchEnv });
     rows.push({ tool: 'cloudfetch re-run (all skipped)', entries: count, result: again, problem: await checkCloudfetch(again, out, count, 'skipped') });
     report(rows.at(-1)!);
     await rm(out, { recursive: true, force: true });
