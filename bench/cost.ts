@@ -8,21 +8,11 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { parseArgs } from 'node:util';
 import { readStatus } from '../aws/home/cloud-state.ts';
+import { PRICE } from '../aws/prices.ts';
 import { sampleMixPaths, startOrigin } from '../local-cloud/origin.ts';
 import { startDevCloud } from '../local-cloud/dev-cloud.ts';
 import { table } from './measure.ts';
 
-// us-east-1 list prices (USD) when this was written; Asian regions cost 10–30% more. Check
-// aws.amazon.com/lambda/pricing, /s3/pricing, /sqs/pricing before relying on them.
-const PRICE = {
-  lambdaGbSecondArm: 0.0000133334,
-  lambdaRequest: 0.2 / 1e6,
-  s3Write: 0.005 / 1000, // PUT, COPY, POST, LIST
-  s3Read: 0.0004 / 1000, // GET, HEAD
-  sqsRequest: 0.4 / 1e6,
-  s3StorageGbMonth: 0.023,
-  egressGb: 0.09,
-};
 const MILLION = 1_000_000;
 
 const USAGE = `usage: node bench/cost.ts [--entries N] [--latency MS] [--image-kb K] [--json]
