@@ -1,0 +1,95 @@
+// The local cloud against the simulated web (issue #12): the same manifest as bench/sim-web.ts
+// (N entries over ~40 hosts, 3 of them holding 60%, each host enforcing a limit) submitted to the
+// local cloud with the stack's settings (cdk.json: batch size, retry delays, its 720 s visibility
+// timeout) at the stack's fetch concurrency, the real handlers on fauxqs in this process. Prints
+// what the web saw per host, the run against the polite ideal, and the fetch function's Lambda
+// GB-seconds (every invocation timed, × its memory) per image. Stored images are checked byte for
+// byte (the fetch records' sha256 against the host's bytes).
+//
+//   node bench/sim-web-cloud.ts [--entries 20000] [--hosts 40] [--seed 1] [--concurrency 20]
+
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { parseArgs } from 'node:util';
+import { fetchRecords, splitRows } from '../aws/home/cloud-state.ts';
+import { cdkJsonSettings, visibilityTimeoutSeconds } from '../aws/settings.ts';
+import { startDevCloud } from '../local-cloud/dev-cloud.ts';
+import { manifestCsv, simManifest, startSimWeb } from '../local-cloud/sim-web.ts';
+import { checkStored, simWebReport } from './sim-web-report.ts';
+import { timedFetch, type Invocation } from './timed-fetch.ts';
+
+const { values } = parseArgs({
+  options: {
+    entries: { type: 'string', default: '20000' },
+    hosts: { type: 'string', default: '40' },
+    seed: { type: 'string', default: '1' },
+    concurrency: { type: 'string' },
+  },
+});
+const settings = await cdkJsonSettings();
+const entryCount = Number(values.entries);
+const hostCount = Number(values.hosts);
+const concurrency = Number(values.concurrency ?? settings.fetchMaxConcurrency);
+if (![entryCount, hostCount, concurrency].every((n) => Number.isSafeInteger(n) && n >= 1) || hostCount < 4) {
+  process.stderr.write('bench:sim-web-cloud: --entries, --concurrency ≥ 1 and --hosts ≥ 4, integers\n');
+  process.exit(2);
+}
+const say = (line = ''): void => void process.stdout.write(`${line}\n`);
+
+const web = await startSimWeb({ seed: Number(values.seed), hosts: hostCount });
+const invocations: Invocation[] = [];
+const visibility = visibilityTimeoutSeconds(settings);
+const dev = await startDevCloud({
+  allowPrivateNetwork: true,
+  visibilityTimeoutSeconds: visibility,
+  fetchConcurrency: concurrency,
+  logLevel: 'SILENT',
+  log: () => {},
+  wrapFetch: timedFetch(invocations),
+});
+let failed = false;
+try {
+  const entries = simManifest(web, entryCount);
+  const started = performance.now();
+  await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: 'manifests/sim.csv', Body: manifestCsv(entries) }));
+  await dev.cloud.notifyObjectCreated('manifests/sim.csv');
+  await dev.cloud.idle();
+  const seconds = (performance.now() - started) / 1000;
+
+  const records = await fetchRecords(dev.s3, dev.cloud.bucket, 'sim');
+  const byReason = new Map<string, number>();
+  const storedRows: Array<{ id: string; sha256: string | undefined }> = [];
+  let rows = 0;
+  for await (const row of splitRows(dev.s3, dev.cloud.bucket, 'sim', { records })) {
+    rows++;
+    if (row.status === 'fetched') storedRows.push({ id: row.image_id, sha256: row.sha256 });
+    else byReason.set(row.reason || row.status, (byReason.get(row.reason || row.status) ?? 0) + 1);
+  }
+  if (rows !== entryCount) throw new Error(`the index has ${rows} rows for ${entryCount} entries`);
+  const { lines } = simWebReport(web, entries, { ...checkStored(web, entries, storedRows), seconds });
+
+  const stats = dev.cloud.stats().fetch;
+  const ms = invocations.map((i) => i.ms).sort((a, b) => a - b);
+  const totalMs = ms.reduce((a, b) => a + b, 0);
+  const at = (q: number): number => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))] ?? 0;
+  const memoryGb = settings.fetchMemoryMb / 1024;
+  const gbS = (totalMs / 1000) * memoryGb;
+  const messages = invocations.reduce((a, i) => a + i.records, 0);
+
+  // The per-host limit as the functions are told it (issue #12 made it fleet-wide).
+  const fn = dev.cloud.env.fetch;
+  const politeness = fn.HOST_CONCURRENCY ? `host concurrency ${fn.HOST_CONCURRENCY} (fleet-wide and per function)` : `${fn.PER_HOST} per host per function`;
+  say(`the local cloud (${concurrency} fetch invocations at once, batches of ${settings.fetchBatchSize}, ${politeness}, visibility ${visibility} s, retry delay ${settings.retryDelaySeconds} s) — ${entryCount} entries over ${hostCount} hosts (seed ${values.seed}), 3 hosts hold 60%`);
+  say();
+  for (const line of lines) say(line);
+  say(`not stored, by reason:    ${JSON.stringify(Object.fromEntries([...byReason].sort((a, b) => b[1] - a[1])))}`);
+  say(`fetch invocations:        ${invocations.length}, ${(messages / invocations.length).toFixed(1)} records each (${messages} deliveries of ${entryCount} jobs); dead-lettered ${stats.deadLettered}`);
+  say(`invocation duration:      mean ${(totalMs / ms.length / 1000).toFixed(2)} s, median ${(at(0.5) / 1000).toFixed(2)}, p90 ${(at(0.9) / 1000).toFixed(2)}, p99 ${(at(0.99) / 1000).toFixed(2)}, max ${(ms.at(-1)! / 1000).toFixed(2)} s`);
+  say(`Lambda GB-s:              ${gbS.toFixed(1)} at ${settings.fetchMemoryMb} MB: ${(gbS / entryCount).toFixed(4)} per entry, ${(gbS / Math.max(1, storedRows.length)).toFixed(4)} per stored image`);
+} catch (error) {
+  failed = true;
+  process.stderr.write(`bench:sim-web-cloud: ${error instanceof Error ? error.message : String(error)}\n`);
+} finally {
+  await dev.stop();
+  await web.close();
+}
+process.exitCode = failed ? 1 : 0;

@@ -1,0 +1,74 @@
+// What the simulated-web benches (bench/sim-web.ts for `run`, bench/sim-web-cloud.ts for the local
+// cloud) check and print: every stored image against the bytes its host serves, per host what the
+// web saw, and the run against the polite ideal (issue #12).
+
+import { createHash } from 'node:crypto';
+import { politeIdeal, type SimEntry, type SimWeb } from '../local-cloud/sim-web.ts';
+
+/** Stored images checked against their host's bytes; placeholders stored as images counted apart. */
+export function checkStored(web: SimWeb, entries: readonly SimEntry[], stored: Iterable<{ id: string; sha256: string | undefined }>): { stored: number; placeholdersKept: number } {
+  const byId = new Map(entries.map((e) => [e.id, e]));
+  let images = 0;
+  let placeholdersKept = 0;
+  for (const { id, sha256 } of stored) {
+    const entry = byId.get(id);
+    if (!entry) throw new Error(`${id}: stored, but not an entry of the manifest`);
+    const expected = createHash('sha256').update(web.hosts[entry.host]!.body(new URL(entry.url).pathname)).digest('hex');
+    if (sha256 !== expected) throw new Error(`${entry.id}: stored bytes differ from the host's`);
+    if (entry.fate === 'placeholder') placeholdersKept++;
+    else images++;
+  }
+  return { stored: images, placeholdersKept };
+}
+
+export interface SimWebFigures {
+  stored: number;
+  politeImages: number;
+  bans: number;
+  crossings: number;
+  refusedWhileBanned: number;
+  seconds: number;
+  idealSumSeconds: number;
+  idealMaxHostSeconds: number;
+}
+
+/** The per-host table and the headline figures, as lines. */
+export function simWebReport(web: SimWeb, entries: readonly SimEntry[], run: { stored: number; placeholdersKept: number; seconds: number }): { lines: string[]; figures: SimWebFigures } {
+  const hostCount = web.hosts.length;
+  const ideal = politeIdeal(web, entries);
+  const reports = web.report();
+  const perHost = web.hosts.map((_, h) => entries.filter((e) => e.host === h).length);
+  const limitText = (h: number): string => {
+    const limit = web.hosts[h]!.profile.limit;
+    return limit.kind === 'concurrency' ? `${limit.max} at once` : `${limit.perSecond}/s`;
+  };
+  const lines = ['host  entries  limit       allowed/s  requests  peak  crossings  bans  403s'];
+  reports.forEach((r, h) => {
+    if (h >= 6 && h < hostCount - 2 && r.bansTriggered === 0) return; // the small hosts: only the unusual ones
+    lines.push(
+      `${String(h).padStart(4)}  ${String(perHost[h]).padStart(7)}  ${limitText(h).padEnd(10)}  ${web.hosts[h]!.allowedRate().toFixed(1).padStart(9)}  ` +
+        `${String(r.requests).padStart(8)}  ${String(r.peakConcurrency).padStart(4)}  ${String(r.crossings).padStart(9)}  ${String(r.bansTriggered).padStart(4)}  ${String(r.refusedWhileBanned).padStart(4)}`,
+    );
+  });
+  const sum = (pick: (r: (typeof reports)[number]) => number, from = 0): number => reports.slice(from).reduce((total, r) => total + pick(r), 0);
+  lines.push(`3–${hostCount - 1}  ${String(entries.length - perHost[0]! - perHost[1]! - perHost[2]!).padStart(7)}  ${'(small)'.padEnd(10)}  ${''.padStart(9)}  ${String(sum((r) => r.requests, 3)).padStart(8)}  ${String(Math.max(...reports.slice(3).map((r) => r.peakConcurrency))).padStart(4)}  ${String(sum((r) => r.crossings, 3)).padStart(9)}  ${String(sum((r) => r.bansTriggered, 3)).padStart(4)}  ${String(sum((r) => r.refusedWhileBanned, 3)).padStart(4)}`);
+  lines.push(`  all  ${String(entries.length).padStart(7)}  ${''.padEnd(10)}  ${''.padStart(9)}  ${String(sum((r) => r.requests)).padStart(8)}  ${''.padStart(4)}  ${String(sum((r) => r.crossings)).padStart(9)}  ${String(sum((r) => r.bansTriggered)).padStart(4)}  ${String(sum((r) => r.refusedWhileBanned)).padStart(4)}`);
+  const figures: SimWebFigures = {
+    stored: run.stored,
+    politeImages: ideal.images,
+    bans: sum((r) => r.bansTriggered),
+    crossings: sum((r) => r.crossings),
+    refusedWhileBanned: sum((r) => r.refusedWhileBanned),
+    seconds: run.seconds,
+    idealSumSeconds: ideal.sumSeconds,
+    idealMaxHostSeconds: ideal.maxHostSeconds,
+  };
+  lines.push(
+    '',
+    `images stored:            ${run.stored} of the ${ideal.images} a polite client gets (${((100 * run.stored) / ideal.images).toFixed(1)}%); placeholders kept as images: ${run.placeholdersKept}`,
+    `bans triggered:           ${figures.bans} (on ${reports.filter((r) => r.bansTriggered > 0).length} hosts)`,
+    `requests above a limit:   ${figures.crossings} (answered 429), and ${figures.refusedWhileBanned} refused while banned (403)`,
+    `time to drain:            ${run.seconds.toFixed(1)} s; polite ideal ${ideal.sumSeconds.toFixed(1)} s (sum over hosts of entries ÷ allowed rate), ${ideal.maxHostSeconds.toFixed(1)} s (the slowest host, hosts in parallel)`,
+  );
+  return { lines, figures };
+}
