@@ -12,6 +12,7 @@ import { PRICE } from '../aws/prices.ts';
 import { sampleMixPaths, startOrigin } from '../local-cloud/origin.ts';
 import { startDevCloud } from '../local-cloud/dev-cloud.ts';
 import { table } from './measure.ts';
+import { timedFetch, type Invocation } from './timed-fetch.ts';
 
 const MILLION = 1_000_000;
 
@@ -67,20 +68,9 @@ for (const Client of [S3Client, SQSClient] as Array<{ prototype: { send: (...arg
   } as typeof original;
 }
 
-const invocations: Array<{ ms: number; records: number }> = [];
+const invocations: Invocation[] = [];
 const origin = await startOrigin({ latencyMs });
-const dev = await startDevCloud({
-  allowPrivateNetwork: true,
-  log: () => {},
-  wrapFetch: (real) => async (event, context) => {
-    const started = performance.now();
-    try {
-      return await real(event, context);
-    } finally {
-      invocations.push({ ms: performance.now() - started, records: event.Records.length });
-    }
-  },
-});
+const dev = await startDevCloud({ allowPrivateNetwork: true, log: () => {}, wrapFetch: timedFetch(invocations) });
 let failed = false;
 try {
   const { cloud, s3 } = dev;
