@@ -6,6 +6,7 @@ import { mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path';
 import { plural } from '../engine/summary.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
+import { startLambdaApi } from '../local-cloud/lambda-api.ts';
 import { EXIT, UsageError } from './errors.ts';
 import { awsUsageError, checkReachable } from './target.ts';
 
@@ -23,6 +24,9 @@ export interface DevConnection {
   queueUrl: string;
   dlqUrl: string;
   pid: number;
+  /** The local Lambda Invoke API and the fetch function it serves (`plan --dev`). */
+  lambdaEndpoint?: string;
+  fetchFunction?: string;
 }
 
 export async function readDevConnection(file = DEV_FILE): Promise<DevConnection> {
@@ -63,10 +67,12 @@ export async function devCommand(o: DevCommandOptions): Promise<never> {
     throw awsUsageError(error, { where: endpoint ? { endpoint } : {} });
   }
   const { cloud, emulator } = dev;
+  const lambda = await startLambdaApi(cloud);
   const file = resolve(DEV_FILE);
   const connection: DevConnection = {
     endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials,
     bucket: cloud.bucket, queueUrl: cloud.queueUrl, dlqUrl: cloud.dlqUrl, pid: process.pid,
+    lambdaEndpoint: lambda.url, fetchFunction: lambda.fetchFunction,
   };
   // Listening before the file exists: whoever reads it may send Ctrl-C at once.
   const stopRequested = new Promise<void>((done) => {
@@ -108,6 +114,7 @@ export async function devCommand(o: DevCommandOptions): Promise<never> {
     : 'Stopping the local cloud…\n');
   await rm(file, { force: true });
   await rmdir(dirname(file)).catch(() => {});
+  await lambda.close();
   const { abandoned } = await dev.stop({ graceMs: STOP_GRACE_SECONDS * 1000 });
   if (abandoned > 0) {
     const jobs = emulator.kind === 'embedded' ? 'the embedded emulator keeps nothing' : 'their jobs come back after the visibility timeout';

@@ -3,6 +3,7 @@
 // mode in the cloud, so both sides measure the same way.
 
 import { performance } from 'node:perf_hooks';
+import type { ImageFormat } from './fetch/image.ts';
 import type { FailureReason } from './outcome.ts';
 import type { ImageFetcher } from './worker.ts';
 
@@ -20,7 +21,7 @@ export interface ProbeResult {
   /** The image's bytes as fetched (0 when it failed). */
   bytes: number;
   format?: string;
-  /** The bytes after `shrink`, when given. */
+  /** The bytes as they would be stored after `shape` (resized, re-encoded), when given. */
   shrunkBytes?: number;
 }
 
@@ -30,8 +31,8 @@ export interface ProbeOptions {
   /** Images of one origin in flight at once: a plan is a guest, not a load test. */
   perOrigin: number;
   signal?: AbortSignal;
-  /** What the stored image would weigh after resizing; errors count as not shrunk. */
-  shrink?: (body: Buffer) => Promise<number>;
+  /** What the stored image would weigh after resizing, or why it could not be (an image that does not decode). */
+  shape?: (body: Buffer, format: ImageFormat) => Promise<{ ok: true; bytes: number } | { ok: false; reason: FailureReason }>;
   onResult?: (done: number) => void;
 }
 
@@ -80,6 +81,7 @@ async function probeOne(job: ProbeJob, fetcher: ImageFetcher, o: ProbeOptions): 
   const ms = Math.round(performance.now() - started);
   if (o.signal?.aborted) return null;
   if (!result.ok) return { ok: false, reason: result.reason, ...(result.httpStatus ? { httpStatus: result.httpStatus } : {}), ms, bytes: 0 };
-  const shrunkBytes = o.shrink ? await o.shrink(result.body).catch(() => result.body.length) : undefined;
-  return { ok: true, ms, bytes: result.body.length, format: result.format, ...(shrunkBytes !== undefined ? { shrunkBytes } : {}) };
+  const shaped = o.shape ? await o.shape(result.body, result.format) : undefined;
+  if (shaped && !shaped.ok) return { ok: false, reason: shaped.reason, ms, bytes: 0 };
+  return { ok: true, ms, bytes: result.body.length, format: result.format, ...(shaped ? { shrunkBytes: shaped.bytes } : {}) };
 }

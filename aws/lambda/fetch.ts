@@ -8,6 +8,8 @@ import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { bucketName, fetcherOptions, perEnvironment, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
 import { FetchLog, TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
+import { answerPlan } from './plan-probe.ts';
+import { isPlanEvent, type PlanAnswer, type PlanEvent } from '../plan-event.ts';
 import { PREFIX } from '../bucket.ts';
 import { BadMessageError } from '../job-message.ts';
 import { Redelivery } from './redelivery.ts';
@@ -51,7 +53,10 @@ function record(job: Job, outcome: Outcome): void {
   }
 }
 
-export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse>;
+/** A direct invocation by `cloudfetch plan` (see plan-probe.ts): probes, stores nothing. */
+export async function handler(event: PlanEvent, context: Context): Promise<PlanAnswer>;
+export async function handler(event: SQSEvent | PlanEvent, context: Context): Promise<SQSBatchResponse | PlanAnswer> {
   const container = setUpOnce();
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), Math.max(0, context.getRemainingTimeInMillis() - WRAP_UP_MS));
@@ -60,6 +65,7 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
   // The function's memory bounds the image bodies held at once (Lambda and the local cloud both say it here).
   const budget = new ByteBudget(budgetBytes(Number(context.memoryLimitInMB)));
   try {
+    if (isPlanEvent(event)) return await answerPlan(event, { fetchImage: (urls, signal) => withinBudget(budget, container, (fetcher) => fetcher.fetchImage(urls, signal)) }, deadline.signal);
     return await processPartialResponse(
       event,
       async (item: SQSRecord) => {
