@@ -75,7 +75,6 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
     await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen), store, fetcher, { concurrency: o.concurrency, ...(o.signal ? { signal: o.signal } : {}) }, (record, sequence) => {
       tally.add(record);
       index.put(sequence, indexRow(record));
-      progress?.tick();
     });
     completed = !o.signal?.aborted;
   } finally {

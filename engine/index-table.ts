@@ -49,13 +49,18 @@ export const INDEX_HEADER = INDEX_COLUMNS.join(',') + '\n';
  */
 export function csvField(value: string | number | undefined): string {
   if (value === undefined) return '';
-  const text = String(value);
-  return /[",\u0000-\u001f\u007f]/.test(text) || text !== text.trim() ? `"${text.replace(/"/g, '""')}"` : text;
+  if (typeof value === 'number') return String(value);
+  return NEEDS_QUOTES.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
 
-/** The row as a CSV line, its fields in INDEX_COLUMNS order. */
+/** A quote, comma or control character, or white space at either end (what trim() would drop). */
+const NEEDS_QUOTES = /[",\u0000-\u001f\u007f]|^\s|\s$/;
+
+/** The row as a CSV line, its fields in INDEX_COLUMNS order. A loop: it runs once per entry. */
 export function formatIndexRow(row: IndexRow): string {
-  return INDEX_COLUMNS.map((column) => csvField(row[column])).join(',') + '\n';
+  let line = csvField(row[INDEX_COLUMNS[0]]);
+  for (let i = 1; i < INDEX_COLUMNS.length; i++) line += ',' + csvField(row[INDEX_COLUMNS[i]!]);
+  return line + '\n';
 }
 
 /** The row of a fetch's outcome. Multi-label entries join their labels with a space: `df.label.str.split()` gives the list back. */
