@@ -110,5 +110,9 @@ export interface FetchRecord {
   httpStatus?: number;
   attempts: number;
   sha256?: string;
+  /** The stored image's size in pixels, when it was decoded (resizing on), and the fetched bytes' size. */
+  width?: number;
+  height?: number;
+  originalBytes?: number;
   at: string;
 }

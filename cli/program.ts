@@ -8,6 +8,7 @@ import { formatInspectReport, inspectManifest } from '../engine/manifest/inspect
 import { MultiLabelError } from '../engine/plan.ts';
 import { OutsideFolderError } from '../engine/fs-store.ts';
 import { printable } from '../engine/printable.ts';
+import { DEFAULT_IMAGE_OPTIONS, MAX_RESIZE, OUTPUT_FORMATS, RESIZE_MODES, shapes, type ImageOptions, type OutputFormat, type ResizeMode } from '../engine/resize.ts';
 import { EXIT, ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
 // The cloud commands load the AWS SDK: imported when one of them runs, so `run` and `inspect`
@@ -49,6 +50,10 @@ manifestOptions(
   .option('--user-agent <text>', 'User-Agent header (default: a current desktop browser)')
   .option('--referer <url>', 'Referer header, for sites that refuse hotlinks')
   .option('--allow-private-network', 'allow private and loopback addresses (local testing only; link-local and metadata addresses stay refused)')
+  .addOption(new Option('--resize <px>', 'resize so the largest side is at most this (never upscales)').argParser(positiveInteger('--resize', MAX_RESIZE)))
+  .addOption(new Option('--resize-mode <mode>', 'keep: keep the aspect; crop: centre crop to a square; pad: pad to a square').default(DEFAULT_IMAGE_OPTIONS.mode).argParser(oneOf('--resize-mode', RESIZE_MODES)))
+  .addOption(new Option('--image-format <format>', 'keep: the original format (re-encoded only when resized); jpeg or webp: every image re-encoded').default(DEFAULT_IMAGE_OPTIONS.format).argParser(oneOf('--image-format', OUTPUT_FORMATS)))
+  .addOption(new Option('--quality <1-100>', 'JPEG, WebP and AVIF quality when re-encoding').default(DEFAULT_IMAGE_OPTIONS.quality).argParser(positiveInteger('--quality', 100)))
   .option('--json', 'print the summary as JSON on stdout')
   .option('-q, --quiet', 'nothing on stderr but errors')
   .action(async (manifest: string, flags: RunFlags) => {
@@ -66,6 +71,7 @@ manifestOptions(
       ...pick(flags, ['split', 'format', 'idColumn', 'urlColumn', 'labelColumn']),
       layout: flags.layout,
       concurrency: flags.concurrency,
+      ...imageFlags(flags),
       fetcher: {
         perHost: flags.perHost,
         timeoutMs: flags.timeout * 1000,
@@ -83,6 +89,13 @@ manifestOptions(
     if (flags.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     process.exitCode = summary.interrupted ? EXIT.interrupted : EXIT.ok;
   });
+
+/** Resizing and re-encoding, when asked for: `run` then decodes every image (engine/resize.ts). */
+function imageFlags(flags: ImageFlags): { image?: ImageOptions } {
+  if (flags.resize === undefined && flags.resizeMode !== 'keep') throw new UsageError(`--resize-mode ${flags.resizeMode} needs --resize <px>: the side of the square`);
+  const image: ImageOptions = { resize: flags.resize ?? null, mode: flags.resizeMode, format: flags.imageFormat, quality: flags.quality };
+  return shapes(image) ? { image } : {};
+}
 
 manifestOptions(
   program
@@ -234,7 +247,14 @@ interface ManifestFlags {
   labelColumn?: string;
 }
 
-interface RunFlags extends ManifestFlags {
+interface ImageFlags {
+  resize?: number;
+  resizeMode: ResizeMode;
+  imageFormat: OutputFormat;
+  quality: number;
+}
+
+interface RunFlags extends ManifestFlags, ImageFlags {
   out: string;
   layout: Layout;
   concurrency: number;

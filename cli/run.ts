@@ -11,6 +11,7 @@ import { runPool } from '../engine/pool.ts';
 import { formatSummary, plural, Tally, type Summary } from '../engine/summary.ts';
 import { FsStore, TEMP_DIR } from '../engine/fs-store.ts';
 import { SeenIds } from '../engine/seen-ids.ts';
+import { storedExtension, type ImageOptions } from '../engine/resize.ts';
 import { openManifestFile } from './manifest-file.ts';
 import { prepareOutFolder } from './out-folder.ts';
 import { startProgress, type Progress } from './progress.ts';
@@ -26,6 +27,8 @@ export interface RunCommandOptions {
   layout: Layout;
   concurrency: number;
   fetcher: Partial<FetcherOptions>;
+  /** Resize or re-encode before storing; absent: the fetched bytes are stored untouched. */
+  image?: ImageOptions;
   signal?: AbortSignal;
   /** Where progress, notes and the summary go (stderr in the CLI). */
   log: NodeJS.WriteStream;
@@ -57,7 +60,7 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   say(`Reading ${o.manifest} (${manifest.format})…`);
   const { entries } = await manifest.scan();
   await prepareOutFolder(o.out);
-  say(`${entries} ${plural(entries, 'entry', 'entries')}; fetching split "${split}" into ${o.out}: ${inFlight(o.concurrency, o.fetcher.perHost)}`);
+  say(`${entries} ${plural(entries, 'entry', 'entries')}; fetching split "${split}" into ${o.out}: ${inFlight(o.concurrency, o.fetcher.perHost)}${o.image ? `; ${shaping(o.image)}` : ''}`);
 
   const store = await FsStore.open(o.out);
   const fetcher = new Fetcher(o.fetcher);
@@ -72,7 +75,7 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   if (progress) onProgress(progress);
   let completed = false;
   try {
-    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen), store, fetcher, { concurrency: o.concurrency, ...(o.signal ? { signal: o.signal } : {}) }, (record, sequence) => {
+    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, fetcher, { concurrency: o.concurrency, ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
       tally.add(record);
       index.put(sequence, indexRow(record));
     });
@@ -94,6 +97,13 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   if (!interrupted) say(`Index: ${join(o.out, `${split}.csv`)}`);
   say(formatSummary(summary));
   return summary;
+}
+
+/** "resized to 384 px (crop), stored as webp at quality 90". */
+function shaping(image: ImageOptions): string {
+  const size = image.resize === null ? 'not resized' : `resized to ${image.resize} px${image.mode === 'keep' ? '' : ` (${image.mode})`}`;
+  const format = image.format === 'keep' ? 'in their own format' : `as ${image.format}`;
+  return `${size}, stored ${format} at quality ${image.quality}`;
 }
 
 /** "64 images at once, at most 16 per host": the per-host cap only when it is the tighter one. */

@@ -19,7 +19,7 @@ export interface IndexRecord {
 }
 
 export const INDEX_COLUMNS = [
-  'image_id', 'label', 'url', 'path', 'status', 'bytes', 'format', 'reason', 'http_status', 'attempts', 'detail', 'sha256',
+  'image_id', 'label', 'url', 'path', 'status', 'bytes', 'format', 'width', 'height', 'original_bytes', 'reason', 'http_status', 'attempts', 'detail', 'sha256',
 ] as const;
 
 export type IndexColumn = (typeof INDEX_COLUMNS)[number];
@@ -75,6 +75,9 @@ export function indexRow(record: IndexRecord): IndexRow {
     status: outcome.status,
     bytes: outcome.bytes,
     format: outcome.format,
+    width: outcome.width,
+    height: outcome.height,
+    original_bytes: outcome.originalBytes,
     reason: outcome.reason,
     http_status: outcome.httpStatus,
     attempts: outcome.attempts,

@@ -1,5 +1,7 @@
 // Storage keys, decided from the manifest alone so that "already stored?" is one stat or HeadObject.
 
+import type { ImageFormat } from './fetch/image.ts';
+
 export type Layout = 'flat' | 'by-label';
 export const LAYOUTS: readonly Layout[] = ['flat', 'by-label'];
 
@@ -51,10 +53,13 @@ export function extensionOf(url: string): string | null {
 
 export const UNLABELED = '_unlabeled';
 
-/** `<split>/<id>.<ext>` or `<split>/<label>/<id>.<ext>`; the extension of the first URL that has one, else jpg. */
-export function imageKey(split: string, id: string, urls: readonly string[], labels: readonly string[], layout: Layout): string {
-  let ext = 'jpg';
-  for (const url of urls) {
+/**
+ * `<split>/<id>.<ext>` or `<split>/<label>/<id>.<ext>`; the extension is `extension` when the stored
+ * format is chosen up front (`--image-format jpeg` → jpg), else that of the first URL that has one, else jpg.
+ */
+export function imageKey(split: string, id: string, urls: readonly string[], labels: readonly string[], layout: Layout, extension?: string | null): string {
+  let ext = extension ?? 'jpg';
+  for (const url of extension ? [] : urls) {
     const found = extensionOf(url);
     if (found) {
       ext = found;
@@ -65,4 +70,10 @@ export function imageKey(split: string, id: string, urls: readonly string[], lab
   if (layout === 'flat') return `${safeSegment(split)}/${file}`;
   const label = labels.length === 0 ? UNLABELED : safeSegment(labels[0]!);
   return `${safeSegment(split)}/${label}/${file}`;
+}
+
+/** The key of a fetched original kept beside its resized copy: the same key with the original's extension. */
+export function originalKey(key: string, format: ImageFormat): string {
+  const ext = format === 'jpeg' ? 'jpg' : format;
+  return `${key.slice(0, key.lastIndexOf('.'))}.${ext}`;
 }

@@ -23,6 +23,7 @@ export const FAILURE_REASONS = {
   empty: 'the body was empty',
   'too-large': 'the body is larger than the size limit',
   'not-image': 'the body is not an image (often an HTML page)',
+  undecodable: 'an image by its first bytes that cannot be decoded (truncated or corrupt), found when resizing',
   network: 'another network error',
   unqueueable: 'SQS will not take its job message (over the size limit, or refused)',
 } as const;
@@ -61,6 +62,11 @@ export interface Fetched {
   attempts: number;
   /** SHA-256 of the stored bytes, hex. */
   sha256: string;
+  /** Stored size in pixels, when the image was decoded (resizing or re-encoding on). */
+  width?: number;
+  height?: number;
+  /** Size of the fetched bytes; `bytes` is the stored size, smaller when resized. */
+  originalBytes?: number;
   // Absent on purpose: a row reads every column of any outcome.
   reason?: never;
   detail?: never;
@@ -78,6 +84,9 @@ export interface Skipped {
   format?: string;
   httpStatus?: number;
   sha256?: string;
+  width?: number;
+  height?: number;
+  originalBytes?: number;
   reason?: never;
   detail?: never;
 }
@@ -96,6 +105,9 @@ export interface Failed {
   attempts: number;
   bytes: number;
   format?: never;
+  width?: never;
+  height?: never;
+  originalBytes?: never;
   sha256?: never;
 }
 

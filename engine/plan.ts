@@ -34,6 +34,8 @@ export async function* planJobs(
   layout: Layout,
   stats: PlanStats,
   seen: SeenIds = new SeenIds(),
+  /** The key extension when the stored format is chosen up front (see imageKey). */
+  extension?: string | null,
 ): AsyncGenerator<Planned> {
   for await (const entry of entries) {
     if (!seen.add(entry.id)) {
@@ -51,6 +53,6 @@ export async function* planJobs(
       yield { record: { position, id, labels, urls, key: null, outcome } };
       continue;
     }
-    yield { job: { split, id, urls: valid, labels, key: imageKey(split, id, valid, labels, layout), position } };
+    yield { job: { split, id, urls: valid, labels, key: imageKey(split, id, valid, labels, layout, extension), position } };
   }
 }

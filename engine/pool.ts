@@ -6,11 +6,13 @@ import type { IndexRecord } from './index-table.ts';
 import type { Planned } from './plan.ts';
 import type { Store } from './store.ts';
 import { Slots } from './slots.ts';
-import { fetchStage, type ImageFetcher } from './worker.ts';
+import { fetchStage, type ImageFetcher, type ImageStep } from './worker.ts';
 
 export interface PoolOptions {
   concurrency: number;
   signal?: AbortSignal;
+  /** Resizing or re-encoding before the store. */
+  image?: ImageStep;
 }
 
 /**
@@ -59,7 +61,7 @@ export async function runPool(
           continue;
         }
         const { job } = next.value;
-        const staged = await fetchStage(job, store, limited, signal);
+        const staged = await fetchStage(job, store, limited, signal, options.image);
         if (signal.aborted && 'outcome' in staged && staged.outcome.status === 'failed') return;
         await writing;
         const { position, id, labels, urls, key } = job;

@@ -30,6 +30,9 @@ export interface CloudRow {
   attempts?: number | undefined;
   detail?: string | undefined;
   sha256?: string | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
+  originalBytes?: number | undefined;
 }
 
 /** What the fetches of a split learnt, by image id: the latest fetch that stored it, and the latest failure. */
@@ -173,6 +176,7 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
     yield {
       image_id: id, label: record.label ?? '', url: fetch?.url || record.url || '', path: size !== undefined ? path : '', status, bytes: size ?? 0, reason,
       format: fetch?.format, httpStatus: fetch?.httpStatus, attempts, detail, sha256: fetch?.sha256,
+      width: fetch?.width, height: fetch?.height, originalBytes: fetch?.originalBytes,
     };
   }
 }

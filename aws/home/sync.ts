@@ -215,7 +215,8 @@ export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
 export function homeRow(row: CloudRow, place: (key: string) => string): IndexRow {
   return {
     image_id: row.image_id, label: row.label, url: row.url, path: row.path ? place(row.path) : '', status: row.status,
-    bytes: row.bytes || (row.status === 'pending' ? undefined : 0), format: row.format, reason: row.reason, http_status: row.httpStatus,
+    bytes: row.bytes || (row.status === 'pending' ? undefined : 0), format: row.format,
+    width: row.width, height: row.height, original_bytes: row.originalBytes, reason: row.reason, http_status: row.httpStatus,
     attempts: row.attempts, detail: row.detail, sha256: row.sha256,
   };
 }

@@ -60,6 +60,8 @@ export class FetchLog {
       ...(outcome.httpStatus ? { httpStatus: outcome.httpStatus } : {}),
       attempts: outcome.attempts,
       ...(outcome.sha256 ? { sha256: outcome.sha256 } : {}),
+      ...(outcome.width !== undefined ? { width: outcome.width, height: outcome.height } : {}),
+      ...(outcome.originalBytes !== undefined ? { originalBytes: outcome.originalBytes } : {}),
       at: new Date().toISOString(),
     };
     let lines = this.#lines.get(job.split);
