@@ -134,11 +134,13 @@ export interface ServerProcess {
 
 /**
  * Starts one of the bench's servers (origin-server.ts, emulator-server.ts) in a process of its
- * own and waits for the URL it prints. Its stdin stays open: if this process dies without
+ * own (behind `prefix` when given) and waits for the URL it prints. Its stdin stays open: if this process dies without
  * stopping it, stdin ends and the server closes itself.
  */
-export async function startServer(script: string, args: readonly string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+export async function startServer(script: string, args: readonly string[] = [], prefix: readonly string[] = []): Promise<ServerProcess> {
+  // `prefix`: a command that runs node in turn, as `ip netns exec NAME` does (bench/link.ts).
+  const argv = [...prefix, process.execPath, script, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
   const url = await new Promise<string>((resolveUrl, reject) => {
     let text = '';

@@ -5,21 +5,16 @@
 //
 //   npm run bench:sync -- [--objects 5000] [--min-kb 10] [--max-kb 50] [--runs 2] [--json] [--keep]
 
-import { mkdir, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { INDEX_HEADER, formatIndexRow } from '../engine/index-table.ts';
+import { S3Client } from '@aws-sdk/client-s3';
 import { EMULATOR_CREDENTIALS } from '../local-cloud/emulator.ts';
-import { sampleImage } from '../local-cloud/origin.ts';
-import { defaultOutBase, hasGnuTime, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
+import { defaultOutBase, hasGnuTime, isTmpfs, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
+import { ROOT, REGION, TOOL_ENV, awsS3Sync, benchImages, cloudfetchSync, fillBucket, rcloneCopy, verifyCopy, type Image, type Tool } from './sync-bucket.ts';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const EMULATOR_SERVER = join(ROOT, 'bench', 'emulator-server.ts');
-const BUCKET = 'cloudfetch-bench-sync';
-const SPLIT = 'train';
-const REGION = 'us-east-1';
 const TARGET_VS_AWS = 5;
 const TARGET_VS_RCLONE = 1;
 
@@ -30,6 +25,7 @@ const USAGE = `usage: node bench/sync.ts [options]
   --runs N        fresh copies by each tool (default 2)
   --tools LIST    which of cloudfetch,aws,rclone to run (default all three)
   --timeout S     longest one tool run may take, in seconds (default 600)
+  --out DIR       download into a new folder under DIR (default /dev/shm when it is tmpfs)
   --json          print the results as JSON on stdout (the table goes to stderr)
   --keep          keep the work folder and say where it is`;
 
@@ -48,6 +44,7 @@ function parse() {
       runs: { type: 'string', default: '2' },
       tools: { type: 'string', default: 'cloudfetch,aws,rclone' },
       timeout: { type: 'string', default: '600' },
+      out: { type: 'string' },
       json: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -78,107 +75,14 @@ const config = {
 if (config.maxBytes < config.minBytes) fail('--max-kb must be at least --min-kb');
 const say = (text = ''): void => void (values.json ? process.stderr : process.stdout).write(text + '\n');
 
-// ---------------------------------------------------------------------------------------------
-// The bucket: images/<split>/<n>.jpg, and the status and index objects `cloudfetch sync` reads.
-
-interface Image {
-  name: string;
-  size: number;
-}
-
-const images: Image[] = Array.from({ length: config.objects }, (_, i) => ({
-  name: String(i + 1),
-  size: config.minBytes + ((i * 7919) % (config.maxBytes - config.minBytes + 1)),
-}));
+const images: Image[] = benchImages(config.objects, config.minBytes, config.maxBytes);
 const totalBytes = images.reduce((sum, image) => sum + image.size, 0);
 
-async function fillBucket(s3: S3Client): Promise<void> {
-  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  const status = { split: SPLIT, manifest: `manifests/${SPLIT}.txt`, state: 'queued', startedAt: new Date().toISOString(), entries: images.length, queued: images.length };
-  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `status/${SPLIT}.json`, Body: JSON.stringify(status), ContentType: 'application/json' }));
-  const rows = images.map((image) => formatIndexRow({ image_id: image.name, label: '', url: `https://images.example/${image.name}.jpg`, path: `${SPLIT}/${image.name}.jpg`, status: 'queued' }));
-  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `index/${SPLIT}.csv`, Body: INDEX_HEADER + rows.join(''), ContentType: 'text/csv' }));
-  let next = 0;
-  await Promise.all(Array.from({ length: 32 }, async () => {
-    while (next < images.length) {
-      const image = images[next++]!;
-      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `images/${SPLIT}/${image.name}.jpg`, Body: sampleImage(image.name, 'jpeg', image.size), ContentType: 'image/jpeg' }));
-    }
-  }));
-}
-
-/** Every image in `dir` with the bucket's bytes, and no other file (partial or temporary). */
-async function verify(dir: string): Promise<string | null> {
-  const names = new Set(await readdir(dir).catch(() => [] as string[]));
-  let wrong = 0;
-  let first = '';
-  for (const image of images) {
-    const file = `${image.name}.jpg`;
-    names.delete(file);
-    const info = await stat(join(dir, file)).catch(() => null);
-    const problem = !info ? 'missing'
-      : info.size !== image.size ? `${info.size} bytes, expected ${image.size}`
-      : (await readFile(join(dir, file))).equals(sampleImage(image.name, 'jpeg', image.size)) ? null : 'bytes differ';
-    if (problem && wrong++ === 0) first = `${file}: ${problem}`;
-  }
-  if (wrong > 0) return `${wrong} of ${images.length} files missing or wrong (first: ${first})`;
-  if (names.size > 0) return `${names.size} unexpected entries (first: ${[...names][0]})`;
-  return null;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The tools, each as a user would run it against this endpoint.
-
-interface Tool {
-  name: 'cloudfetch' | 'aws s3 sync' | 'rclone copy';
-  command: string;
-  args(endpoint: string, out: string): string[];
-  /** The folder that ends up holding the images. */
-  imagesDir(out: string): string;
-}
-
-const TOOLS: Tool[] = [
-  {
-    name: 'cloudfetch',
-    command: process.execPath,
-    args: (endpoint, out) => [join(ROOT, 'cli', 'cloudfetch.js'), 'sync', out, '--bucket', BUCKET, '--endpoint', endpoint, '--region', REGION, '--quiet'],
-    imagesDir: (out) => join(out, SPLIT),
-  },
-  {
-    name: 'aws s3 sync',
-    command: 'aws',
-    args: (endpoint, out) => ['s3', 'sync', `s3://${BUCKET}/images/${SPLIT}/`, join(out, SPLIT), '--endpoint-url', endpoint, '--only-show-errors'],
-    imagesDir: (out) => join(out, SPLIT),
-  },
-  {
-    name: 'rclone copy',
-    command: 'rclone',
-    args: (endpoint, out) => [
-      'copy', `:s3,provider=Other,endpoint='${endpoint}',access_key_id=${EMULATOR_CREDENTIALS.accessKeyId},secret_access_key=${EMULATOR_CREDENTIALS.secretAccessKey},force_path_style=true:${BUCKET}/images/${SPLIT}`,
-      join(out, SPLIT), '--transfers', '64', '--checkers', '64',
-    ],
-    imagesDir: (out) => join(out, SPLIT),
-  },
-];
-
-// Credentials for the emulator, and no user configuration that could change the figures.
-const TOOL_ENV: NodeJS.ProcessEnv = {
-  ...process.env,
-  AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
-  AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
-  AWS_REGION: REGION,
-  AWS_DEFAULT_REGION: REGION,
-  AWS_CONFIG_FILE: '/dev/null',
-  AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
-  AWS_EC2_METADATA_DISABLED: 'true',
-  RCLONE_CONFIG: '/dev/null',
-};
-// The endpoint is plain http on loopback; a CA bundle set for the machine's proxy would only make
-// rclone's AWS SDK refuse to start.
-for (const name of ['AWS_PROFILE', 'AWS_ENDPOINT_URL', 'AWS_CA_BUNDLE']) delete TOOL_ENV[name];
+const TOOLS: Tool[] = [cloudfetchSync('cloudfetch'), awsS3Sync, rcloneCopy('rclone copy', ['--transfers', '64', '--checkers', '64'])];
+type ToolName = 'cloudfetch' | 'aws s3 sync' | 'rclone copy';
 
 interface RunResult {
-  tool: Tool['name'];
+  tool: ToolName;
   kind: 'fresh' | 'again';
   run: number;
   ok: boolean;
@@ -200,10 +104,10 @@ async function runTool(tool: Tool, kind: RunResult['kind'], run: number, endpoin
   let problem: string | null = null;
   if (result.timedOut) problem = `timed out after ${config.timeoutMs / 1000} s`;
   else if (result.exitCode !== 0) problem = `exited with ${result.exitCode ?? result.signal}: ${(result.stderr.trim() || result.stdout.trim()).split('\n').slice(-3).join(' / ')}`;
-  problem ??= await verify(tool.imagesDir(out));
+  problem ??= await verifyCopy(tool.imagesDir(out), images);
   if (problem) process.stderr.write(`bench:sync: ${tool.name} (${kind}, run ${run}) failed: ${problem}\n`);
   return {
-    tool: tool.name, kind, run, ok: problem === null, ...(problem ? { problem } : {}),
+    tool: tool.name as ToolName, kind, run, ok: problem === null, ...(problem ? { problem } : {}),
     wallSeconds: result.wallSeconds,
     objectsPerSecond: problem === null ? images.length / result.wallSeconds : null,
     peakRssBytes: result.peakRssBytes,
@@ -242,15 +146,15 @@ async function main(): Promise<number> {
     if (!tools.includes(tool) && chosen.some((name) => tool.name.startsWith(name))) process.stderr.write(`bench:sync: ${tool.command} is not installed: ${tool.name} is SKIPPED (Debian: apt-get install ${tool.command === 'aws' ? 'awscli' : 'rclone'})\n`);
   }
   // On tmpfs when there is one: the figures then compare the tools, not the disk.
-  work = await mkdtemp(join(defaultOutBase(), 'cloudfetch-bench-sync-'));
+  work = await mkdtemp(join(values.out ? resolve(values.out) : defaultOutBase(), 'cloudfetch-bench-sync-'));
   emulator = await startServer(EMULATOR_SERVER);
   const s3 = new S3Client({ endpoint: emulator.url, region: REGION, credentials: EMULATOR_CREDENTIALS, forcePathStyle: true });
   say(`filling the emulated bucket with ${fmt(images.length)} images (${mb(totalBytes)} MiB)…`);
-  await fillBucket(s3);
+  await fillBucket(s3, images);
   s3.destroy();
 
   say(`Sync benchmark: ${fmt(images.length)} objects, ${config.minBytes / 1024}–${config.maxBytes / 1024} KiB (mean ${fmt(totalBytes / images.length / 1024, 1)} KiB), from fauxqs in its own process at ${emulator.url}`);
-  say(`node ${process.version} · ${Object.entries(versions).map(([tool, version]) => `${tool}: ${version ?? 'not installed'}`).join(' · ')} · ${availableParallelism()} CPUs · downloads to ${work}`);
+  say(`node ${process.version} · ${Object.entries(versions).map(([tool, version]) => `${tool}: ${version ?? 'not installed'}`).join(' · ')} · ${availableParallelism()} CPUs · downloads to ${work} (${isTmpfs(work) ? 'tmpfs' : 'not tmpfs'})`);
   say('');
 
   const results: RunResult[] = [];
@@ -271,7 +175,7 @@ async function main(): Promise<number> {
   say(table(rows));
   say('');
 
-  const best = (name: Tool['name']): number | null => {
+  const best = (name: ToolName): number | null => {
     const rates = results.filter((r) => r.tool === name && r.kind === 'fresh' && r.ok).map((r) => r.objectsPerSecond!);
     return rates.length ? Math.max(...rates) : null;
   };

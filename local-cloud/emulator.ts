@@ -33,12 +33,12 @@ export const EMULATOR_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'tes
  * state in memory. Built from fauxqs's `buildApp` rather than `startFauxqs`, because the latter
  * always listens on 0.0.0.0, which would offer an unauthenticated S3 to the whole network.
  */
-export async function startEmulator(options: { region?: string } = {}): Promise<Emulator> {
+export async function startEmulator(options: { region?: string; /** default 127.0.0.1 */ host?: string } = {}): Promise<Emulator> {
   const region = options.region ?? DEFAULT_EMULATOR_REGION;
   // defaultRegion only names resources created by requests that carry no SigV4 region; every SDK
   // request does, so the SDK clients' region is what matters (awsClientConfig uses `region`).
   const app = buildApp({ logger: false, defaultRegion: region });
-  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = await app.listen({ port: 0, host: options.host ?? '127.0.0.1' });
   let stopped: Promise<void> | undefined;
   return {
     endpoint: new URL(address).origin,
