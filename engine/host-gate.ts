@@ -1,0 +1,440 @@
+// Politeness per origin (scheme, host and port, as undici pools connections), for `run` and the
+// fetch function alike. At most `hostConcurrency` requests at once to an origin, fewer when it
+// pushes back: a 429, a 503 or a refused connection halves its allowance (AIMD; answers grow it
+// back by one per allowance's worth), and when one at a time is still too fast the starts are
+// spaced out (the spacing doubles, then shrinks step by step). What a 429 teaches is remembered
+// (the number in flight, or the pace, it came at) and only tested again after a quiet while, so a
+// limit is crossed about once, not on every probe. Retry-After pauses the whole origin; so does a
+// ban (403 to everything after it had answered), 30 s doubling, its images waiting meanwhile.
+// HostPauses shares pauses across a fleet of fetch functions.
+
+/** Why an origin is paused. */
+export type PauseReason = 'retry-after' | 'ban' | 'throttled';
+
+/** Pauses shared by every fetcher of a fleet (the cloud keeps them in the bucket). */
+export interface HostPauses {
+  /** ms epoch until which the origin is paused, 0 if not */
+  get(origin: string): Promise<number>;
+  set(origin: string, untilMs: number, reason: PauseReason): Promise<void>;
+}
+
+/** Time and timers: the system's, or a test's that it moves by hand. */
+export interface Clock {
+  now(): number;
+  /** Calls `fn` after `ms`; returns what cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+export const SYSTEM_CLOCK: Clock = {
+  now: () => Date.now(),
+  after(ms, fn) {
+    const timer = setTimeout(fn, ms);
+    return () => clearTimeout(timer);
+  },
+};
+
+export interface HostGateOptions {
+  /** Requests at once to one origin, at most. */
+  hostConcurrency: number;
+  /** Requests at once over all origins; a slot is taken only once the origin is ready. */
+  concurrency?: number;
+  pauses?: HostPauses;
+  clock?: Clock;
+  /** The first ban's pause; each further ban of the origin doubles it. */
+  banPauseMs?: number;
+  /** The pause after a 429 without Retry-After. */
+  throttlePauseMs?: number;
+  /** 403s in a row (after the origin had answered) that make a ban. */
+  banAfter?: number;
+  /** Quiet time before a limit learnt from a 429 is tried again; doubles at each 429. */
+  probeAfterMs?: number;
+}
+
+/** What the answer to a granted request says about its origin's load. */
+export type Answer =
+  | 'ok' // an answer within its limits (an image, a 404, …)
+  | 'throttled' // 429
+  | 'overloaded' // 503
+  | 'refused' // connection refused
+  | 'failed'; // nothing learnt (a reset, a time-out, another 5xx)
+
+export interface Grant {
+  /** Frees the slot and adapts the origin to the answer; `retryAfterMs` pauses the whole origin. */
+  done(answer: Answer, retryAfterMs?: number): void;
+  /**
+   * For a 403: frees the slot, and tells whether the origin is banning us (true: wait at the gate
+   * and try again) or the 403 is this request's own (false). Waits for the origin's next answers
+   * when they decide it, never when nothing else is under way there.
+   */
+  forbidden(signal?: AbortSignal): Promise<boolean>;
+}
+
+export type Entry = { ok: true; grant: Grant } | { ok: false; until: number; reason: PauseReason | 'fleet' };
+
+export interface OriginState {
+  inFlight: number;
+  /** Requests at once the origin is allowed now. */
+  limit: number;
+  spacingMs: number;
+  pausedUntil: number;
+  pauseReason: PauseReason | 'fleet' | null;
+  bans: number;
+  waiting: number;
+}
+
+const MAX_PROBE_AFTER_MS = 15 * 60_000;
+const MAX_BAN_PAUSE_MS = 60 * 60_000;
+
+interface Waiter {
+  patientUntil: number;
+  resolve: (entry: Entry) => void;
+  reject: (error: unknown) => void;
+  signal: AbortSignal | undefined;
+  onAbort: () => void;
+}
+
+/** What a grant remembers of its start. */
+interface Start {
+  at: number;
+  /** Grants so far at this gate: orders starts even within one millisecond. */
+  serial: number;
+  /** In flight at the origin, this one included. */
+  level: number;
+  /** Starts at the origin within the last second, this one included. */
+  recent: number;
+  epoch: number;
+}
+
+class Origin {
+  readonly name: string;
+  inFlight = 0;
+  allowance = 1;
+  /** Answers since the allowance last grew: one more request per allowance's worth. */
+  credit = 0;
+  /** In flight when a 429 came (a concurrency limit learnt); the allowance stays below it. */
+  ceiling = Infinity;
+  /** The most in flight, and the most starts within a second, that were answered within limits. */
+  proven = 0;
+  provenRate = 0;
+  /** A 429 at a proven level came since the last probe: the next one lowers the ceiling. */
+  struck = false;
+  spacingMs = 0;
+  /** Spacing learnt from a 429 (a rate limit), below which the spacing does not shrink. */
+  minSpacingMs = 0;
+  spacingStep = 0;
+  nextStart = 0;
+  starts: number[] = [];
+  /** Decreases so far: answers to requests started before the last one do not decrease again. */
+  epoch = 0;
+  learntUntil = 0;
+  probeAfterMs: number;
+  pausedUntil = 0;
+  pauseReason: PauseReason | 'fleet' | null = null;
+  answered = false;
+  streak = 0;
+  /** The serial of the first request started after the streak's first 403. */
+  streakFrom = 0;
+  bans = 0;
+  /** The epoch a ban began: 403s to requests started before it are that ban's. */
+  bannedEpoch = 0;
+  probation = false;
+  verdicts: Array<(banned: boolean) => void> = [];
+  waiters: Waiter[] = [];
+  cancelTimer: (() => void) | null = null;
+
+  constructor(name: string, probeAfterMs: number) {
+    this.name = name;
+    this.probeAfterMs = probeAfterMs;
+  }
+
+  limit(cap: number): number {
+    return Math.max(1, Math.min(cap, this.allowance, this.ceiling - 1));
+  }
+
+  get idle(): boolean {
+    return this.inFlight === 0 && this.waiters.length === 0 && this.verdicts.length === 0 && this.cancelTimer === null;
+  }
+}
+
+export class HostGate {
+  readonly #cap: number;
+  readonly #concurrency: number;
+  readonly #pauses: HostPauses | undefined;
+  readonly #clock: Clock;
+  readonly #banPauseMs: number;
+  readonly #throttlePauseMs: number;
+  readonly #banAfter: number;
+  readonly #probeAfterMs: number;
+  readonly #origins = new Map<string, Origin>();
+  /** Origins with a request ready but no free slot overall, served in turn. */
+  readonly #blocked = new Set<Origin>();
+  #inFlight = 0;
+  #serial = 0;
+
+  constructor(options: HostGateOptions) {
+    this.#cap = options.hostConcurrency;
+    this.#concurrency = options.concurrency ?? Infinity;
+    this.#pauses = options.pauses;
+    this.#clock = options.clock ?? SYSTEM_CLOCK;
+    this.#banPauseMs = options.banPauseMs ?? 30_000;
+    this.#throttlePauseMs = options.throttlePauseMs ?? 1_000;
+    this.#banAfter = options.banAfter ?? 5;
+    this.#probeAfterMs = options.probeAfterMs ?? 60_000;
+  }
+
+  /**
+   * Waits for a request slot at `origin` (its turn, its allowance, its pace, no pause). A pause
+   * lasting past `patientUntil` (ms epoch) ends the wait at once: the caller gives up or delays.
+   * Rejects with the signal's reason when it aborts.
+   */
+  async acquire(origin: string, patientUntil: number, signal?: AbortSignal): Promise<Entry> {
+    const state = this.#origin(origin);
+    if (this.#pauses) {
+      // A fleet's pause is advice: when it cannot be read, the local gate still holds.
+      const until = await this.#pauses.get(origin).catch(() => 0);
+      if (until > state.pausedUntil) [state.pausedUntil, state.pauseReason] = [until, 'fleet'];
+    }
+    signal?.throwIfAborted();
+    return new Promise<Entry>((resolve, reject) => {
+      const waiter: Waiter = {
+        patientUntil,
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          const at = state.waiters.indexOf(waiter);
+          if (at >= 0) state.waiters.splice(at, 1);
+          reject(signal!.reason);
+          this.#pump(state);
+        },
+      };
+      signal?.addEventListener('abort', waiter.onAbort, { once: true });
+      state.waiters.push(waiter);
+      this.#pump(state);
+    });
+  }
+
+  /** What the gate holds for an origin now (for tests and reports). */
+  state(origin: string): OriginState | undefined {
+    const s = this.#origins.get(origin);
+    if (!s) return undefined;
+    const { inFlight, spacingMs, pausedUntil, pauseReason, bans } = s;
+    return { inFlight, limit: s.limit(this.#cap), spacingMs, pausedUntil, pauseReason, bans, waiting: s.waiters.length };
+  }
+
+  #origin(name: string): Origin {
+    let state = this.#origins.get(name);
+    if (!state) {
+      state = new Origin(name, this.#probeAfterMs);
+      this.#origins.set(name, state);
+    }
+    return state;
+  }
+
+  /** Grants what can be granted at `state` now, and sets a timer for what must wait. */
+  #pump(state: Origin): void {
+    state.cancelTimer?.();
+    state.cancelTimer = null;
+    const now = this.#clock.now();
+    if (state.learntUntil > 0 && now >= state.learntUntil) {
+      // Quiet long enough: probe one request more, or a tenth faster, than the learnt limits.
+      state.ceiling++;
+      state.minSpacingMs = state.minSpacingMs < 1 ? 0 : 0.9 * state.minSpacingMs;
+      state.struck = false;
+      state.learntUntil = state.ceiling === Infinity && state.minSpacingMs === 0 ? 0 : now + state.probeAfterMs;
+    }
+    while (state.waiters.length > 0) {
+      if (now < state.pausedUntil) {
+        for (const waiter of [...state.waiters]) {
+          if (waiter.patientUntil >= state.pausedUntil) continue;
+          state.waiters.splice(state.waiters.indexOf(waiter), 1);
+          this.#settle(waiter, { ok: false, until: state.pausedUntil, reason: state.pauseReason ?? 'throttled' });
+        }
+        if (state.waiters.length > 0) this.#wake(state, state.pausedUntil - now);
+        break;
+      }
+      if (state.inFlight >= state.limit(this.#cap)) break; // a release pumps again
+      if (now < state.nextStart) {
+        this.#wake(state, state.nextStart - now);
+        break;
+      }
+      if (this.#inFlight >= this.#concurrency) {
+        this.#blocked.add(state);
+        break;
+      }
+      this.#grant(state, state.waiters.shift()!, now);
+    }
+    // A 403 waiting for a verdict gets "its own" when nothing else can give one.
+    if (state.verdicts.length > 0 && state.inFlight === 0 && state.waiters.length === 0) this.#resolveVerdicts(state, false);
+    if (state.idle && this.#origins.size > 10_000 && now >= state.pausedUntil) this.#origins.delete(state.name);
+  }
+
+  #wake(state: Origin, ms: number): void {
+    state.cancelTimer = this.#clock.after(ms, () => {
+      state.cancelTimer = null;
+      this.#pump(state);
+    });
+  }
+
+  #settle(waiter: Waiter, entry: Entry): void {
+    waiter.signal?.removeEventListener('abort', waiter.onAbort);
+    waiter.resolve(entry);
+  }
+
+  #grant(state: Origin, waiter: Waiter, now: number): void {
+    state.inFlight++;
+    this.#inFlight++;
+    let old = 0;
+    while (old < state.starts.length && state.starts[old]! <= now - 1000) old++;
+    if (old > 0) state.starts.splice(0, old);
+    state.starts.push(now);
+    state.nextStart = now + state.spacingMs;
+    const start: Start = { at: now, serial: this.#serial++, level: state.inFlight, recent: state.starts.length, epoch: state.epoch };
+    let open = true;
+    const release = (): boolean => {
+      if (!open) return false;
+      open = false;
+      state.inFlight--;
+      this.#inFlight--;
+      return true;
+    };
+    const grant: Grant = {
+      done: (answer, retryAfterMs) => {
+        if (!release()) return;
+        this.#answer(state, start, answer, retryAfterMs);
+        this.#released(state);
+      },
+      forbidden: async (signal) => {
+        if (!release()) return false;
+        const verdict = this.#forbidden(state, start, signal);
+        this.#released(state);
+        return verdict;
+      },
+    };
+    this.#settle(waiter, { ok: true, grant });
+  }
+
+  /** A freed slot goes first to the origins that waited for one overall, then to this one. */
+  #released(state: Origin): void {
+    for (const other of this.#blocked) {
+      if (this.#inFlight >= this.#concurrency) break;
+      this.#blocked.delete(other);
+      this.#pump(other);
+    }
+    this.#pump(state);
+  }
+
+  #answer(state: Origin, start: Start, answer: Answer, retryAfterMs: number | undefined): void {
+    const now = this.#clock.now();
+    if (answer === 'ok') {
+      state.answered = true;
+      if (start.serial >= state.streakFrom) {
+        state.streak = 0;
+        state.probation = false;
+        this.#resolveVerdicts(state, false);
+      }
+      state.proven = Math.max(state.proven, start.level);
+      state.provenRate = Math.max(state.provenRate, start.recent);
+      // Grown only when the allowance was in use, so an idle origin is not credited with a load it never took.
+      if ((state.waiters.length > 0 || state.inFlight + 1 >= state.limit(this.#cap)) && ++state.credit >= state.allowance) {
+        state.credit = 0;
+        state.allowance = Math.min(this.#cap, Math.max(1, state.ceiling - 1), state.allowance + 1);
+      }
+      if (state.spacingMs > state.minSpacingMs) state.spacingMs = Math.max(state.minSpacingMs, state.spacingMs - state.spacingStep);
+      return;
+    }
+    if (answer === 'failed') return;
+    this.#decrease(state, start, answer === 'throttled');
+    if (answer === 'throttled') this.#learn(state, start, now);
+    if (answer === 'throttled' || retryAfterMs !== undefined) {
+      this.#pause(state, now + (retryAfterMs ?? this.#throttlePauseMs), retryAfterMs !== undefined ? 'retry-after' : 'throttled');
+    }
+  }
+
+  /**
+   * What a 429 teaches: the number in flight it came at is too many (a concurrency limit, or a
+   * rate limit at that number); at one request at a time, the pace of the last second is too fast.
+   * At a level answered before, the first 429 may be a moment's overlap (the origin still counting
+   * a request whose answer we have read): only a second one lowers the ceiling.
+   */
+  #learn(state: Origin, start: Start, now: number): void {
+    if (start.level > state.proven || state.struck) state.ceiling = Math.min(state.ceiling, start.level);
+    else state.struck = true;
+    // Unless the pace was well under the fastest answered: then it was not the pace (a moment's overlap at the origin).
+    if (start.level === 1 && 2 * start.recent >= state.provenRate) {
+      // The requests of the last second, less this one, were already too many: keep 10% under.
+      state.minSpacingMs = Math.max(state.minSpacingMs, 1000 / (0.9 * Math.max(1, start.recent - 1)));
+      this.#space(state, state.minSpacingMs);
+    }
+    state.learntUntil = now + state.probeAfterMs;
+    state.probeAfterMs = Math.min(MAX_PROBE_AFTER_MS, state.probeAfterMs * 2);
+  }
+
+  /** Multiplicative decrease, once per round of requests: the allowance halves, or at 1 a 429 doubles the spacing. */
+  #decrease(state: Origin, start: Start, throttled: boolean): void {
+    if (start.epoch !== state.epoch) return;
+    state.epoch++;
+    const limit = state.limit(this.#cap);
+    state.credit = 0;
+    if (limit > 1) state.allowance = Math.max(1, Math.floor(limit / 2));
+    else if (throttled) this.#space(state, 2 * (state.spacingMs > 0 ? state.spacingMs : 1000 / Math.max(1, state.provenRate, start.recent)));
+  }
+
+  #space(state: Origin, ms: number): void {
+    if (ms <= state.spacingMs) return;
+    state.spacingMs = ms;
+    // Back to the spacing before in about ten answers, but never under what a 429 taught.
+    state.spacingStep = ms / 20;
+  }
+
+  #pause(state: Origin, until: number, reason: PauseReason): void {
+    if (until <= state.pausedUntil) return;
+    state.pausedUntil = until;
+    state.pauseReason = reason;
+    this.#pauses?.set(state.name, until, reason).catch(() => {});
+  }
+
+  #forbidden(state: Origin, start: Start, signal: AbortSignal | undefined): Promise<boolean> | boolean {
+    // An origin that never answered otherwise refuses us from the start: not a ban, nothing to wait for.
+    if (!state.answered) return false;
+    const now = this.#clock.now();
+    if (state.probation && start.epoch < state.bannedEpoch) return true; // the ban already declared
+    if (state.streak === 0) state.streakFrom = this.#serial;
+    state.streak++;
+    if (state.probation || state.streak >= this.#banAfter) {
+      this.#ban(state, now);
+      return true;
+    }
+    if (state.inFlight === 0 && state.waiters.length === 0) return false;
+    return new Promise<boolean>((resolve, reject) => {
+      const onAbort = (): void => {
+        const at = state.verdicts.indexOf(settle);
+        if (at >= 0) state.verdicts.splice(at, 1);
+        reject(signal!.reason);
+      };
+      const settle = (banned: boolean): void => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(banned);
+      };
+      if (signal?.aborted) return reject(signal.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      state.verdicts.push(settle);
+    });
+  }
+
+  #ban(state: Origin, now: number): void {
+    state.bans++;
+    state.probation = true;
+    state.streak = 0;
+    state.allowance = 1;
+    state.bannedEpoch = ++state.epoch;
+    this.#pause(state, now + Math.min(MAX_BAN_PAUSE_MS, this.#banPauseMs * 2 ** (state.bans - 1)), 'ban');
+    this.#resolveVerdicts(state, true);
+  }
+
+  #resolveVerdicts(state: Origin, banned: boolean): void {
+    const verdicts = state.verdicts;
+    state.verdicts = [];
+    for (const settle of verdicts) settle(banned);
+  }
+}

@@ -1,0 +1,332 @@
+// The per-origin gate on a clock moved by hand: caps, AIMD, pacing, Retry-After, bans and pauses
+// shared through a fleet's HostPauses. No real time passes.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { HostGate, type Clock, type Entry, type Grant, type HostGateOptions, type HostPauses, type PauseReason } from '../engine/host-gate.ts';
+
+/** A clock whose timers fire only when a test moves it. */
+class FakeClock implements Clock {
+  t = 1_000_000;
+  #timers: Array<{ at: number; fn: () => void }> = [];
+  now = (): number => this.t;
+  after(ms: number, fn: () => void): () => void {
+    const timer = { at: this.t + ms, fn };
+    this.#timers.push(timer);
+    return () => {
+      const at = this.#timers.indexOf(timer);
+      if (at >= 0) this.#timers.splice(at, 1);
+    };
+  }
+  /** Moves time on by `ms`, firing each timer at its time. */
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms;
+    for (;;) {
+      const due = this.#timers.filter((x) => x.at <= end).sort((x, y) => x.at - y.at)[0];
+      if (!due) break;
+      this.#timers.splice(this.#timers.indexOf(due), 1);
+      this.t = Math.max(this.t, due.at);
+      due.fn();
+      await settled();
+    }
+    this.t = end;
+    await settled();
+  }
+}
+
+/** Lets resolved promises run their continuations. */
+const settled = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+const A = 'http://127.0.0.1:8001';
+const B = 'http://127.0.0.1:8002';
+const FOREVER = Number.MAX_SAFE_INTEGER;
+
+function gate(options: Partial<HostGateOptions> = {}): { gate: HostGate; clock: FakeClock } {
+  const clock = new FakeClock();
+  return { gate: new HostGate({ hostConcurrency: 8, clock, ...options }), clock };
+}
+
+/** `count` requests for `origin`, each recorded when granted. */
+function ask(g: HostGate, origin: string, count: number, patientUntil = FOREVER): { granted: Grant[]; entries: Array<Promise<Entry>> } {
+  const granted: Grant[] = [];
+  const entries = Array.from({ length: count }, () =>
+    g.acquire(origin, patientUntil).then((entry) => {
+      if (entry.ok) granted.push(entry.grant);
+      return entry;
+    }),
+  );
+  return { granted, entries };
+}
+
+/** Answers every granted request `ok`, round after round, until `rounds` have passed. */
+async function answerRounds(granted: Grant[], rounds: number, answer: (grant: Grant) => void = (g) => g.done('ok')): Promise<void> {
+  for (let round = 0; round < rounds; round++) {
+    await settled();
+    for (const grant of granted.splice(0)) answer(grant);
+  }
+  await settled();
+}
+
+describe('allowance (AIMD)', () => {
+  test('starts at one request, grows by one per allowance of answers, never past the cap', async () => {
+    const { gate: g } = gate({ hostConcurrency: 4 });
+    const { granted } = ask(g, A, 200);
+    await settled();
+    assert.equal(g.state(A)!.inFlight, 1);
+    const seen: number[] = [];
+    for (let round = 0; round < 12; round++) {
+      seen.push(g.state(A)!.inFlight);
+      for (const grant of granted.splice(0)) grant.done('ok');
+      await settled();
+    }
+    assert.deepEqual(seen.slice(0, 4), [1, 2, 3, 4]);
+    assert.ok(seen.every((n) => n <= 4), `over the cap: ${seen}`);
+    assert.equal(g.state(A)!.limit, 4);
+  });
+
+  test('a 429 halves the allowance and what it came at is remembered: growth stops just below it', async () => {
+    const { gate: g, clock } = gate({ hostConcurrency: 8 });
+    const { granted } = ask(g, A, 1000);
+    // Grow to 6 in flight, then the 6th answers 429: the origin allows 5.
+    for (let round = 0; round < 20 && g.state(A)!.inFlight < 6; round++) await answerRounds(granted, 1);
+    const [last, ...rest] = [granted.pop()!, ...granted.splice(0)];
+    for (const grant of rest) grant.done('ok');
+    last.done('throttled');
+    assert.equal(g.state(A)!.limit, 3);
+    assert.equal(g.state(A)!.pauseReason, 'throttled', 'a 429 without Retry-After pauses the origin briefly');
+    await clock.advance(1_000);
+    await answerRounds(granted, 40);
+    assert.equal(g.state(A)!.limit, 5, 'grown back to one under the level of the 429, not past it');
+    assert.equal(g.state(A)!.inFlight, 5);
+    // After a quiet while the level is tried again: one request more, then another after a while more.
+    await clock.advance(60_000);
+    await answerRounds(granted, 20);
+    assert.equal(g.state(A)!.limit, 6);
+    await clock.advance(120_000);
+    await answerRounds(granted, 20);
+    assert.equal(g.state(A)!.limit, 7);
+  });
+
+  test('a 503 and a refused connection halve it too, once per round of requests', async () => {
+    const { gate: g } = gate({ hostConcurrency: 8 });
+    const { granted } = ask(g, A, 1000);
+    for (let round = 0; round < 20 && g.state(A)!.limit < 8; round++) await answerRounds(granted, 1);
+    await answerRounds(granted, 1);
+    const round = granted.splice(0);
+    assert.equal(round.length, 8);
+    // Three 503s from requests started in the same round: one halving, not three.
+    round[0]!.done('overloaded');
+    round[1]!.done('overloaded');
+    round[2]!.done('overloaded');
+    assert.equal(g.state(A)!.limit, 4);
+    for (const grant of round.slice(3)) grant.done('ok');
+    await settled();
+    const next = granted.splice(0);
+    next[0]!.done('refused');
+    assert.equal(g.state(A)!.limit, 2);
+    assert.equal(g.state(A)!.pausedUntil, 0, 'neither pauses the origin without Retry-After');
+    for (const grant of next.slice(1)) grant.done('ok');
+  });
+
+  test('at one request at a time, a 429 spaces the starts out; answers shrink the spacing back, not under what the 429 taught', async () => {
+    const { gate: g, clock } = gate({ hostConcurrency: 1 });
+    const { granted } = ask(g, A, 1000);
+    // Ten starts within the second, each answered at once; the tenth is a 429.
+    for (let n = 0; n < 9; n++) {
+      await settled();
+      granted.shift()!.done('ok');
+      await clock.advance(100);
+    }
+    await settled();
+    granted.shift()!.done('throttled', 500);
+    assert.equal(g.state(A)!.pauseReason, 'retry-after');
+    // 10 starts in the last second: the spacing doubles from 1000/10 ms, and at least 1000/(0.9 × 9).
+    assert.equal(g.state(A)!.spacingMs, 200);
+    await clock.advance(500);
+    const starts: number[] = [];
+    for (let n = 0; n < 300; n++) {
+      await settled();
+      if (granted.length > 0) {
+        starts.push(clock.t);
+        granted.shift()!.done('ok');
+      }
+      await clock.advance(10);
+    }
+    const gaps = starts.slice(1).map((t, n) => t - starts[n]!);
+    assert.ok(gaps.every((gap) => gap >= 1000 / (0.9 * 9) - 10), `starts closer than learnt: ${gaps}`);
+    assert.ok(gaps[0]! >= 190 && gaps.at(-1)! < gaps[0]!, `the spacing shrinks: ${gaps}`);
+    assert.ok(Math.abs(g.state(A)!.spacingMs - 1000 / (0.9 * 9)) < 1e-9, 'down to the learnt pace');
+  });
+
+  test('never more than the cap per origin, nor than the overall limit, whatever the order of answers', async () => {
+    const { gate: g } = gate({ hostConcurrency: 3, concurrency: 4 });
+    const a = ask(g, A, 300);
+    const b = ask(g, B, 300);
+    let maxA = 0;
+    let maxTotal = 0;
+    let seed = 7;
+    const random = (): number => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    for (let step = 0; step < 400; step++) {
+      await settled();
+      const stateA = g.state(A)!.inFlight;
+      maxA = Math.max(maxA, stateA, g.state(B)!.inFlight);
+      maxTotal = Math.max(maxTotal, stateA + g.state(B)!.inFlight);
+      const pool = [...a.granted, ...b.granted];
+      if (pool.length === 0) break;
+      const pick = pool[Math.floor(random() * pool.length)]!;
+      for (const list of [a.granted, b.granted]) if (list.includes(pick)) list.splice(list.indexOf(pick), 1);
+      pick.done('ok');
+    }
+    assert.equal(maxA, 3);
+    assert.equal(maxTotal, 4);
+    // Both origins were served: a slot freed overall goes to the origin that waited for one.
+    assert.ok(g.state(A)!.waiting < 300 && g.state(B)!.waiting < 300);
+  });
+});
+
+describe('pauses', () => {
+  test('Retry-After pauses the whole origin; the impatient are told at once, the others go after it', async () => {
+    const { gate: g, clock } = gate();
+    const first = ask(g, A, 1);
+    await settled();
+    first.granted[0]!.done('throttled', 3_000);
+    const patient = ask(g, A, 2);
+    const impatient = await g.acquire(A, clock.t + 1_000);
+    assert.deepEqual(impatient, { ok: false, until: clock.t + 3_000, reason: 'retry-after' });
+    const other = ask(g, B, 1);
+    await clock.advance(2_999);
+    assert.equal(patient.granted.length, 0, 'granted during the pause');
+    assert.equal(other.granted.length, 1, 'another origin is not paused');
+    await clock.advance(1);
+    assert.equal(patient.granted.length, 1);
+  });
+
+  test('a ban: 403s in a row after the origin had answered pause it 30 s, then 60 s; its requests wait instead of failing', async () => {
+    const { gate: g, clock } = gate({ hostConcurrency: 8 });
+    const { granted } = ask(g, A, 1000);
+    for (let round = 0; round < 20 && g.state(A)!.limit < 6; round++) await answerRounds(granted, 1);
+    await settled();
+    const round = granted.splice(0);
+    assert.equal(round.length, 6);
+    const verdicts = round.slice(0, 5).map((grant) => grant.forbidden());
+    assert.deepEqual(await Promise.all(verdicts), [true, true, true, true, true]);
+    const state = g.state(A)!;
+    assert.equal(state.bans, 1);
+    assert.equal(state.pauseReason, 'ban');
+    assert.equal(state.pausedUntil, clock.t + 30_000);
+    // 403s to requests started before the ban (the sixth, and those started while the first 403s
+    // waited for a verdict) are part of it, not other bans.
+    assert.equal(granted.length, 4);
+    assert.deepEqual(await Promise.all([round[5]!, ...granted.splice(0)].map((grant) => grant.forbidden())), [true, true, true, true, true]);
+    assert.equal(g.state(A)!.bans, 1);
+    assert.equal(g.state(A)!.inFlight, 0, 'nothing is sent during the pause');
+    await clock.advance(30_000);
+    await settled();
+    assert.equal(g.state(A)!.inFlight, 1, 'after the pause one request tries the origin');
+    assert.equal(await granted.shift()!.forbidden(), true, 'still banned');
+    assert.equal(g.state(A)!.pausedUntil, clock.t + 60_000);
+    await clock.advance(60_000);
+    await settled();
+    granted.shift()!.done('ok');
+    await settled();
+    assert.equal(g.state(A)!.pauseReason, 'ban');
+    assert.ok(g.state(A)!.pausedUntil <= clock.t, 'the ban is over');
+    assert.equal(g.state(A)!.inFlight, 2, 'and the allowance grows again');
+  });
+
+  test('a 403 of its own is not a ban: refused from the start, alone, or followed by an answer', async () => {
+    const { gate: g } = gate();
+    // An origin that never answered otherwise: no ban, no wait.
+    const never = ask(g, A, 1);
+    await settled();
+    assert.equal(await never.granted[0]!.forbidden(), false);
+    // Alone at an origin that had answered: nothing else can tell, so it is the image's own.
+    const alone = ask(g, B, 2);
+    await settled();
+    alone.granted.shift()!.done('ok');
+    await settled();
+    assert.equal(await alone.granted.shift()!.forbidden(), false);
+    // Others under way: the verdict waits for an answer to a request started after the 403.
+    const many = ask(g, B, 6);
+    await answerRounds(many.granted, 1);
+    await settled();
+    const [forbidden, before, ...rest] = many.granted.splice(0);
+    let verdict: boolean | undefined;
+    void forbidden!.forbidden().then((v) => (verdict = v));
+    before!.done('ok'); // started before the 403 came: says nothing
+    await settled();
+    assert.equal(verdict, undefined);
+    await settled();
+    const after = many.granted.shift() ?? rest.shift()!;
+    after.done('ok');
+    for (const grant of [...rest, ...many.granted]) grant.done('ok');
+    await settled();
+    assert.equal(verdict, false);
+    assert.equal(g.state(B)!.bans, 0);
+  });
+});
+
+describe('pauses shared by a fleet (HostPauses)', () => {
+  class FakePauses implements HostPauses {
+    readonly map = new Map<string, { until: number; reason: PauseReason }>();
+    async get(origin: string): Promise<number> {
+      return this.map.get(origin)?.until ?? 0;
+    }
+    async set(origin: string, untilMs: number, reason: PauseReason): Promise<void> {
+      this.map.set(origin, { until: untilMs, reason });
+    }
+  }
+
+  test("one function's Retry-After and ban pause the origin for the others", async () => {
+    const pauses = new FakePauses();
+    const clock = new FakeClock();
+    const one = new HostGate({ hostConcurrency: 8, clock, pauses });
+    const two = new HostGate({ hostConcurrency: 8, clock, pauses });
+    const first = ask(one, A, 1);
+    await settled();
+    first.granted[0]!.done('throttled', 5_000);
+    await settled();
+    assert.deepEqual(pauses.map.get(A), { until: clock.t + 5_000, reason: 'retry-after' });
+    // The other function: told at once when it cannot wait that long, made to wait when it can.
+    assert.deepEqual(await two.acquire(A, clock.t + 1_000), { ok: false, until: clock.t + 5_000, reason: 'fleet' });
+    const waiting = ask(two, A, 1, clock.t + 10_000);
+    await clock.advance(4_999);
+    assert.equal(waiting.granted.length, 0);
+    await clock.advance(1);
+    assert.equal(waiting.granted.length, 1);
+    waiting.granted[0]!.done('ok');
+
+    // A ban seen by the second function reaches the fleet as such.
+    const more = ask(two, B, 20);
+    await answerRounds(more.granted, 3);
+    for (let round = 0; round < 5 && !pauses.map.has(B); round++) {
+      for (const grant of more.granted.splice(0)) void grant.forbidden();
+      await settled();
+    }
+    assert.equal(pauses.map.get(B)?.reason, 'ban');
+    assert.equal(pauses.map.get(B)?.until, clock.t + 30_000);
+  });
+
+  test('a fleet store that fails is ignored: the local gate still works', async () => {
+    const clock = new FakeClock();
+    const broken: HostPauses = { get: () => Promise.reject(new Error('S3 down')), set: () => Promise.reject(new Error('S3 down')) };
+    const g = new HostGate({ hostConcurrency: 2, clock, pauses: broken });
+    const entry = await g.acquire(A, FOREVER);
+    assert.ok(entry.ok);
+    entry.grant.done('throttled', 1_000);
+    assert.equal(g.state(A)!.pauseReason, 'retry-after');
+  });
+});
+
+test('a waiter whose signal aborts leaves the queue with its reason', async () => {
+  const { gate: g } = gate({ hostConcurrency: 1 });
+  const held = await g.acquire(A, FOREVER);
+  const controller = new AbortController();
+  const waiting = g.acquire(A, FOREVER, controller.signal);
+  await settled();
+  controller.abort(new Error('stop'));
+  await assert.rejects(waiting, /stop/);
+  assert.equal(g.state(A)!.waiting, 0);
+  assert.ok(held.ok);
+  held.grant.done('ok');
+});
