@@ -1,6 +1,7 @@
 // CPU floor: how much CPU per image a Node client needs at all, against aria2c and `cloudfetch run`
 // in the same run. The bare client (bench/bare-client.ts) is undici's request() on an Agent,
-// bodies read and dropped: no files, no guard, no hashing, no index. If even it spends more CPU per image than aria2c (which
+// bodies read and dropped: no files, no guard, no hashing, no index; "+ files" also writes each
+// body to a file of its own, as aria2c does. If even it spends more CPU per image than aria2c (which
 // writes every file), no Node client will match aria2c. Each tool is its own process under GNU
 // time; the runs alternate; every run is checked (every image answered, every file written).
 //
@@ -50,8 +51,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => vo
 
 const sizeOf = (i: number): number => 20 * 1024 + ((i * 7919) % (20 * 1024));
 
-type Tool = 'bare undici' | 'aria2c -i' | 'cloudfetch run';
-const TOOLS: Tool[] = ['bare undici', 'aria2c -i', 'cloudfetch run'];
+type Tool = 'bare undici' | 'bare undici + files' | 'aria2c -i' | 'cloudfetch run';
+const TOOLS: Tool[] = ['bare undici', 'bare undici + files', 'aria2c -i', 'cloudfetch run'];
 
 async function runTool(tool: Tool, list: string, connections: number, count: number, totalBytes: number): Promise<{ result: Measured; problem: string | null }> {
   const timeFile = join(workDir!, 'time.txt');
@@ -60,10 +61,12 @@ async function runTool(tool: Tool, list: string, connections: number, count: num
   await rm(out, { recursive: true, force: true });
   await mkdir(out);
   const failed = (result: Measured): string | null => (result.exitCode !== 0 ? `exited with ${result.exitCode ?? result.signal}: ${result.stderr.trim().split('\n').slice(-2).join(' / ')}` : null);
-  if (tool === 'bare undici') {
-    const result = await measure(process.execPath, [BARE, list, String(connections)], options);
+  if (tool === 'bare undici' || tool === 'bare undici + files') {
+    const files = tool === 'bare undici + files';
+    const result = await measure(process.execPath, [BARE, list, String(connections), ...(files ? [out] : [])], options);
     const got = failed(result) ? null : (JSON.parse(result.stdout) as { ok: number; bytes: number });
-    return { result, problem: failed(result) ?? (got!.ok !== count || got!.bytes !== totalBytes ? `${got!.ok} answered, ${got!.bytes} bytes` : null) };
+    const written = files ? (await readdir(out)).length : count;
+    return { result, problem: failed(result) ?? (got!.ok !== count || got!.bytes !== totalBytes || written !== count ? `${got!.ok} answered, ${got!.bytes} bytes, ${written} files` : null) };
   }
   if (tool === 'aria2c -i') {
     const result = await measure('aria2c', ['--input-file', list, '--dir', out, ...ARIA2C_FLAGS(connections)], options);
