@@ -17,6 +17,10 @@ export const PREFIX = {
   status: 'status/',
   /** records/<split>/<invocation>.jsonl: what each fetch learnt, one line per image, read by sync. */
   records: 'records/',
+  /** originals/<split>/<id>.<ext>: the fetched bytes of an image stored resized (keepOriginals), under the original's extension. */
+  originals: 'originals/',
+  /** hosts/<origin hash>.json: a host paused for the whole fleet (Retry-After, a ban), written by the fetch function. */
+  hosts: 'hosts/',
 } as const;
 
 /** Manifest uploads that trigger a split: these endings, optionally gzipped. */
@@ -44,6 +48,18 @@ export const failureKey = (split: string, reason: FailureReason, id: string): st
  */
 export const recordsPrefix = (split: string): string => `${PREFIX.records}${split}/`;
 export const recordsKey = (split: string, name: string): string => `${recordsPrefix(split)}${safeSegment(name)}.jsonl`;
+
+/** hosts/<hash>.json: the origin's name is hashed (aws/fifo.ts originHash), never put in a key. */
+export const hostKey = (originHash: string): string => `${PREFIX.hosts}${originHash}.json`;
+
+/** hosts/<hash>.json: until when every fetch function leaves the origin alone, and why. */
+export interface HostNote {
+  origin: string;
+  /** ms since the epoch. */
+  pausedUntil: number;
+  reason: 'retry-after' | 'ban' | 'throttled';
+  at: string;
+}
 
 /** The split named by a status/<split>.json key, or null for any other key. */
 export function splitOfStatusKey(key: string): string | null {
@@ -74,9 +90,15 @@ export interface SplitStatus {
   position?: string;
   /**
    * Which upload (ETag, size) and how many of its planned entries, in manifest order, are known
-   * queued: a re-run of the same upload after a crash or failure sends only the rest.
+   * queued: a re-run of the same upload after a crash or failure sends only the rest. `submission`
+   * names this submission in the jobs' deduplication ids (a resumed split keeps it, an upload
+   * split anew gets another), so SQS drops a job a resumed split sends twice within 5 minutes.
    */
-  progress?: { etag: string; bytes: number; done: number };
+  progress?: { etag: string; bytes: number; done: number; submission?: string };
+  /** The jobs' message groups per origin (the stack's hostConcurrency when split): retry sends into the same groups. */
+  hostConcurrency?: number;
+  /** The stack's placeholderThreshold when split: sync decides placeholders with it. */
+  placeholderThreshold?: number;
 }
 
 /** failures/<split>/<reason>/<id>.json: why one image could not be fetched, enough to send it again. */

@@ -5,20 +5,20 @@
 import { readFile } from 'node:fs/promises';
 import { budgetBytes, fetchReservation, RUNTIME_HEADROOM_MB } from '../engine/byte-budget.ts';
 import type { Layout } from '../engine/keys.ts';
+import { DEFAULT_IMAGE_OPTIONS, MAX_RESIZE, OUTPUT_FORMATS, RESIZE_MODES, type OutputFormat, type ResizeMode } from '../engine/resize.ts';
 
 export interface Settings {
   stackName: string;
   /** Most fetch function instances at once: protects origin sites and a new account's quota. */
   fetchMaxConcurrency: number;
-  /** SQS messages (images) handed to one fetch invocation. */
+  /** SQS messages (images) handed to one fetch invocation: at most 10, as Lambda reads a FIFO queue. */
   fetchBatchSize: number;
-  fetchBatchWindowSeconds: number;
   fetchMemoryMb: number;
   fetchTimeoutSeconds: number;
   /** Overall deadline for one image inside the fetch function. */
   imageTimeoutSeconds: number;
-  /** Connections to one host from one fetch instance. */
-  perHost: number;
+  /** Jobs of one origin in flight at once across every fetch function: its message groups (aws/fifo.ts), and each fetcher's cap per origin (engine/host-gate.ts). */
+  hostConcurrency: number;
   manifestMemoryMb: number;
   manifestTimeoutSeconds: number;
   /** Empty: a current desktop browser's User-Agent. */
@@ -36,17 +36,26 @@ export interface Settings {
   retryDelaySeconds: number;
   /** E-mail address subscribed to the alarm topic; empty: no subscription. */
   alarmEmail: string;
+  /** Largest side after resizing in the fetch function, in pixels; 0: no resizing (engine/resize.ts). */
+  resize: number;
+  resizeMode: ResizeMode;
+  /** Stored format; not `keep`, the keys end in its extension (decided at split time). */
+  imageFormat: OutputFormat;
+  quality: number;
+  /** Keep the fetched bytes under originals/ beside each image stored resized. */
+  keepOriginals: boolean;
+  /** Distinct URLs of one host with the same bytes that make them a placeholder; 0: no check. */
+  placeholderThreshold: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
   stackName: 'cloudfetch',
   fetchMaxConcurrency: 20,
-  fetchBatchSize: 20,
-  fetchBatchWindowSeconds: 5,
+  fetchBatchSize: 10,
   fetchMemoryMb: 512,
   fetchTimeoutSeconds: 120,
   imageTimeoutSeconds: 30,
-  perHost: 8,
+  hostConcurrency: 4,
   manifestMemoryMb: 1024,
   manifestTimeoutSeconds: 900,
   userAgent: '',
@@ -58,6 +67,12 @@ export const DEFAULT_SETTINGS: Settings = {
   maxReceiveCount: 5,
   retryDelaySeconds: 5,
   alarmEmail: '',
+  resize: 0,
+  resizeMode: DEFAULT_IMAGE_OPTIONS.mode,
+  imageFormat: DEFAULT_IMAGE_OPTIONS.format,
+  quality: DEFAULT_IMAGE_OPTIONS.quality,
+  keepOriginals: false,
+  placeholderThreshold: 3,
 };
 
 /** SQS redelivers a message only after its visibility timeout: keep it ≥ 6× the function timeout. */
@@ -113,12 +128,11 @@ const email: Check = (key, value) => {
 const CHECKS: Record<keyof Settings, Check> = {
   stackName,
   fetchMaxConcurrency: int(2, 1000),
-  fetchBatchSize: int(1, 100),
-  fetchBatchWindowSeconds: int(0, 300),
+  fetchBatchSize: int(1, 10),
   fetchMemoryMb: int(256, 10240),
   fetchTimeoutSeconds: int(30, 900),
   imageTimeoutSeconds: int(5, 600),
-  perHost: int(1, 256),
+  hostConcurrency: int(1, 256),
   manifestMemoryMb: int(512, 10240),
   manifestTimeoutSeconds: int(60, 900),
   userAgent: text,
@@ -130,6 +144,16 @@ const CHECKS: Record<keyof Settings, Check> = {
   maxReceiveCount: int(1, 1000),
   retryDelaySeconds: int(1, 900),
   alarmEmail: email,
+  resize: int(0, MAX_RESIZE),
+  resizeMode: oneOf(RESIZE_MODES),
+  imageFormat: oneOf(OUTPUT_FORMATS),
+  quality: int(1, 100),
+  keepOriginals: bool,
+  placeholderThreshold: (key, value) => {
+    // 1 would make every image a placeholder: one URL alone shares its bytes with no other.
+    if (value === 0 || value === '0') return 0;
+    return int(2, 1_000_000)(key, value);
+  },
 };
 
 /** Reads every setting through `context(key)` (e.g. node.tryGetContext), checking each value. */
@@ -140,12 +164,11 @@ export function readSettings(context: (key: string) => unknown): Settings {
     if (value !== undefined) settings[key] = check(key, value);
   }
   const s = settings as unknown as Settings;
+  if (s.resizeMode !== 'keep' && s.resize === 0) {
+    throw new SettingsError(`context ${CONTEXT_PREFIX}resizeMode ${s.resizeMode} needs ${CONTEXT_PREFIX}resize (the side of the square, in pixels)`);
+  }
   if (s.imageTimeoutSeconds + 10 > s.fetchTimeoutSeconds) {
     throw new SettingsError(`context ${CONTEXT_PREFIX}imageTimeoutSeconds (${s.imageTimeoutSeconds}) must leave at least 10 s of ${CONTEXT_PREFIX}fetchTimeoutSeconds (${s.fetchTimeoutSeconds})`);
-  }
-  // Lambda refuses batches over 10 from a standard queue without a batching window.
-  if (s.fetchBatchSize > 10 && s.fetchBatchWindowSeconds < 1) {
-    throw new SettingsError(`context ${CONTEXT_PREFIX}fetchBatchSize ${s.fetchBatchSize} needs ${CONTEXT_PREFIX}fetchBatchWindowSeconds of at least 1 (Lambda allows batches over 10 only with a batching window)`);
   }
   // The fetch function must hold at least one image of maxBytes (engine/byte-budget.ts).
   if (fetchReservation(s.maxBytes) > budgetBytes(s.fetchMemoryMb)) {
@@ -155,6 +178,11 @@ export function readSettings(context: (key: string) => unknown): Settings {
 }
 
 const MiB = 1024 * 1024;
+
+/** Whether the fetch function decodes images: resizing or a stored format is asked for. */
+export function shapesImages(s: Settings): boolean {
+  return s.resize > 0 || s.imageFormat !== 'keep';
+}
 
 /** The stack's two functions, and the service name each logs and emits metrics under (Powertools). */
 export const FUNCTION_SERVICES = {
@@ -191,13 +219,27 @@ export function functionEnvironment(s: Settings, fn: FunctionId, at: { bucket: s
     LAYOUT: s.layout,
     MAX_BYTES: String(s.maxBytes),
     IMAGE_TIMEOUT_SECONDS: String(s.imageTimeoutSeconds),
-    PER_HOST: String(s.perHost),
+    HOST_CONCURRENCY: String(s.hostConcurrency),
     SKIP_EXISTING_AT_SPLIT: String(s.skipExistingAtSplit),
-    ...(fn === 'fetch' ? { RETRY_DELAY_SECONDS: String(s.retryDelaySeconds) } : {}),
+    PLACEHOLDER_THRESHOLD: String(s.placeholderThreshold),
+    ...(fn === 'fetch' ? { RETRY_DELAY_SECONDS: String(s.retryDelaySeconds), MAX_RECEIVE_COUNT: String(s.maxReceiveCount) } : {}),
+    // Keys follow a stored format chosen up front (the manifest function); the fetch function shapes.
+    ...(s.imageFormat !== 'keep' ? { IMAGE_FORMAT: s.imageFormat } : {}),
+    ...(fn === 'fetch' ? imageEnvironment(s) : {}),
     ...(s.userAgent ? { USER_AGENT: s.userAgent } : {}),
     ...(s.referer ? { REFERER: s.referer } : {}),
     POWERTOOLS_SERVICE_NAME: FUNCTION_SERVICES[fn],
     POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+  };
+}
+
+/** The fetch function's resizing settings, only when it resizes or re-encodes (aws/lambda/config.ts imageOptions). */
+function imageEnvironment(s: Settings): Record<string, string> {
+  if (!shapesImages(s)) return {};
+  return {
+    ...(s.resize > 0 ? { RESIZE: String(s.resize), RESIZE_MODE: s.resizeMode } : {}),
+    QUALITY: String(s.quality),
+    ...(s.keepOriginals ? { KEEP_ORIGINALS: 'true' } : {}),
   };
 }
 

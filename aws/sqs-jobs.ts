@@ -1,10 +1,11 @@
-// Sends jobs to the queue in batches of ten (SendMessageBatch), several batches in flight at once,
+// Sends jobs to the (FIFO) queue in batches of ten (SendMessageBatch), several batches in flight at once,
 // retrying entries SQS reports as failed for a reason of its own. An entry SQS will never take (too
 // large, or refused as the sender's fault) is a refusal, reported and not sent; anything else that
 // still fails is thrown, and oldestUnsent() says where a re-run may resume.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { FifoIds } from './fifo.ts';
 import { encodeJob } from './job-message.ts';
 import type { Job } from '../engine/job.ts';
 
@@ -29,6 +30,8 @@ export function oversized(job: Job, body = encodeJob(job)): Refusal | null {
 interface Entry {
   job: Job;
   body: string;
+  /** Fixed at send(): a retried entry keeps its deduplication id, so SQS drops it if it did arrive. */
+  ids: FifoIds;
   /** The caller's position of the job, when it tracks them (see oldestUnsent). */
   tag: number | undefined;
 }
@@ -36,6 +39,7 @@ interface Entry {
 export class JobSender {
   readonly #sqs: SQSClient;
   readonly #queueUrl: string;
+  readonly #ids: (job: Job) => FifoIds;
   readonly #maxInFlight: number;
   #batch: Entry[] = [];
   #batchBytes = 0;
@@ -47,9 +51,11 @@ export class JobSender {
   /** Jobs SQS refused per entry, as the sender's fault (a too-large job is send()'s answer instead). */
   readonly refused: Refusal[] = [];
 
-  constructor(sqs: SQSClient, queueUrl: string, maxInFlight = 16) {
+  /** `ids` gives each job its message group and deduplication id (fifo.ts). */
+  constructor(sqs: SQSClient, queueUrl: string, ids: (job: Job) => FifoIds, maxInFlight = 16) {
     this.#sqs = sqs;
     this.#queueUrl = queueUrl;
+    this.#ids = ids;
     this.#maxInFlight = maxInFlight;
   }
 
@@ -60,7 +66,7 @@ export class JobSender {
     if (refusal) return refusal;
     const bytes = body.length;
     if (this.#batch.length === BATCH_ENTRIES || this.#batchBytes + bytes > BATCH_BYTES) await this.#dispatch();
-    this.#batch.push({ job, body, tag });
+    this.#batch.push({ job, body, ids: this.#ids(job), tag });
     if (tag !== undefined) this.#unsent.add(tag);
     this.#batchBytes += bytes;
     return null;
@@ -106,7 +112,7 @@ export class JobSender {
     let pending = entries;
     for (let attempt = 0; pending.length > 0; attempt++) {
       const answer = await this.#sqs.send(new SendMessageBatchCommand({
-        QueueUrl: this.#queueUrl, Entries: pending.map((e, i) => ({ Id: String(i), MessageBody: e.body })),
+        QueueUrl: this.#queueUrl, Entries: pending.map((e, i) => ({ Id: String(i), MessageBody: e.body, ...e.ids })),
       }));
       for (const ok of answer.Successful ?? []) {
         this.#forget(pending[Number(ok.Id)]!);

@@ -48,6 +48,8 @@ export interface DevCommandOptions {
   endpoint?: string;
   allowPrivateNetwork: boolean;
   visibilityTimeout: number;
+  /** Fetch invocations at once. */
+  fetchConcurrency?: number;
   verbose: boolean;
 }
 
@@ -61,6 +63,7 @@ export async function devCommand(o: DevCommandOptions): Promise<never> {
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
       allowPrivateNetwork: o.allowPrivateNetwork,
       visibilityTimeoutSeconds: o.visibilityTimeout,
+      ...(o.fetchConcurrency ? { fetchConcurrency: o.fetchConcurrency } : {}),
       logLevel: o.verbose ? 'INFO' : 'WARN',
     });
   } catch (error) {

@@ -1,4 +1,4 @@
-// The local cloud: the stack's bucket, jobs queue and dead-letter queue on an S3/SQS emulator, the
+// The local cloud: the stack's bucket, jobs queue and dead-letter queue (FIFO, as the stack's) on an S3/SQS emulator, the
 // environment the stack gives each function, and its two event sources (s3-notifications.ts,
 // sqs-poller.ts) driving the very handler modules Lambda runs. Only the event sources are
 // emulated; S3 and SQS are the emulator's own. One local cloud per process at a time: the
@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { FIFO_SUFFIX } from '../aws/fifo.ts';
 import { DEAD_LETTER_RETENTION_SECONDS, functionEnvironment, JOBS_RETENTION_SECONDS, visibilityTimeoutSeconds, type FunctionId, type Settings } from '../aws/settings.ts';
 import { printable } from '../engine/printable.ts';
 import { Activity } from './activity.ts';
@@ -22,16 +23,19 @@ export type FetchHandler = (event: SQSEvent, context: Context) => Promise<SQSBat
 /**
  * A handler, or how to load its module. A module is loaded at start, one function at a time, with
  * that function's environment in process.env, as Lambda's runtime loads it: Powertools reads the
- * service name when the module loads.
+ * service name when the module loads. The fetch function's module is loaded once per invocation
+ * that may run at once (`instance` 0, 1, …, each a module instance of its own): Lambda runs one
+ * invocation per container at a time, each with its own clients, connection pools and per-host
+ * limits, and a fleet of 20 is 20 of them, not one shared.
  */
-export type HandlerOrModule<H> = H | { load: () => Promise<H> };
+export type HandlerOrModule<H> = H | { load: (instance: number) => Promise<H> };
 
 export interface LocalCloudOptions {
   settings: Settings;
   emulator: Emulator;
   /** Default `<stackName>-local`, lower-cased. Created if missing. */
   bucket?: string;
-  /** Default `<stackName>-jobs`; the DLQ is `<queueName>-dlq`. Created if missing, updated if not. */
+  /** Default `<stackName>-jobs`; the DLQ is `<queueName>-dlq`. Both FIFO (`.fifo` added). Created if missing, updated if not. */
   queueName?: string;
   handlers: { manifest: HandlerOrModule<ManifestHandler>; fetch: HandlerOrModule<FetchHandler> };
   /** Extra environment for the handlers, after the stack's, e.g. ALLOW_PRIVATE_NETWORK=true for a loopback origin. */
@@ -40,10 +44,8 @@ export interface LocalCloudOptions {
   log?: (line: string) => void;
   /** The jobs queue's visibility timeout. Default visibilityTimeoutSeconds(settings); lower it for quick redelivery in development. */
   visibilityTimeoutSeconds?: number;
-  /** Fetch invocations at once. Default min(settings.fetchMaxConcurrency, 4). */
+  /** Fetch invocations at once (the stack's is settings.fetchMaxConcurrency). Default min(settings.fetchMaxConcurrency, 4). */
   fetchConcurrency?: number;
-  /** The SQS mapping's batching window. Default settings.fetchBatchWindowSeconds. */
-  batchWindowSeconds?: number;
   /** Long-poll length of each ReceiveMessage of the SQS mapping. Default 1 s. */
   waitTimeSeconds?: number;
   /** Between two listings of manifests/. Default 1000 ms. */
@@ -135,14 +137,18 @@ function defaultNames(stackName: string): { bucket: string; queueName: string } 
   return { bucket: `${base.toLowerCase()}-local`, queueName: `${base}-jobs` };
 }
 
+/** The stack's FIFO attributes (infra/constructs/queues.ts). */
+const FIFO_ATTRIBUTES = { FifoQueue: 'true', ContentBasedDeduplication: 'false', DeduplicationScope: 'messageGroup', FifoThroughputLimit: 'perMessageGroupId' };
+
 async function ensureQueue(sqs: SQSClient, emulator: Emulator, name: string, attributes: Record<string, string>): Promise<{ url: string; arn: string }> {
   let url: string | undefined;
   try {
-    url = (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }))).QueueUrl;
+    url = (await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: { ...FIFO_ATTRIBUTES, ...attributes } }))).QueueUrl;
   } catch (error) {
     // A queue left by an earlier run with other attributes (e.g. another visibility timeout).
     if (!(error instanceof Error) || !/QueueNameExists|QueueAlreadyExists/.test(error.name)) throw error;
     url = (await sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl;
+    // FifoQueue is fixed at creation.
     if (url) await sqs.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: attributes }));
   }
   if (!url) throw new Error(`the emulator returned no URL for queue ${name}`);
@@ -164,11 +170,12 @@ async function loadHandler<H extends (event: never, context: Context) => Promise
   h: HandlerOrModule<H>,
   own: Record<string, string>,
   shared: Record<string, string | undefined>,
+  instance = 0,
 ): Promise<H> {
   if (typeof h === 'function') return h;
   const restore = applyEnv({ ...Object.fromEntries(Object.keys(shared).map((key) => [key, undefined])), ...own });
   try {
-    return await h.load();
+    return await h.load(instance);
   } finally {
     restore();
   }
@@ -214,8 +221,8 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     await s3.send(new CreateBucketCommand({ Bucket: bucket })).catch((error: unknown) => {
       if (!(error instanceof Error) || error.name !== 'BucketAlreadyOwnedByYou') throw error;
     });
-    const dlq = await ensureQueue(sqs, emulator, `${queueName}-dlq`, { MessageRetentionPeriod: String(DEAD_LETTER_RETENTION_SECONDS) });
-    const queue = await ensureQueue(sqs, emulator, queueName, {
+    const dlq = await ensureQueue(sqs, emulator, `${queueName}-dlq${FIFO_SUFFIX}`, { MessageRetentionPeriod: String(DEAD_LETTER_RETENTION_SECONDS) });
+    const queue = await ensureQueue(sqs, emulator, `${queueName}${FIFO_SUFFIX}`, {
       VisibilityTimeout: String(options.visibilityTimeoutSeconds ?? visibilityTimeoutSeconds(settings)),
       MessageRetentionPeriod: String(JOBS_RETENTION_SECONDS),
       ReceiveMessageWaitTimeSeconds: '20',
@@ -244,10 +251,10 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const shared = sharedEnv(env);
     // A session token from the developer's shell must not travel with the emulator's keys.
     restoreEnv = applyEnv({ ...shared, ...(emulator.credentials ? { AWS_SESSION_TOKEN: undefined } : {}) });
-    const handle = {
-      manifest: await loadHandler(handlers.manifest, env.manifest, shared),
-      fetch: await loadHandler(handlers.fetch, env.fetch, shared),
-    };
+    const fetchConcurrency = Math.max(1, options.fetchConcurrency ?? Math.min(settings.fetchMaxConcurrency, 4));
+    const fetchHandlers: FetchHandler[] = [];
+    for (let i = 0; i < fetchConcurrency; i++) fetchHandlers.push(await loadHandler(handlers.fetch, env.fetch, shared, i));
+    const handle = { manifest: await loadHandler(handlers.manifest, env.manifest, shared), fetch: fetchHandlers };
 
     const functions = {
       manifest: { name: `${settings.stackName}-manifest`, memoryMb: settings.manifestMemoryMb, timeoutSeconds: settings.manifestTimeoutSeconds },
@@ -282,10 +289,10 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
       queueUrl: queue.url,
       queueArn: queue.arn,
       region,
-      invoke: (event) => invoke(functions.fetch, handle.fetch, event, `${event.Records.length} records`),
+      // Each poller is one container: its invocations run one at a time on its own module instance.
+      invoke: (event, poller) => invoke(functions.fetch, handle.fetch[poller]!, event, `${event.Records.length} records`),
       batchSize: settings.fetchBatchSize,
-      batchWindowSeconds: options.batchWindowSeconds ?? settings.fetchBatchWindowSeconds,
-      concurrency: options.fetchConcurrency ?? Math.min(settings.fetchMaxConcurrency, 4),
+      concurrency: fetchConcurrency,
       maxReceiveCount: settings.maxReceiveCount,
       dlqUrl: dlq.url,
       waitTimeSeconds: options.waitTimeSeconds,

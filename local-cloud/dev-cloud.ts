@@ -19,6 +19,7 @@ export interface DevCloudOptions {
    * for a laptop). Keep it above the longest fetch invocation, or busy jobs are delivered twice.
    */
   visibilityTimeoutSeconds?: number;
+  /** Fetch invocations at once; default 4 (the stack's is settings.fetchMaxConcurrency, 20). */
   fetchConcurrency?: number;
   /** The handlers' own log lines (JSON, Powertools): WARN by default. */
   logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'SILENT';
@@ -48,7 +49,8 @@ export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> 
       // (and Powertools, at load time) read, as Lambda would have.
       handlers: {
         manifest: { load: async () => (await import('../aws/lambda/manifest.ts')).handler },
-        fetch: { load: async () => (o.wrapFetch ?? ((real: FetchHandler) => real))((await import('../aws/lambda/fetch.ts')).handler) },
+        // One module instance per container (the query makes it another module to the loader).
+        fetch: { load: async (instance) => (o.wrapFetch ?? ((real: FetchHandler) => real))(((await import(`../aws/lambda/fetch.ts?container=${instance}`)) as typeof import('../aws/lambda/fetch.ts')).handler) },
       },
       env: {
         ...(o.allowPrivateNetwork ? { ALLOW_PRIVATE_NETWORK: 'true' } : {}),
@@ -56,7 +58,6 @@ export async function startDevCloud(o: DevCloudOptions = {}): Promise<DevCloud> 
         POWERTOOLS_LOG_LEVEL: o.logLevel ?? 'WARN',
       },
       visibilityTimeoutSeconds: o.visibilityTimeoutSeconds ?? 60,
-      batchWindowSeconds: Math.min(1, settings.fetchBatchWindowSeconds),
       fetchConcurrency: o.fetchConcurrency ?? 4,
       ...(o.log ? { log: o.log } : {}),
     });

@@ -1,5 +1,7 @@
-// The fetch function's SQS event source mapping, emulated over a real SQS API: pollers gather
-// batches, hand AWS-shaped events to an `invoke` the caller provides, and then do with the
+// The fetch function's SQS event source mapping on a FIFO queue, emulated over a real SQS API:
+// pollers receive batches (one ReceiveMessage of at most 10, no batching window, as Lambda reads a
+// FIFO queue; the emulator hands out a message group only while none of its messages is in
+// flight), hand AWS-shaped events to an `invoke` the caller provides, and then do with the
 // messages what Lambda would: delete what succeeded, leave the rest to be delivered again.
 
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,12 +28,10 @@ export interface SqsSourceOptions {
   queueUrl: string;
   queueArn: string;
   region: string;
-  /** Runs the fetch function once; a rejection fails the whole batch. */
-  invoke: (event: SQSEvent) => Promise<BatchResult>;
-  /** Most records in one invocation (the mapping's BatchSize). */
+  /** Runs the fetch function once, from poller number `poller`; a rejection fails the whole batch. */
+  invoke: (event: SQSEvent, poller: number) => Promise<BatchResult>;
+  /** Most records in one invocation (the mapping's BatchSize; at most 10 from a FIFO queue). */
   batchSize: number;
-  /** MaximumBatchingWindowInSeconds: how long to keep gathering a batch that is not full. */
-  batchWindowSeconds: number;
   /** Invocations at once (the mapping's maximum concurrency); each runs its own poller. */
   concurrency: number;
   /** The redrive policy's maxReceiveCount: used to count, and to redrive if the emulator does not. */
@@ -142,16 +142,15 @@ export function failedRecords(result: unknown, batch: readonly SQSRecord[]): { f
 }
 
 /**
- * The SQS event source mapping: `concurrency` pollers, each gathering up to `batchSize` messages
- * (ReceiveMessage takes at most 10, so several calls) within the batching window, invoking, then
- * deleting every record not named in batchItemFailures. A throwing invocation deletes nothing.
+ * The SQS event source mapping of a FIFO queue: `concurrency` pollers, each receiving up to
+ * `batchSize` messages in one call, invoking, then deleting every record not named in
+ * batchItemFailures. A throwing invocation deletes nothing.
  * Records left behind come back after the visibility timeout; after maxReceiveCount receives the
  * queue's redrive policy parks them in the DLQ (emulated here if the emulator ignores the policy).
  */
 export function startSqsSource(options: SqsSourceOptions): SqsSource {
   const { sqs, queueUrl, queueArn, region, invoke, maxReceiveCount, dlqUrl } = options;
-  const batchSize = Math.max(1, options.batchSize);
-  const windowMs = Math.max(0, options.batchWindowSeconds) * 1000;
+  const batchSize = Math.min(10, Math.max(1, options.batchSize));
   const waitTimeSeconds = options.waitTimeSeconds ?? 1;
   const activity = options.activity ?? new Activity();
   const log = options.log ?? (() => {});
@@ -183,19 +182,9 @@ export function startSqsSource(options: SqsSourceOptions): SqsSource {
     return messages;
   }
 
-  /** Long-polls for a first message, then fills the batch until it is full or the window closes. */
+  /** One long poll: a FIFO event source has no batching window. */
   async function gather(batch: Message[]): Promise<void> {
     batch.push(...(await receive(batchSize, waitTimeSeconds)));
-    if (batch.length === 0) return;
-    const deadline = Date.now() + windowMs;
-    while (batch.length < batchSize && !stopRequested) {
-      const remainingMs = deadline - Date.now();
-      const wait = remainingMs >= 1000 ? Math.min(waitTimeSeconds, Math.floor(remainingMs / 1000)) : 0;
-      const more = await receive(batchSize - batch.length, wait);
-      batch.push(...more);
-      // Past the window, keep taking only what is already waiting.
-      if (more.length === 0 && wait === 0) break;
-    }
   }
 
   async function deleteMessages(messages: readonly Message[]): Promise<number> {
@@ -235,7 +224,10 @@ export function startSqsSource(options: SqsSourceOptions): SqsSource {
         continue;
       }
       try {
-        await sqs.send(new SendMessageCommand({ QueueUrl: dlqUrl, MessageBody: message.Body ?? '', MessageAttributes: message.MessageAttributes }));
+        await sqs.send(new SendMessageCommand({
+          QueueUrl: dlqUrl, MessageBody: message.Body ?? '', MessageAttributes: message.MessageAttributes,
+          MessageGroupId: message.Attributes?.MessageGroupId ?? 'none', MessageDeduplicationId: message.MessageId,
+        }));
         await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
         deadLettered.add(message.MessageId ?? '');
         counts.deadLettered = deadLettered.size;
@@ -247,12 +239,12 @@ export function startSqsSource(options: SqsSourceOptions): SqsSource {
     return keep;
   }
 
-  async function runBatch(messages: Message[]): Promise<void> {
+  async function runBatch(messages: Message[], index: number): Promise<void> {
     const records = messages.map((m) => sqsRecord(m, queueArn, region));
     counts.invocations++;
     let keep: Set<string>;
     try {
-      const verdict = failedRecords(await invoke({ Records: records }), records);
+      const verdict = failedRecords(await invoke({ Records: records }, index), records);
       if ('invalid' in verdict) throw new Error(`invalid batch response, the whole batch fails: ${verdict.invalid}`);
       keep = verdict.failed;
     } catch (error) {
@@ -271,7 +263,7 @@ export function startSqsSource(options: SqsSourceOptions): SqsSource {
     counts.deleted += deleted;
   }
 
-  async function poller(): Promise<void> {
+  async function poller(index: number): Promise<void> {
     while (!stopRequested) {
       const batch: Message[] = [];
       let holding = false;
@@ -297,7 +289,7 @@ export function startSqsSource(options: SqsSourceOptions): SqsSource {
           break;
         }
         const ready = await redriveOverLimit(batch);
-        if (ready.length > 0) await runBatch(ready);
+        if (ready.length > 0) await runBatch(ready, index);
       } finally {
         if (holding) {
           inFlight--;
@@ -309,7 +301,7 @@ export function startSqsSource(options: SqsSourceOptions): SqsSource {
     }
   }
 
-  const pollers = Array.from({ length: Math.max(1, options.concurrency) }, () => poller());
+  const pollers = Array.from({ length: Math.max(1, options.concurrency) }, (_, index) => poller(index));
 
   return {
     get inFlight() {

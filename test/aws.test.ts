@@ -15,6 +15,7 @@ import { S3Store } from '../aws/lambda/s3-store.ts';
 import { splitManifest, type SplitDeps } from '../aws/lambda/split.ts';
 import type { SplitStatus } from '../aws/bucket.ts';
 import { JobSender } from '../aws/sqs-jobs.ts';
+import { jobIds } from '../aws/fifo.ts';
 import { decodeJob, encodeJob, BadMessageError } from '../aws/job-message.ts';
 import { redeliveryDelaySeconds } from '../aws/lambda/redelivery.ts';
 import type { Job } from '../engine/job.ts';
@@ -41,7 +42,7 @@ after(async () => {
 });
 
 async function newQueue(): Promise<string> {
-  const answer = await sqs.send(new CreateQueueCommand({ QueueName: `jobs-${++queueCount}` }));
+  const answer = await sqs.send(new CreateQueueCommand({ QueueName: `jobs-${++queueCount}.fifo`, Attributes: { FifoQueue: 'true' } }));
   return answer.QueueUrl!;
 }
 
@@ -143,7 +144,7 @@ describe('S3 store', () => {
 describe('sending jobs', () => {
   test('every job arrives exactly once, in batches of ten with several in flight', async () => {
     const queueUrl = await newQueue();
-    const sender = new JobSender(sqs, queueUrl, 3);
+    const sender = new JobSender(sqs, queueUrl, (j) => jobIds(j, 4), 3);
     for (let n = 1; n <= 95; n++) await sender.send(job(n));
     await sender.flush();
     assert.equal(sender.sent, 95);
@@ -154,7 +155,7 @@ describe('sending jobs', () => {
 
 describe('splitting a manifest', () => {
   const deps = async (overrides: Partial<SplitDeps> = {}): Promise<SplitDeps> => ({
-    s3, sqs, bucket, queueUrl: await newQueue(), layout: 'flat', skipExisting: true, ...overrides,
+    s3, sqs, bucket, queueUrl: await newQueue(), layout: 'flat', skipExisting: true, hostConcurrency: 4, ...overrides,
   });
 
   test('one job per distinct image, the index and the status object', async () => {
@@ -219,7 +220,7 @@ describe('splitting a manifest', () => {
 
 describe('a split never gets stuck', () => {
   const deps = async (overrides: Partial<SplitDeps> = {}): Promise<SplitDeps> => ({
-    s3, sqs, bucket, queueUrl: await newQueue(), layout: 'flat', skipExisting: true, ...overrides,
+    s3, sqs, bucket, queueUrl: await newQueue(), layout: 'flat', skipExisting: true, hostConcurrency: 4, ...overrides,
   });
   const rows = async (split: string): Promise<Array<Record<string, string>>> => parse(await text(`index/${split}.csv`), { columns: true });
   /** `count` URLs of about 2 KB each: 600 make a job message of some 1.2 MB, over SQS's 1 MiB. */
@@ -241,7 +242,7 @@ describe('a split never gets stuck', () => {
   });
 
   test('an entry the queue refuses (its own, smaller size limit) is a failed row too, found after it was written as queued', async () => {
-    const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `small-${++queueCount}`, Attributes: { MaximumMessageSize: '262144' } }))).QueueUrl!;
+    const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `small-${++queueCount}.fifo`, Attributes: { FifoQueue: 'true', MaximumMessageSize: '262144' } }))).QueueUrl!;
     const images = [1, 2, 3, 4].map((id) => ({ url: id === 3 ? longUrls(id, 150) : [`https://a.example/${id}.jpg`], image_id: id }));
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'manifests/refused.json', Body: JSON.stringify({ images }) }));
     const status = await splitManifest('manifests/refused.json', await deps({ queueUrl }));

@@ -15,6 +15,7 @@ import { GetQueueAttributesCommand, SendMessageCommand, type SQSClient } from '@
 import type { DevConnection } from '../cli/dev.ts';
 import { awsUsageError, command, targetArgs } from '../cli/target.ts';
 import { encodeJob } from '../aws/job-message.ts';
+import { jobIds } from '../aws/fifo.ts';
 import { FAILURE_REASONS } from '../engine/outcome.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 import { cli, startCli, type CliResult } from './support/cli.ts';
@@ -209,7 +210,7 @@ describe('cloud commands', () => {
 
   test('retry --dry-run counts the dead-letter queue and the failures it would send, and sends nothing', async () => {
     const job = { split: 'parked', id: '1', urls: [`${origin.url}/img/parked.jpg`], labels: [], key: 'parked/1.jpg', position: 1 };
-    await sqs.send(new SendMessageCommand({ QueueUrl: connection.dlqUrl, MessageBody: encodeJob(job) }));
+    await sqs.send(new SendMessageCommand({ QueueUrl: connection.dlqUrl, MessageBody: encodeJob(job), ...jobIds(job, 4) }));
     const [jobsBefore, dlqBefore] = [await depths(connection.queueUrl), await depths(connection.dlqUrl)];
     const hits = origin.hits('/status/404');
 
@@ -233,7 +234,7 @@ describe('cloud commands', () => {
   });
 
   test('a message that is not a job is dropped with one log line, and no Powertools warning follows', async () => {
-    const { MessageId } = await sqs.send(new SendMessageCommand({ QueueUrl: connection.queueUrl, MessageBody: 'this is not a job' }));
+    const { MessageId } = await sqs.send(new SendMessageCommand({ QueueUrl: connection.queueUrl, MessageBody: 'this is not a job', MessageGroupId: 'poison', MessageDeduplicationId: 'poison' }));
     await devSays(new RegExp(`"message is not a job: dropped".*${MessageId}`));
     // The handler has returned (and published, or not) once the local cloud logs the invocation.
     await devSays(/ 1 records: done in \d+ ms/, devLog.search(new RegExp(MessageId!)));

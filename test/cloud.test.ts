@@ -14,6 +14,7 @@ import type { SQSEvent } from 'aws-lambda';
 import { bringSplitHome } from '../aws/home/sync.ts';
 import { readStatus } from '../aws/home/cloud-state.ts';
 import { encodeJob } from '../aws/job-message.ts';
+import { jobIds } from '../aws/fifo.ts';
 import { lambdaContext } from '../local-cloud/cloud.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
@@ -43,7 +44,7 @@ async function quickCloud({ settings, ...extra }: Parameters<typeof startDevClou
   return startDevCloud({
     allowPrivateNetwork: true,
     visibilityTimeoutSeconds: 5,
-    settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10, ...settings },
+    settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchSize: 10, ...settings },
     logLevel: 'SILENT',
     log: () => {},
     ...extra,
@@ -205,7 +206,7 @@ describe('the local cloud runs the real handlers', () => {
     const dev = await quickCloud({ visibilityTimeoutSeconds: 600 });
     try {
       const job = { split: 'flaky', id: '1', urls: [`${origin.url}/flaky/redeliver.jpg?fail=5&code=503`], labels: [], key: 'flaky/1.jpg', position: 1 };
-      await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(job) }));
+      await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(job), ...jobIds(job, 4) }));
       // A guard, not a synchronisation: without the feature the job would be back only in 10 minutes.
       const guard = new AbortController();
       const tooLong = sleep(90_000, 'still waiting after 90 s', { signal: guard.signal }).catch(() => 'ok');
@@ -224,9 +225,9 @@ describe('the local cloud runs the real handlers', () => {
   test('a poison message is acknowledged at once; an image that keeps failing ends in the dead-letter queue with its failure recorded', async () => {
     const dev = await quickCloud();
     try {
-      await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: 'this is not a job' }));
+      await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: 'this is not a job', MessageGroupId: 'poison', MessageDeduplicationId: 'poison' }));
       const job = { split: 'dlq', id: '7', urls: [`${origin.url}/status/503`], labels: [], key: 'dlq/7.jpg', position: 1 };
-      await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(job) }));
+      await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(job), ...jobIds(job, 4) }));
       await dev.cloud.idle();
       const parked = await dev.sqs.send(new ReceiveMessageCommand({ QueueUrl: dev.cloud.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
       // Five deliveries of a body that can never become a job would only delay the DLQ alarm.
@@ -310,7 +311,7 @@ describe('the local cloud runs the real handlers', () => {
       const job = (id: number) => ({ split: 'again', id: String(id), urls: [`${origin.url}/status/404`], labels: [], key: index[id - 1]!.path!, position: id });
       // What a manifest submitted twice leaves: images 1 and 2 in the dead-letter queue (1 twice),
       // 4 there too; 4 and 5 stored since. Every image also has its http-404 failure record.
-      for (const id of [1, 1, 2, 4]) await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.dlqUrl, MessageBody: encodeJob(job(id)) }));
+      for (const id of [1, 1, 2, 4]) await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.dlqUrl, MessageBody: encodeJob(job(id)), ...jobIds(job(id), 4) }));
       for (const id of [4, 5]) await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: `images/${job(id).key}`, Body: 'stored' }));
       const hits = origin.hits('/status/404');
 

@@ -1,10 +1,11 @@
 // The local cloud's emulated event sources, driven with fake handlers over an embedded fauxqs:
 // which uploads reach the manifest function and with what event, and what becomes of SQS
-// messages the fetch function succeeds on, reports as failed, or throws on.
+// messages the fetch function succeeds on, reports as failed, or throws on; the jobs queue is
+// FIFO, handing out one message group at a time.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -48,7 +49,7 @@ async function cloudWith(
 ): Promise<LocalCloud> {
   counter++;
   return startLocalCloud({
-    settings: { ...DEFAULT_SETTINGS, fetchBatchWindowSeconds: 0, ...settings },
+    settings: { ...DEFAULT_SETTINGS, ...settings },
     emulator,
     bucket: `local-cloud-test-${counter}`,
     queueName: `local-cloud-test-${counter}`,
@@ -62,9 +63,12 @@ async function put(bucket: string, key: string, body: string): Promise<void> {
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
 }
 
-async function send(queueUrl: string, bodies: string[]): Promise<void> {
+/** A FIFO message's ids: its group (default: one per body), a deduplication id never seen before. */
+const fifo = (group: string) => ({ MessageGroupId: group, MessageDeduplicationId: randomUUID() });
+
+async function send(queueUrl: string, bodies: string[], group: (body: string, i: number) => string = (body) => md5(body)): Promise<void> {
   for (let i = 0; i < bodies.length; i += 10) {
-    const entries = bodies.slice(i, i + 10).map((body, j) => ({ Id: `e${j}`, MessageBody: body }));
+    const entries = bodies.slice(i, i + 10).map((body, j) => ({ Id: `e${j}`, MessageBody: body, ...fifo(group(body, i + j)) }));
     const result = await sqs.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries }));
     assert.equal(result.Failed?.length ?? 0, 0);
   }
@@ -212,7 +216,7 @@ describe('S3 ObjectCreated emulation', () => {
           for (let i = 0; i < lines.length; i += 10) {
             await sqs.send(new SendMessageBatchCommand({
               QueueUrl: process.env.JOBS_QUEUE_URL,
-              Entries: lines.slice(i, i + 10).map((body, j) => ({ Id: `l${j}`, MessageBody: body })),
+              Entries: lines.slice(i, i + 10).map((body, j) => ({ Id: `l${j}`, MessageBody: body, ...fifo(md5(body)) })),
             }));
           }
         } finally {
@@ -262,6 +266,7 @@ describe('SQS event source emulation', () => {
       await sqs.send(new SendMessageCommand({
         QueueUrl: cloud.queueUrl,
         MessageBody: 'with attributes',
+        ...fifo('attributes'),
         MessageAttributes: { split: { DataType: 'String', StringValue: 'train' }, raw: { DataType: 'Binary', BinaryValue: Buffer.from([1, 2, 3]) } },
       }));
       await cloud.idle();
@@ -298,22 +303,45 @@ describe('SQS event source emulation', () => {
     }
   });
 
-  it('fills a batch beyond the 10 of one ReceiveMessage within the batching window', async () => {
+  it('hands out a message group only while none of its messages is in flight, in order, batches of at most 10', async () => {
+    // Per group: invocations holding one of its messages now, the most at once, and the order seen.
+    const holding = new Map<string, number>();
+    const most = new Map<string, number>();
+    const order = new Map<string, string[]>();
+    let release: () => void = () => {};
+    let slow = new Promise<void>((resolve) => (release = resolve));
     const sizes: number[] = [];
     const cloud = await cloudWith(
       {
         fetch: async (event) => {
           sizes.push(event.Records.length);
+          const groups = new Set(event.Records.map((r) => r.attributes.MessageGroupId!));
+          for (const g of groups) {
+            holding.set(g, (holding.get(g) ?? 0) + 1);
+            most.set(g, Math.max(most.get(g) ?? 0, holding.get(g)!));
+          }
+          for (const r of event.Records) order.set(r.attributes.MessageGroupId!, [...(order.get(r.attributes.MessageGroupId!) ?? []), r.body]);
+          // The first invocations wait until every poller has had a chance to take more of their groups.
+          await slow;
+          for (const g of groups) holding.set(g, holding.get(g)! - 1);
           return { batchItemFailures: [] };
         },
       },
-      { fetchBatchSize: 20, fetchBatchWindowSeconds: 1 },
-      { fetchConcurrency: 1 },
+      { fetchBatchSize: 10 },
+      { fetchConcurrency: 4 },
     );
     try {
-      await send(cloud.queueUrl, Array.from({ length: 25 }, (_, i) => `job ${i}`));
+      const bodies = Array.from({ length: 36 }, (_, i) => `job ${i}`);
+      await send(cloud.queueUrl, bodies, (_, i) => `host-${i % 3}`);
+      // Every group in flight (in one invocation or several): the other pollers find them locked.
+      while ([...holding.values()].filter((n) => n > 0).length < 3) await depth(cloud.queueUrl);
+      release();
+      slow = Promise.resolve();
       await cloud.idle();
-      assert.deepEqual(sizes, [20, 5]);
+      assert.deepEqual([...most.values()], [1, 1, 1], 'never two invocations holding messages of one group');
+      for (const [g, seen] of order) assert.deepEqual(seen, bodies.filter((_, i) => `host-${i % 3}` === g), `${g} in order`);
+      assert.ok(sizes.every((n) => n >= 1 && n <= 10), `batches ${sizes}`);
+      assert.equal(sizes.reduce((a, b) => a + b, 0), 36);
     } finally {
       await cloud.stop();
     }
@@ -386,15 +414,16 @@ describe('SQS event source emulation', () => {
     }
   });
 
-  it('stop() with drainOnStop hands back a batch it was still gathering', async () => {
-    const cloud = await cloudWith({}, { fetchBatchSize: 20, fetchBatchWindowSeconds: 30 }, { drainOnStop: true, fetchConcurrency: 1 });
+  it('stop() with drainOnStop hands back what a long poll received after the stop', async () => {
+    const cloud = await cloudWith({}, {}, { drainOnStop: true, fetchConcurrency: 1, waitTimeSeconds: 10 });
     let stopped = false;
     try {
-      await send(cloud.queueUrl, ['half a batch']);
-      // The poller has the message once the queue shows it in flight (a round trip per look, no sleep).
-      while (cloud.stats().fetch.received === 0) await depth(cloud.queueUrl);
-      await cloud.stop();
+      // The poller is in its first long poll: stop, then a message arrives, which that poll takes.
+      const stopping = cloud.stop();
+      await send(cloud.queueUrl, ['late']);
+      await stopping;
       stopped = true;
+      assert.equal(cloud.stats().fetch.received, 1);
       const { Attributes: a = {} } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: cloud.queueUrl, AttributeNames: ['All'] }));
       assert.equal(a.ApproximateNumberOfMessages, '1');
       assert.equal(a.ApproximateNumberOfMessagesNotVisible, '0');
@@ -437,11 +466,11 @@ describe('emulator', () => {
       const emulator = await startEmulator();
       let fetched = 0;
       const cloud = await startLocalCloud({
-        settings: { ...DEFAULT_SETTINGS, fetchBatchWindowSeconds: 0 }, emulator, log: () => {},
+        settings: DEFAULT_SETTINGS, emulator, log: () => {},
         handlers: { manifest: async () => {}, fetch: async (event) => { fetched += event.Records.length; return { batchItemFailures: [] }; } },
       });
       const sqs = new SQSClient(awsClientConfig(emulator));
-      await sqs.send(new SendMessageCommand({ QueueUrl: cloud.queueUrl, MessageBody: 'x' }));
+      await sqs.send(new SendMessageCommand({ QueueUrl: cloud.queueUrl, MessageBody: 'x', MessageGroupId: 'g', MessageDeduplicationId: 'x' }));
       sqs.destroy();
       await cloud.idle();
       await cloud.stop();

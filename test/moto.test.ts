@@ -14,6 +14,7 @@ import { parse } from 'csv-parse/sync';
 import { bringSplitHome } from '../aws/home/sync.ts';
 import { readStatus } from '../aws/home/cloud-state.ts';
 import { encodeJob } from '../aws/job-message.ts';
+import { jobIds } from '../aws/fifo.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 
@@ -57,7 +58,7 @@ describe('the local cloud on moto_server', { skip }, () => {
       endpoint: moto.endpoint,
       allowPrivateNetwork: true,
       visibilityTimeoutSeconds: 5,
-      settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10 },
+      settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchSize: 10 },
       logLevel: 'SILENT',
       log: (line) => logged.push(line),
     });
@@ -81,9 +82,9 @@ describe('the local cloud on moto_server', { skip }, () => {
     await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: 'manifests/moto.json', Body: JSON.stringify({ images }) }));
     await dev.cloud.notifyObjectCreated('manifests/moto.json');
     // A body that is no job, and a job whose URL always answers 503.
-    await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: 'this is not a job' }));
+    await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: 'this is not a job', MessageGroupId: 'poison', MessageDeduplicationId: 'poison' }));
     const doomed = { split: 'doomed', id: '9', urls: [`${origin.url}/status/503`], labels: [], key: 'doomed/9.jpg', position: 1 };
-    await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(doomed) }));
+    await dev.sqs.send(new SendMessageCommand({ QueueUrl: dev.cloud.queueUrl, MessageBody: encodeJob(doomed), ...jobIds(doomed, 4) }));
     await dev.cloud.idle();
 
     assert.equal((await readStatus(dev.s3, dev.cloud.bucket, 'moto'))?.queued, 13);

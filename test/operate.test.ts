@@ -12,6 +12,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
 import { encodeJob } from '../aws/job-message.ts';
+import { jobIds } from '../aws/fifo.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 import type { DevConnection } from '../cli/dev.ts';
 import { cli, startCli } from './support/cli.ts';
@@ -152,7 +153,7 @@ describe('operating the cloud with cloudfetch commands', () => {
 
   test('retry sends dead-letter jobs back to the queue, and they are fetched', async () => {
     const job = { split: 'parked', id: '1', urls: [`${origin.url}/img/parked.jpg`], labels: ['x'], key: 'parked/1.jpg', position: 1 };
-    await sqs.send(new SendMessageCommand({ QueueUrl: connection.dlqUrl, MessageBody: encodeJob(job) }));
+    await sqs.send(new SendMessageCommand({ QueueUrl: connection.dlqUrl, MessageBody: encodeJob(job), ...jobIds(job, 4) }));
     const before = JSON.parse((await run('status', '--json')).stdout) as { queue: { deadLetter: number } };
     assert.equal(before.queue.deadLetter, 1);
 

@@ -30,7 +30,7 @@ before(async () => {
   if (skip) return;
   [a, b] = await Promise.all([startOrigin(), startOrigin()]);
   dir = await mkdtemp(join(tmpdir(), 'cloudfetch-report-'));
-  dev = await startDevCloud({ allowPrivateNetwork: true, visibilityTimeoutSeconds: 5, settings: { fetchBatchWindowSeconds: 0 }, logLevel: 'SILENT', log: () => {} });
+  dev = await startDevCloud({ allowPrivateNetwork: true, visibilityTimeoutSeconds: 5, logLevel: 'SILENT', log: () => {} });
   // What `cloudfetch dev` writes, so that `--dev` finds this process's local cloud.
   const { emulator, cloud } = dev;
   const connection: DevConnection = {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { isBuiltin } from 'node:module';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -19,6 +19,7 @@ import type { IConstruct } from 'constructs';
 import { MANIFEST_SUFFIXES, PREFIX } from '../aws/bucket.ts';
 import { DEAD_LETTER_RETENTION_SECONDS, DEFAULT_SETTINGS, JOBS_RETENTION_SECONDS, readSettings, SettingsError, visibilityTimeoutSeconds } from '../aws/settings.ts';
 import { CloudfetchStack, RegionError, createStack } from '../infra/stack.ts';
+import { SHARP_EXTERNAL, SHARP_VERSION, sharpNativePackages } from '../infra/sharp-bundle.ts';
 import { startLocalCloud } from '../local-cloud/cloud.ts';
 import { startEmulator } from '../local-cloud/emulator.ts';
 
@@ -245,12 +246,26 @@ test('the jobs queue: visibility 6× the fetch timeout, long polling, a week, en
   }
 });
 
+test('the jobs queue and its DLQ are FIFO in high-throughput mode, with explicit deduplication ids; the failed-manifests queue is standard', () => {
+  const queues = resources('AWS::SQS::Queue');
+  for (const queue of ['jobs', 'dlq'] as const) {
+    const p = queues[ids[queue]]!.Properties;
+    assert.deepEqual(
+      [p.FifoQueue, p.ContentBasedDeduplication, p.DeduplicationScope, p.FifoThroughputLimit, p.QueueName],
+      [true, false, 'messageGroup', 'perMessageGroupId', undefined],
+      `${queue}: FIFO, per-group quotas, a name CloudFormation generates (ending in .fifo)`,
+    );
+  }
+  assert.equal(queues[ids.failedManifests]!.Properties.FifoQueue, undefined, 'S3 event destinations stay standard');
+});
+
 test('the fetch function reads the queue in batches with partial failures and a concurrency cap', () => {
   const mapping = only(resources('AWS::Lambda::EventSourceMapping')).Properties;
   assert.equal(render(mapping.EventSourceArn), 'jobs');
   assert.equal(render(mapping.FunctionName), 'fetch');
   assert.equal(mapping.BatchSize, DEFAULT_SETTINGS.fetchBatchSize);
-  assert.equal(mapping.MaximumBatchingWindowInSeconds, DEFAULT_SETTINGS.fetchBatchWindowSeconds);
+  assert.ok(mapping.BatchSize <= 10, 'Lambda takes at most 10 messages a batch from a FIFO queue');
+  assert.equal(mapping.MaximumBatchingWindowInSeconds, undefined, 'no batching window: Lambda refuses one on a FIFO queue');
   assert.deepEqual(mapping.FunctionResponseTypes, ['ReportBatchItemFailures']);
   assert.deepEqual(mapping.ScalingConfig, { MaximumConcurrency: DEFAULT_SETTINGS.fetchMaxConcurrency });
 });
@@ -301,7 +316,7 @@ test('both functions: nodejs24.x on arm64, settings for memory and timeout, thei
     assert.equal(env.LAYOUT, 'flat');
     assert.equal(env.MAX_BYTES, String(50 * 1024 * 1024));
     assert.equal(env.IMAGE_TIMEOUT_SECONDS, '30');
-    assert.equal(env.PER_HOST, '8');
+    assert.equal(env.HOST_CONCURRENCY, String(DEFAULT_SETTINGS.hostConcurrency));
     assert.equal(env.SKIP_EXISTING_AT_SPLIT, 'true');
     if (name === 'manifest') assert.equal(render(env.JOBS_QUEUE_URL), 'jobs');
     else assert.equal(env.JOBS_QUEUE_URL, undefined);
@@ -314,7 +329,7 @@ test('both functions: nodejs24.x on arm64, settings for memory and timeout, thei
 
 test('the local cloud loads each handler with the environment the stack gives that function', async () => {
   // Optional settings set, so that their variables are compared too.
-  const overrides = { 'cloudfetch:userAgent': 'agent/1', 'cloudfetch:referer': 'https://example.com/', 'cloudfetch:perHost': 3, 'cloudfetch:layout': 'by-label' };
+  const overrides = { 'cloudfetch:userAgent': 'agent/1', 'cloudfetch:referer': 'https://example.com/', 'cloudfetch:hostConcurrency': 2, 'cloudfetch:layout': 'by-label' };
   const { template } = synth(overrides);
   const settings = readSettings((key) => ({ ...CDK_JSON.context, ...overrides })[key]);
   const emulator = await startEmulator();
@@ -367,14 +382,16 @@ test('the manifest function may read manifests/, write index/ and status/, list 
   ]);
 });
 
-test('the fetch function may check and store images/, record failures/ and records/ and consume the queue: nothing else', () => {
+test('the fetch function may check and store images/, record failures/ and records/, read and write host pauses under hosts/ and consume the queue: nothing else', () => {
   const groupOf = (fn: string): string => resources('AWS::Lambda::Function')[fn]!.Properties.LoggingConfig.LogGroup.Ref;
   assert.deepEqual(grantsOf(ids.fetch).map(line), [
     `logs:CreateLogStream ${groupOf(ids.fetch)}.Arn`,
     `logs:PutLogEvents ${groupOf(ids.fetch)}.Arn`,
+    's3:GetObject bucket/hosts/*',
     's3:GetObject bucket/images/*',
     's3:ListBucket bucket',
     's3:PutObject bucket/failures/*',
+    's3:PutObject bucket/hosts/*',
     's3:PutObject bucket/images/*',
     's3:PutObject bucket/records/*',
     'sqs:ChangeMessageVisibility jobs',
@@ -526,8 +543,7 @@ test('outputs name the bucket, queues, functions and the dashboard\'s console UR
 
 test('context overrides change the template, as `cdk deploy -c key=value` passes them (text)', () => {
   const { template, stack: s } = synth({
-    'cloudfetch:fetchBatchSize': '50',
-    'cloudfetch:fetchBatchWindowSeconds': '10',
+    'cloudfetch:fetchBatchSize': '5',
     'cloudfetch:fetchMaxConcurrency': '5',
     'cloudfetch:fetchTimeoutSeconds': '300',
     'cloudfetch:fetchMemoryMb': '1024',
@@ -537,8 +553,7 @@ test('context overrides change the template, as `cdk deploy -c key=value` passes
   });
   assert.equal(s.stackName, 'cloudfetch-fashion');
   const mapping = only(resources('AWS::Lambda::EventSourceMapping', template)).Properties;
-  assert.equal(mapping.BatchSize, 50);
-  assert.equal(mapping.MaximumBatchingWindowInSeconds, 10);
+  assert.equal(mapping.BatchSize, 5);
   assert.deepEqual(mapping.ScalingConfig, { MaximumConcurrency: 5 });
   const jobs = resources('AWS::SQS::Queue', template)[s.getLogicalId(s.queues.jobs.node.defaultChild as never)]!.Properties;
   assert.equal(jobs.VisibilityTimeout, 1800);
@@ -559,8 +574,8 @@ test('bad context values and impossible combinations are refused with a Settings
   assert.throws(() => synth({ 'cloudfetch:removalPolicy': 'maybe' }), (e: Error) => e instanceof SettingsError && /cloudfetch:removalPolicy must be one of retain, destroy/.test(e.message));
   assert.throws(() => synth({ 'cloudfetch:fetchMaxConcurrency': 1 }), SettingsError);
   assert.throws(
-    () => synth({ 'cloudfetch:fetchBatchSize': 20, 'cloudfetch:fetchBatchWindowSeconds': 0 }),
-    (e: Error) => e instanceof SettingsError && /fetchBatchWindowSeconds of at least 1/.test(e.message),
+    () => synth({ 'cloudfetch:fetchBatchSize': 20 }),
+    (e: Error) => e instanceof SettingsError && e.message === 'context cloudfetch:fetchBatchSize must be a whole number from 1 to 10, not 20',
   );
   for (const bad of ['me@example', 'me', 'me@ example.org', ' me@example.org', 42]) {
     assert.throws(() => synth({ 'cloudfetch:alarmEmail': bad }), (e: Error) => e instanceof SettingsError
@@ -601,6 +616,7 @@ test('cdk-nag AWS Solutions: no unacknowledged errors or warnings, and every ack
   assert.deepEqual(acknowledged.sort(), [
     'cloudfetch/BucketNotificationsHandler050a0587b7544547bf325f094a3db834 AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
     `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/failures/*]`,
+    `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/hosts/*]`,
     `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/images/*]`,
     `cloudfetch/Functions/FetchRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/records/*]`,
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/index/*]`,
@@ -645,7 +661,7 @@ test('the app refuses a mainland China region in one line, exit code 2, no stack
 test('the app refuses a bad context value in one line, exit code 2, no stack trace', async () => {
   const run = await appRuns.badContext;
   assert.equal(run.code, 2);
-  assert.equal(run.stderr, 'cloudfetch: context cloudfetch:fetchBatchSize must be a whole number from 1 to 100, not "lots"\n');
+  assert.equal(run.stderr, 'cloudfetch: context cloudfetch:fetchBatchSize must be a whole number from 1 to 10, not "lots"\n');
 });
 
 test('the bundles carry the AWS SDK (lib-storage too) and load with no node_modules in reach', async () => {
@@ -659,7 +675,8 @@ test('the bundles carry the AWS SDK (lib-storage too) and load with no node_modu
     // Static and dynamic imports name Node's own modules only: nothing is left to the runtime's SDK.
     const imports = [...code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)["']([@a-z][\w./:@-]*)["']/g)].map((m) => m[1]!);
     assert.ok(imports.includes('node:crypto'), `${fn}: the import scan sees imports`);
-    assert.deepEqual([...new Set(imports.filter((name) => !isBuiltin(name)))], [], fn);
+    // The fetch function's sharp is a native addon beside the bundle (infra/sharp-bundle.ts).
+    assert.deepEqual([...new Set(imports.filter((name) => !isBuiltin(name)))], fn === 'fetch' ? SHARP_EXTERNAL : [], fn);
     // The SDK's own code is inside: client-s3's service id, and lib-storage's Upload where it is used.
     assert.ok(code.includes('"AmazonS3"'), `${fn} bundles @aws-sdk/client-s3`);
     if (fn === 'manifest') {
@@ -679,4 +696,43 @@ test('the bundles carry the AWS SDK (lib-storage too) and load with no node_modu
     });
     assert.deepEqual(load, { code: 0, out: 'function' }, fn);
   }
+});
+
+// --- resizing (engine/resize.ts) in the fetch function
+
+test('resizing settings reach the functions: IMAGE_FORMAT to both (keys), the rest to fetch; originals/ writable only when kept', () => {
+  const plain = resources('AWS::Lambda::Function');
+  for (const name of ['RESIZE', 'RESIZE_MODE', 'IMAGE_FORMAT', 'QUALITY', 'KEEP_ORIGINALS']) {
+    assert.equal(plain[ids.fetch]!.Properties.Environment.Variables[name], undefined, `${name}: nothing decoded by default`);
+  }
+  const { template } = synth({ 'cloudfetch:resize': 384, 'cloudfetch:resizeMode': 'crop', 'cloudfetch:imageFormat': 'webp', 'cloudfetch:quality': 80, 'cloudfetch:keepOriginals': true });
+  const fns = resources('AWS::Lambda::Function', template);
+  const env = (id: string): Record<string, unknown> => fns[id]!.Properties.Environment.Variables;
+  assert.deepEqual([env(ids.fetch).RESIZE, env(ids.fetch).RESIZE_MODE, env(ids.fetch).IMAGE_FORMAT, env(ids.fetch).QUALITY, env(ids.fetch).KEEP_ORIGINALS], ['384', 'crop', 'webp', '80', 'true']);
+  assert.deepEqual([env(ids.manifest).IMAGE_FORMAT, env(ids.manifest).RESIZE], ['webp', undefined]);
+  const originals = grantsOf(ids.fetch, template).filter((g) => g.resource.includes('originals/'));
+  assert.deepEqual(originals.map(line), ['s3:PutObject bucket/originals/*']);
+  assert.deepEqual(grantsOf(ids.fetch).filter((g) => g.resource.includes('originals/')), [], 'without keepOriginals: no grant');
+  assert.throws(() => synth({ 'cloudfetch:resize': 'big' }), (e: Error) => e instanceof SettingsError && e.message === 'context cloudfetch:resize must be a whole number from 0 to 16384, not "big"');
+  assert.throws(() => synth({ 'cloudfetch:resizeMode': 'pad' }), (e: Error) => e instanceof SettingsError && /^context cloudfetch:resizeMode pad needs cloudfetch:resize/.test(e.message));
+  assert.throws(() => synth({ 'cloudfetch:imageFormat': 'png' }), (e: Error) => e instanceof SettingsError && /cloudfetch:imageFormat must be one of keep, jpeg, webp/.test(e.message));
+  assert.throws(() => synth({ 'cloudfetch:quality': 0 }), (e: Error) => e instanceof SettingsError && /cloudfetch:quality must be a whole number from 1 to 100/.test(e.message));
+});
+
+test('the fetch asset carries sharp and its linux-arm64 binaries (whatever this machine is), the manifest asset none', async () => {
+  const run = await appRuns.ok;
+  assert.equal(run.code, 0);
+  const template = JSON.parse(await readFile(path.join(run.outdir, 'cloudfetch.template.json'), 'utf8'));
+  const asset = (fn: 'manifest' | 'fetch'): string => path.join(run.outdir, `asset.${(template.Resources[ids[fn]].Properties.Code.S3Key as string).replace(/\.zip$/, '')}`);
+  const modules = path.join(asset('fetch'), 'node_modules');
+  const version = (name: string): string => (JSON.parse(readFileSync(path.join(modules, name, 'package.json'), 'utf8')) as { version: string }).version;
+  assert.equal(version('sharp'), SHARP_VERSION);
+  const [addonPackage, libvipsPackage] = sharpNativePackages('arm64');
+  const addon = path.join(modules, addonPackage!, 'lib', `sharp-linux-arm64-${SHARP_VERSION}.node`);
+  const libvips = readdirSync(path.join(modules, libvipsPackage!, 'lib')).find((f) => f.startsWith('libvips-cpp.so'));
+  assert.ok(libvips, 'libvips for arm64');
+  // ELF e_machine (offset 18, little-endian): 183 is AArch64, 62 would be x86-64.
+  for (const file of [addon, path.join(modules, libvipsPackage!, 'lib', libvips)]) assert.equal(readFileSync(file).readUInt16LE(18), 183, file);
+  assert.deepEqual(readdirSync(path.join(modules, '@img')).filter((name) => /x64|darwin|win32/.test(name)), [], 'no binaries of this machine');
+  assert.deepEqual(readdirSync(asset('manifest')).sort(), ['index.mjs', 'index.mjs.map']);
 });

@@ -1,16 +1,20 @@
 // Sending jobs back to the jobs queue: what the dead-letter queue holds, and recorded failures of
 // chosen reasons (after changing the user agent, say). One job per image per retry: the
 // dead-letter queue may hold an image twice (a manifest submitted again) and a failure record for
-// it too; images stored since are left alone.
+// it too; images stored since are left alone. The jobs queue is FIFO: a job goes back into its
+// host slot's message group (the one it left, or the one its split was sent with), with a fresh
+// deduplication id so SQS never takes it for the first send.
 
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import type { FailureReason } from '../../engine/outcome.ts';
 import { failurePrefix, type FailureRecord } from '../bucket.ts';
+import { DEFAULT_SETTINGS } from '../settings.ts';
+import { jobIds, messageGroupId, resendDeduplicationId } from '../fifo.ts';
 import { decodeJob } from '../job-message.ts';
 import { listObjects } from '../listing.ts';
 import { JobSender } from '../sqs-jobs.ts';
-import { storedImages } from './cloud-state.ts';
+import { readStatus, storedImages } from './cloud-state.ts';
 import { readQueueState } from './queue-state.ts';
 
 export interface Resent {
@@ -25,6 +29,7 @@ export interface Resent {
 export class RetryLedger {
   readonly sent = new Set<string>();
   readonly #stored = new Map<string, Promise<Map<string, number>>>();
+  readonly #hostConcurrency = new Map<string, Promise<number>>();
   readonly #s3: S3Client;
   readonly #bucket: string;
 
@@ -37,6 +42,16 @@ export class RetryLedger {
     let stored = this.#stored.get(split);
     if (!stored) this.#stored.set(split, (stored = storedImages(this.#s3, this.#bucket, split)));
     return (await stored).has(key);
+  }
+
+  /** The message groups per origin the split was sent with (its status); the default for a split split before they were recorded. */
+  hostConcurrency(split: string): Promise<number> {
+    let known = this.#hostConcurrency.get(split);
+    if (!known) {
+      known = readStatus(this.#s3, this.#bucket, split).then((status) => status?.hostConcurrency ?? DEFAULT_SETTINGS.hostConcurrency);
+      this.#hostConcurrency.set(split, known);
+    }
+    return known;
   }
 }
 
@@ -55,7 +70,9 @@ export async function redriveDeadLetters(
   if (o.dryRun) return { resent: (await readQueueState(sqs, o.queueUrl, o.dlqUrl)).deadLetter, alreadyStored: 0, duplicates: 0 };
   const result: Resent = { resent: 0, alreadyStored: 0, duplicates: 0 };
   for (let empty = 0; empty < 2; ) {
-    const answer = await sqs.send(new ReceiveMessageCommand({ QueueUrl: o.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60 }));
+    const answer = await sqs.send(new ReceiveMessageCommand({
+      QueueUrl: o.dlqUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60, MessageSystemAttributeNames: ['MessageGroupId'],
+    }));
     const messages = answer.Messages ?? [];
     if (messages.length === 0) {
       empty++;
@@ -63,6 +80,7 @@ export async function redriveDeadLetters(
     }
     empty = 0;
     const send: Message[] = [];
+    const groups: string[] = [];
     const drop: Message[] = [];
     const claimed: string[] = [];
     for (const m of messages) {
@@ -71,6 +89,7 @@ export async function redriveDeadLetters(
         job = decodeJob(m.Body ?? '');
       } catch {
         // Not a job: moved as it is, for the fetch function to drop with its log line.
+        groups[send.length] = m.Attributes?.MessageGroupId ?? 'not-a-job';
         send.push(m);
         continue;
       }
@@ -83,12 +102,16 @@ export async function redriveDeadLetters(
       } else {
         ledger.sent.add(job.key);
         claimed[send.length] = job.key;
+        groups[send.length] = m.Attributes?.MessageGroupId ?? messageGroupId(job, await ledger.hostConcurrency(job.split));
         send.push(m);
       }
     }
     const done = [...drop];
     if (send.length > 0) {
-      const sent = await sqs.send(new SendMessageBatchCommand({ QueueUrl: o.queueUrl, Entries: send.map((m, i) => ({ Id: String(i), MessageBody: m.Body ?? '' })) }));
+      const sent = await sqs.send(new SendMessageBatchCommand({
+        QueueUrl: o.queueUrl,
+        Entries: send.map((m, i) => ({ Id: String(i), MessageBody: m.Body ?? '', MessageGroupId: groups[i]!, MessageDeduplicationId: resendDeduplicationId() })),
+      }));
       const ok = new Set((sent.Successful ?? []).map((s) => s.Id));
       send.forEach((m, i) => {
         if (ok.has(String(i))) done.push(m);
@@ -115,8 +138,10 @@ export async function resendFailures(
   o: { bucket: string; queueUrl: string; splits: readonly string[]; reasons: readonly FailureReason[]; dryRun?: boolean },
 ): Promise<Resent> {
   const result: Resent = { resent: 0, alreadyStored: 0, duplicates: 0 };
-  const sender = new JobSender(sqs, o.queueUrl);
+  const groupsPerOrigin = new Map<string, number>();
+  const sender = new JobSender(sqs, o.queueUrl, (job) => jobIds(job, groupsPerOrigin.get(job.split) ?? DEFAULT_SETTINGS.hostConcurrency));
   for (const split of o.splits) {
+    groupsPerOrigin.set(split, await ledger.hostConcurrency(split));
     const seen = new Set<string>();
     for (const reason of o.reasons) {
       for await (const page of listObjects(s3, o.bucket, `${failurePrefix(split)}${reason}/`)) {

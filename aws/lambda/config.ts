@@ -5,6 +5,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { FetcherOptions } from '../../engine/fetch/fetcher.ts';
 import { LAYOUTS, type Layout } from '../../engine/keys.ts';
+import { DEFAULT_IMAGE_OPTIONS, OUTPUT_FORMATS, RESIZE_MODES, shapes, storedExtension, type ImageOptions } from '../../engine/resize.ts';
 import { DEFAULT_SETTINGS } from '../settings.ts';
 
 export class ConfigError extends Error {
@@ -44,6 +45,48 @@ export function skipExistingAtSplit(): boolean {
   return value ? value !== 'false' : DEFAULT_SETTINGS.skipExistingAtSplit;
 }
 
+/** Message groups per origin of the FIFO jobs queue (aws/fifo.ts), and the fetcher's cap per origin. */
+export function hostConcurrency(): number {
+  return integer('HOST_CONCURRENCY', DEFAULT_SETTINGS.hostConcurrency);
+}
+
+/** Receives before the jobs queue parks a job in the DLQ: a straggler's share grows to the whole image deadline on the last (straggler.ts). */
+export function maxReceiveCount(): number {
+  return integer('MAX_RECEIVE_COUNT', DEFAULT_SETTINGS.maxReceiveCount);
+}
+
+/** Distinct URLs of one host with the same bytes that make them a placeholder; 0: no check. */
+export function placeholderThreshold(): number {
+  const text = process.env.PLACEHOLDER_THRESHOLD;
+  return text === '0' ? 0 : integer('PLACEHOLDER_THRESHOLD', DEFAULT_SETTINGS.placeholderThreshold);
+}
+
+/** How the fetch function shapes images (engine/resize.ts), or null when it stores them as fetched. */
+export function imageOptions(): ImageOptions | null {
+  const options: ImageOptions = {
+    resize: process.env.RESIZE ? integer('RESIZE', 0) : null,
+    mode: choice('RESIZE_MODE', RESIZE_MODES, DEFAULT_IMAGE_OPTIONS.mode),
+    format: choice('IMAGE_FORMAT', OUTPUT_FORMATS, DEFAULT_IMAGE_OPTIONS.format),
+    quality: integer('QUALITY', DEFAULT_IMAGE_OPTIONS.quality),
+  };
+  return shapes(options) ? options : null;
+}
+
+/** The key extension a stored format chosen up front gives every image (the manifest function decides keys). */
+export function keyExtension(): string | null {
+  return storedExtension(choice('IMAGE_FORMAT', OUTPUT_FORMATS, DEFAULT_IMAGE_OPTIONS.format));
+}
+
+export function keepOriginals(): boolean {
+  return process.env.KEEP_ORIGINALS === 'true';
+}
+
+function choice<T extends string>(name: string, choices: readonly T[], fallback: T): T {
+  const value = process.env[name] || fallback;
+  if (!(choices as readonly string[]).includes(value)) throw new ConfigError(`environment variable ${name} must be one of ${choices.join(', ')}`);
+  return value as T;
+}
+
 /** The first wait before a transiently failed job is handed out again (see redelivery.ts). */
 export function retryDelaySeconds(): number {
   return integer('RETRY_DELAY_SECONDS', DEFAULT_SETTINGS.retryDelaySeconds);
@@ -51,9 +94,12 @@ export function retryDelaySeconds(): number {
 
 /** Fetcher settings; ALLOW_PRIVATE_NETWORK is set only by the local cloud, for its loopback origin. */
 export function fetcherOptions(): Partial<FetcherOptions> {
+  const imageTimeoutMs = integer('IMAGE_TIMEOUT_SECONDS', DEFAULT_SETTINGS.imageTimeoutSeconds) * 1000;
   return {
-    perHost: integer('PER_HOST', DEFAULT_SETTINGS.perHost),
-    timeoutMs: integer('IMAGE_TIMEOUT_SECONDS', DEFAULT_SETTINGS.imageTimeoutSeconds) * 1000,
+    hostConcurrency: hostConcurrency(),
+    timeoutMs: imageTimeoutMs,
+    // A pause longer than an image's deadline is not waited out here: the job is handed out again after it.
+    hostWaitMs: imageTimeoutMs,
     maxBytes: integer('MAX_BYTES', DEFAULT_SETTINGS.maxBytes),
     ...(process.env.USER_AGENT ? { userAgent: process.env.USER_AGENT } : {}),
     ...(process.env.REFERER ? { referer: process.env.REFERER } : {}),

@@ -2,7 +2,7 @@
 
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { Context, S3Event } from 'aws-lambda';
-import { bucketName, jobsQueueUrl, layout, perEnvironment, s3Client, skipExistingAtSplit, sqsClient } from './config.ts';
+import { bucketName, hostConcurrency, jobsQueueUrl, keyExtension, layout, perEnvironment, placeholderThreshold, s3Client, skipExistingAtSplit, sqsClient } from './config.ts';
 import { isManifestKey, type SplitStatus } from '../bucket.ts';
 import { splitManifest, type SplitDeps } from './split.ts';
 
@@ -15,7 +15,10 @@ function setUp(): SplitDeps {
     bucket: bucketName(),
     queueUrl: jobsQueueUrl(),
     layout: layout(),
+    extension: keyExtension(),
     skipExisting: skipExistingAtSplit(),
+    hostConcurrency: hostConcurrency(),
+    placeholderThreshold: placeholderThreshold(),
     log: (message, fields) => logger.info(message, fields ?? {}),
   };
 }

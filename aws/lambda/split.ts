@@ -2,6 +2,7 @@
 // a status object that the CLI reads. A malformed manifest enqueues nothing and records its error;
 // so does any other failure. A re-run of the same upload sends only what earlier runs did not.
 
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
@@ -23,6 +24,8 @@ import { listObjects } from '../listing.ts';
 import { imagesPrefix, indexKey, PREFIX, statusKey, type SplitStatus } from '../bucket.ts';
 import { s3Source } from './s3-source.ts';
 import { JobSender, oversized, type Refusal } from '../sqs-jobs.ts';
+import { jobIds, splitDeduplicationId } from '../fifo.ts';
+import { DEFAULT_SETTINGS } from '../settings.ts';
 
 
 export interface SplitDeps {
@@ -31,13 +34,20 @@ export interface SplitDeps {
   bucket: string;
   queueUrl: string;
   layout: Layout;
+  /** The keys' extension when the stack stores one format (`imageFormat`); null: from each URL. */
+  extension?: string | null;
   skipExisting: boolean;
+  /** Message groups per origin (aws/fifo.ts): at most this many of an origin's jobs in flight. */
+  hostConcurrency: number;
+  /** Recorded in the split's status, for sync (default: the stack's default). */
+  placeholderThreshold?: number;
   log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
 export async function splitManifest(manifestKey: string, deps: SplitDeps): Promise<SplitStatus> {
   const split = splitNameOf(manifestKey);
-  const status: SplitStatus = { split, manifest: manifestKey, state: 'splitting', startedAt: new Date().toISOString() };
+  const status: SplitStatus = { split, manifest: manifestKey, state: 'splitting', startedAt: new Date().toISOString(), hostConcurrency: deps.hostConcurrency,
+    placeholderThreshold: deps.placeholderThreshold ?? DEFAULT_SETTINGS.placeholderThreshold };
   const finish = async (update: Partial<SplitStatus>): Promise<SplitStatus> => {
     Object.assign(status, update, { finishedAt: new Date().toISOString() });
     await putJson(deps, statusKey(split), status);
@@ -64,8 +74,11 @@ async function splitInto(status: SplitStatus, finish: (update: Partial<SplitStat
   const head = await deps.s3.send(new HeadObjectCommand({ Bucket: deps.bucket, Key: manifestKey }));
   const upload = { etag: head.ETag ?? '', bytes: head.ContentLength ?? 0 };
   const previous = await readPrevious(deps, split);
-  const earlier = previous?.state !== 'queued' && previous?.progress?.etag === upload.etag && previous.progress.bytes === upload.bytes ? previous.progress.done : 0;
-  const progress = { ...upload, done: earlier };
+  const resumed = previous?.state !== 'queued' && previous?.progress?.etag === upload.etag && previous.progress.bytes === upload.bytes
+    && (previous.hostConcurrency ?? deps.hostConcurrency) === deps.hostConcurrency ? previous.progress : null;
+  const earlier = resumed?.done ?? 0;
+  const submission = resumed?.submission ?? randomUUID();
+  const progress = { ...upload, done: earlier, submission };
   status.progress = progress;
   await putJson(deps, statusKey(split), status);
 
@@ -79,7 +92,7 @@ async function splitInto(status: SplitStatus, finish: (update: Partial<SplitStat
   const work = await mkdtemp(join(tmpdir(), 'cloudfetch-index-'));
   const index = new TableFile(join(work, 'index.csv'));
   const stats: PlanStats = { duplicates: 0, firstDuplicates: [] };
-  const sender = new JobSender(deps.sqs, deps.queueUrl);
+  const sender = new JobSender(deps.sqs, deps.queueUrl, (job) => jobIds(job, deps.hostConcurrency, splitDeduplicationId(job, submission)));
   let planned = 0;
   let queued = 0;
   let alreadyStored = 0;
@@ -92,7 +105,7 @@ async function splitInto(status: SplitStatus, finish: (update: Partial<SplitStat
     if (!index.write(r)) await index.drained();
   };
   try {
-    for await (const plan of planJobs(manifest.entries(), split, deps.layout, stats)) {
+    for await (const plan of planJobs(manifest.entries(), split, deps.layout, stats, undefined, deps.extension)) {
       const position = planned++;
       if ('record' in plan) {
         invalid++;

@@ -14,7 +14,8 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { MANIFEST_SUFFIXES, PREFIX } from '../../aws/bucket.ts';
-import { FUNCTION_SERVICES, functionEnvironment, LOG_RETENTION_DAYS, type Settings } from '../../aws/settings.ts';
+import { FUNCTION_SERVICES, functionEnvironment, LOG_RETENTION_DAYS, shapesImages, type Settings } from '../../aws/settings.ts';
+import { SHARP_EXTERNAL, sharpInstallCommand } from '../sharp-bundle.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
@@ -36,6 +37,8 @@ interface FunctionSpec {
   readonly tmpMb?: number;
   readonly environment: Record<string, string>;
   readonly logRemovalPolicy: RemovalPolicy;
+  /** sharp (resizing) beside the bundle, for the function's arm64 platform (infra/sharp-bundle.ts). */
+  readonly sharp?: boolean;
 }
 
 export class Functions extends Construct {
@@ -67,6 +70,7 @@ export class Functions extends Construct {
       timeoutSeconds: settings.fetchTimeoutSeconds,
       environment: functionEnvironment(settings, 'fetch', at),
       logRemovalPolicy,
+      sharp: true,
     });
 
     // Manifest function. It never writes under manifests/, so its own writes cannot trigger it.
@@ -102,12 +106,21 @@ export class Functions extends Construct {
       'failures/<split>/<id>.json, one per failed image.');
     allowObjects(this.fetch, 'RecordFetches', ['s3:PutObject'], bucket, [PREFIX.records],
       'records/<split>/<invocation>.jsonl, one per invocation: what each fetch learnt, for sync.');
+    if (settings.keepOriginals && shapesImages(settings)) {
+      allowObjects(this.fetch, 'KeepOriginals', ['s3:PutObject'], bucket, [PREFIX.originals],
+        'originals/<split>/<id>.<ext>, the fetched bytes of each image stored resized under images/.');
+    }
+
+    // Fleet-wide host pauses (Retry-After, bans): read before fetching from a host, written when one
+    // says so; under hosts/ only.
+    allowObjects(this.fetch, 'ShareHostPauses', ['s3:GetObject', 's3:PutObject'], bucket, [PREFIX.hosts],
+      'hosts/<origin hash>.json, one per host paused by Retry-After or a ban.');
 
     // The jobs: SQS polling by Lambda (the event source grants receive/delete/visibility on this
-    // queue only). maxConcurrency caps the instances, which caps the load on the origin sites.
+    // queue only). maxConcurrency caps the instances. From a FIFO queue Lambda takes at most 10
+    // messages a batch and no batching window.
     this.fetch.addEventSource(new SqsEventSource(jobs, {
       batchSize: settings.fetchBatchSize,
-      maxBatchingWindow: Duration.seconds(settings.fetchBatchWindowSeconds),
       reportBatchItemFailures: true,
       maxConcurrency: settings.fetchMaxConcurrency,
     }));
@@ -164,6 +177,11 @@ function nodeFunction(scope: Construct, id: string, spec: FunctionSpec): NodejsF
       bundleAwsSDK: true,
       // esbuild's warnings and errors only, not its summary of every build.
       logLevel: LogLevel.WARNING,
+      ...(spec.sharp ? {
+        externalModules: SHARP_EXTERNAL,
+        // Lambda runs arm64 (Architecture.ARM_64 above) whatever this machine is.
+        commandHooks: { beforeBundling: () => [], beforeInstall: () => [], afterBundling: (_input: string, output: string) => [sharpInstallCommand(output, 'arm64')] },
+      } : {}),
     },
   });
 }
