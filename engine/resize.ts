@@ -133,7 +133,16 @@ function encode(pipeline: Sharp, format: ImageFormat, quality: number): Sharp {
   }
 }
 
+/**
+ * libvips's words for one damage differ with how the bytes arrive (in one piece or several), so the
+ * detail names the kind of damage: the same on one machine and in the cloud.
+ */
 function undecodable(format: ImageFormat, error: unknown): Shaped {
   const message = error instanceof Error ? error.message : String(error);
-  return { ok: false, reason: 'undecodable', detail: `${format}: ${message.split('\n')[0]!.slice(0, 200)}` };
+  const kind = /unsupported image format/i.test(message)
+    ? 'a format libvips cannot read here'
+    : /premature end|truncat|bad seek|end of (file|data|stream)|out of data/i.test(message)
+      ? 'the image data is cut short'
+      : 'corrupt image data';
+  return { ok: false, reason: 'undecodable', detail: `${format}: ${kind}` };
 }

@@ -103,7 +103,7 @@ test('undecodable: a JPEG cut in its image data (a valid header) fails, as does 
   assert.equal((await sharp(cut).metadata()).width, 800);
   const shaped = await shapeImage(cut, 'jpeg', sha(cut), { ...DEFAULT_IMAGE_OPTIONS, resize: 384 });
   assert.equal(shaped.ok, false);
-  assert.ok(!shaped.ok && shaped.reason === 'undecodable' && /^jpeg: .*premature end/i.test(shaped.detail), JSON.stringify(shaped));
+  assert.ok(!shaped.ok && shaped.reason === 'undecodable' && shaped.detail === 'jpeg: the image data is cut short', JSON.stringify(shaped));
   // A 2×2 BMP: an image by its bytes, but libvips here has no BMP loader.
   const bmp = Buffer.alloc(70);
   bmp.write('BM', 0, 'latin1');
@@ -115,5 +115,5 @@ test('undecodable: a JPEG cut in its image data (a valid header) fails, as does 
   bmp.writeUInt16LE(1, 26);
   bmp.writeUInt16LE(24, 28);
   const failed = await shapeImage(bmp, 'bmp', sha(bmp), { ...DEFAULT_IMAGE_OPTIONS, format: 'jpeg' });
-  assert.ok(!failed.ok && failed.reason === 'undecodable' && failed.detail.startsWith('bmp: '), JSON.stringify(failed));
+  assert.ok(!failed.ok && failed.reason === 'undecodable' && failed.detail === 'bmp: a format libvips cannot read here', JSON.stringify(failed));
 });

@@ -9,7 +9,7 @@ import { decodeJob } from '../job-message.ts';
 import type { Job } from '../../engine/job.ts';
 import { isTransient, type Failed, type Outcome } from '../../engine/outcome.ts';
 import type { Store } from '../../engine/store.ts';
-import { fetchJob, type ImageFetcher } from '../../engine/worker.ts';
+import { fetchJob, type ImageFetcher, type ImageStep } from '../../engine/worker.ts';
 import { failureKey, recordsKey, type FailureRecord, type FetchRecord } from '../bucket.ts';
 
 
@@ -27,6 +27,8 @@ export interface RecordDeps {
   bucket: string;
   store: Store;
   fetcher: ImageFetcher;
+  /** Resizing before the store, when the stack asks for it. */
+  image?: ImageStep;
   /** Aborts when the invocation must wrap up before its deadline. */
   signal: AbortSignal;
   onOutcome?: (job: Job, outcome: Outcome) => void;
@@ -81,7 +83,7 @@ export class FetchLog {
 
 export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise<Outcome> {
   const job = decodeJob(record.body);
-  const outcome = await fetchJob(job, deps.store, deps.fetcher, deps.signal);
+  const outcome = await fetchJob(job, deps.store, deps.fetcher, deps.signal, deps.image);
   if (deps.signal.aborted && outcome.status === 'failed') {
     // Cut short by the function's deadline, not by the origin: not a failure of the image.
     throw new TransientFailure(job, { ...outcome, reason: 'timeout', detail: 'the invocation ran out of time' });

@@ -4,9 +4,10 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { bucketName, fetcherOptions, perEnvironment, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
+import { bucketName, fetcherOptions, imageOptions, keepOriginals, perEnvironment, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
 import { FetchLog, TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
 import { answerPlan } from './plan-probe.ts';
 import { isPlanEvent, type PlanAnswer, type PlanEvent } from '../plan-event.ts';
@@ -18,7 +19,7 @@ import { ByteBudget, budgetBytes, fetchReservation, type Reservation } from '../
 import { Fetcher, type Room } from '../../engine/fetch/fetcher.ts';
 import type { Job } from '../../engine/job.ts';
 import type { Outcome } from '../../engine/outcome.ts';
-import type { ImageFetcher } from '../../engine/worker.ts';
+import type { ImageFetcher, ImageStep } from '../../engine/worker.ts';
 
 const logger = new Logger();
 const metrics = new Metrics();
@@ -33,7 +34,14 @@ function setUp(): Container {
   const bucket = bucketName();
   const sqs = sqsClient();
   const options = fetcherOptions();
-  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), bucket, store: new S3Store(s3, bucket, PREFIX.images), fetcher: new Fetcher(options), maxBytes: options.maxBytes!, onOutcome: record };
+  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), bucket, store: new S3Store(s3, bucket, PREFIX.images), ...imageStep(s3, bucket), fetcher: new Fetcher(options), maxBytes: options.maxBytes!, onOutcome: record };
+}
+
+/** Resizing when the stack asks for it, the originals kept under originals/ when it says so. */
+function imageStep(s3: S3Client, bucket: string): { image?: ImageStep } {
+  const options = imageOptions();
+  if (!options) return {};
+  return { image: { options, ...(keepOriginals() ? { originals: new S3Store(s3, bucket, PREFIX.originals) } : {}) } };
 }
 
 const setUpOnce = perEnvironment(setUp, (old) => {
