@@ -42,7 +42,8 @@ manifestOptions(
   .option('-o, --out <dir>', 'output folder', 'data')
   .addOption(new Option('--layout <layout>', 'flat: <split>/<id>.<ext>; by-label: <split>/<label>/<id>.<ext>').default('flat').argParser(oneOf('--layout', LAYOUTS)))
   .addOption(new Option('-c, --concurrency <n>', 'images in flight at once').default(64).argParser(positiveInteger('--concurrency', 4096)))
-  .addOption(new Option('--per-host <n>', 'connections per host at most').default(DEFAULT_FETCHER_OPTIONS.perHost).argParser(positiveInteger('--per-host', 4096)))
+  .addOption(new Option('--host-concurrency <n>', 'requests to one host (origin) at once at most; fewer when it pushes back').default(DEFAULT_FETCHER_OPTIONS.hostConcurrency).argParser(positiveInteger('--host-concurrency', 4096)))
+  .addOption(new Option('--per-host <n>').hideHelp().argParser(positiveInteger('--per-host', 4096))) // the old name
   .addOption(new Option('--timeout <seconds>', 'overall deadline per image, retries included').default(DEFAULT_FETCHER_OPTIONS.timeoutMs / 1000).argParser(seconds('--timeout')))
   .addOption(new Option('--retries <n>', 'further attempts after a transient failure (5xx, 429, reset, timeout)').default(DEFAULT_FETCHER_OPTIONS.retries).argParser(nonNegativeInteger('--retries', 20)))
   .addOption(new Option('--retry-delay <seconds>', 'first backoff before a retry; doubles each time, with jitter').default(DEFAULT_FETCHER_OPTIONS.retryBaseMs / 1000).argParser(seconds('--retry-delay')))
@@ -73,7 +74,7 @@ manifestOptions(
       concurrency: flags.concurrency,
       ...imageFlags(flags),
       fetcher: {
-        perHost: flags.perHost,
+        hostConcurrency: flags.perHost ?? flags.hostConcurrency,
         timeoutMs: flags.timeout * 1000,
         retries: flags.retries,
         retryBaseMs: flags.retryDelay * 1000,
@@ -258,7 +259,8 @@ interface RunFlags extends ManifestFlags, ImageFlags {
   out: string;
   layout: Layout;
   concurrency: number;
-  perHost: number;
+  hostConcurrency: number;
+  perHost?: number;
   timeout: number;
   retries: number;
   retryDelay: number;

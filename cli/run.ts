@@ -60,10 +60,10 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   say(`Reading ${o.manifest} (${manifest.format})…`);
   const { entries } = await manifest.scan();
   await prepareOutFolder(o.out);
-  say(`${entries} ${plural(entries, 'entry', 'entries')}; fetching split "${split}" into ${o.out}: ${inFlight(o.concurrency, o.fetcher.perHost)}${o.image ? `; ${shaping(o.image)}` : ''}`);
+  say(`${entries} ${plural(entries, 'entry', 'entries')}; fetching split "${split}" into ${o.out}: ${inFlight(o.concurrency, o.fetcher.hostConcurrency)}${o.image ? `; ${shaping(o.image)}` : ''}`);
 
   const store = await FsStore.open(o.out);
-  const fetcher = new Fetcher(o.fetcher);
+  const fetcher = new Fetcher({ ...o.fetcher, concurrency: o.concurrency });
   // Per entry, only the ids seen and the rows held behind a straggler are remembered, both on
   // disk here (swept by a later run if this one is killed) so memory stays flat at any size.
   const spill = await mkdtemp(join(store.root, TEMP_DIR, `${process.pid}-run-`));
@@ -75,7 +75,7 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   if (progress) onProgress(progress);
   let completed = false;
   try {
-    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, fetcher, { concurrency: o.concurrency, ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
+    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, fetcher, { concurrency: JOBS_PER_REQUEST * o.concurrency, ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
       tally.add(record);
       index.put(sequence, indexRow(record));
     });
@@ -106,8 +106,14 @@ function shaping(image: ImageOptions): string {
   return `${size}, stored ${format} at quality ${image.quality}`;
 }
 
+/**
+ * Jobs under way per request on the network: the jobs of a host that is busy or paused wait for it
+ * at the fetcher's gate (engine/host-gate.ts) without holding back the other hosts.
+ */
+const JOBS_PER_REQUEST = 4;
+
 /** "64 images at once, at most 16 per host": the per-host cap only when it is the tighter one. */
-function inFlight(concurrency: number, perHost = DEFAULT_FETCHER_OPTIONS.perHost): string {
+function inFlight(concurrency: number, hostConcurrency = DEFAULT_FETCHER_OPTIONS.hostConcurrency): string {
   const atOnce = `${concurrency} ${plural(concurrency, 'image')} at once`;
-  return perHost < concurrency ? `${atOnce}, at most ${perHost} per host` : atOnce;
+  return hostConcurrency < concurrency ? `${atOnce}, at most ${hostConcurrency} per host` : atOnce;
 }

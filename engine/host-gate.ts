@@ -358,8 +358,10 @@ export class HostGate {
    * a request whose answer we have read): only a second one lowers the ceiling.
    */
   #learn(state: Origin, start: Start, now: number): void {
-    if (start.level > state.proven || state.struck) state.ceiling = Math.min(state.ceiling, start.level);
-    else state.struck = true;
+    if (start.level > state.proven || state.struck) {
+      state.ceiling = Math.min(state.ceiling, start.level);
+      state.struck = false;
+    } else state.struck = true;
     // Unless the pace was well under the fastest answered: then it was not the pace (a moment's overlap at the origin).
     if (start.level === 1 && 2 * start.recent >= state.provenRate) {
       // The requests of the last second, less this one, were already too many: keep 10% under.

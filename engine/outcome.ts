@@ -102,6 +102,8 @@ export interface Failed {
   httpStatus?: number;
   /** How long the host asked us to wait (Retry-After on a 429 or 503), when it did. */
   retryAfterMs?: number;
+  /** Not tried (again) because its origin is paused until then (ms epoch): a Retry-After or a ban, here or seen by the fleet. */
+  hostPausedUntil?: number;
   attempts: number;
   bytes: number;
   format?: never;

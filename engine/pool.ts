@@ -5,10 +5,13 @@
 import type { IndexRecord } from './index-table.ts';
 import type { Planned } from './plan.ts';
 import type { Store } from './store.ts';
-import { Slots } from './slots.ts';
 import { fetchStage, type ImageFetcher, type ImageStep } from './worker.ts';
 
 export interface PoolOptions {
+  /**
+   * Jobs under way at once: checking the store, fetching, waiting for their host's turn, being
+   * written. The fetcher bounds the requests on the network (and per host), so this may be more.
+   */
   concurrency: number;
   signal?: AbortSignal;
   /** Resizing or re-encoding before the store. */
@@ -16,7 +19,7 @@ export interface PoolOptions {
 }
 
 /**
- * Runs every planned job with at most `concurrency` in flight and calls `onRecord` once per
+ * Runs every planned job with at most `concurrency` under way and calls `onRecord` once per
  * entry as it completes, with the entry's sequence number in the plan (0, 1, …). Stops taking new jobs when the signal aborts; failures of jobs cut short
  * by the abort are not reported (they were not really tried), but everything that did complete
  * is, images written during the drain included.
@@ -35,20 +38,8 @@ export async function runPool(
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   let firstError: { error: unknown } | null = null;
 
-  // `concurrency` images on the network at once. A few more workers than that do the local part
-  // (the existence check, taking the next entry) meanwhile, and each worker writes one image
-  // while it fetches the next: the store's round trips stay off the connections' critical path.
-  const network = new Slots(options.concurrency);
-  const limited: ImageFetcher = {
-    async fetchImage(urls, abort) {
-      await network.acquire();
-      try {
-        return await fetcher.fetchImage(urls, abort);
-      } finally {
-        network.release();
-      }
-    },
-  };
+  // Each worker writes one image while it fetches the next: the store's round trips stay off the
+  // connections' critical path.
   const worker = async (): Promise<void> => {
     let writing: Promise<void> = Promise.resolve();
     try {
@@ -61,7 +52,7 @@ export async function runPool(
           continue;
         }
         const { job } = next.value;
-        const staged = await fetchStage(job, store, limited, signal, options.image);
+        const staged = await fetchStage(job, store, fetcher, signal, options.image);
         if (signal.aborted && 'outcome' in staged && staged.outcome.status === 'failed') return;
         await writing;
         const { position, id, labels, urls, key } = job;
@@ -86,7 +77,6 @@ export async function runPool(
       stop.abort(error);
     }
   };
-  const workers = options.concurrency + Math.max(2, Math.ceil(options.concurrency / 8));
-  await Promise.all(Array.from({ length: workers }, guarded));
+  await Promise.all(Array.from({ length: options.concurrency }, guarded));
   if (firstError) throw (firstError as { error: unknown }).error;
 }

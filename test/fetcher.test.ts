@@ -15,7 +15,7 @@ const OPTIONS: Partial<FetcherOptions> = {
   retryMaxMs: 2_000,
   timeoutMs: 5_000,
   idleTimeoutMs: 2_000,
-  perHost: 8,
+  hostConcurrency: 8,
 };
 
 before(async () => {
@@ -123,10 +123,35 @@ describe('transient failures are retried with backoff', () => {
     const result = await get('/ratelimit/q.jpg?fail=1&after=1');
     assertImage(result, sampleImage('q', 'jpeg'));
     assert.ok(Date.now() - started >= 950, 'the retry came before Retry-After');
-    const refused = await get('/ratelimit/q2.jpg?fail=5&after=3600');
-    assertFailed(refused, 'rate-limited', 1);
-    // Carried on, so the fetch function can hand the job out again when the host allows.
-    assert.equal(!refused.ok && refused.retryAfterMs, 3_600_000);
+    // Its own fetcher: the hour's pause holds for the whole origin, and other tests use it.
+    const patient = new Fetcher({ ...OPTIONS, hostWaitMs: 60_000 });
+    try {
+      const before = Date.now();
+      const refused = await patient.fetchImage([`${origin.url}/ratelimit/q2.jpg?fail=5&after=3600`]);
+      assertFailed(refused, 'rate-limited', 1);
+      // Carried on, so the fetch function can hand the job out again when the host allows.
+      const until = !refused.ok ? refused.hostPausedUntil! : 0;
+      assert.ok(until >= before + 3_600_000 && until <= Date.now() + 3_600_000, `paused until ${until}`);
+      assert.ok(!refused.ok && refused.retryAfterMs! > 3_590_000);
+      assert.match(!refused.ok ? refused.detail : '', /its host asked us to wait \(Retry-After\) until /);
+      // The next image of that origin is not even tried.
+      const next = await patient.fetchImage([`${origin.url}/img/after-pause.jpg`]);
+      assertFailed(next, 'rate-limited', 0);
+      assert.equal(origin.hits('/img/after-pause.jpg'), 0);
+    } finally {
+      await patient.destroy();
+    }
+  });
+
+  test("the wait for its host's turn is not the image's time: --timeout is about the request", async () => {
+    const narrow = new Fetcher({ ...OPTIONS, hostConcurrency: 1, timeoutMs: 1_000, retries: 0 });
+    try {
+      // One at a time, 600 ms each: the third starts 1.2 s after it was asked for, and still has its whole second.
+      const results = await Promise.all([1, 2, 3].map((n) => narrow.fetchImage([`${origin.url}/delay/600/turn${n}.jpg`])));
+      results.forEach((result, n) => assertImage(result, sampleImage(`turn${n + 1}`, 'jpeg')));
+    } finally {
+      await narrow.destroy();
+    }
   });
 
   test('resets before and during the body are retried, and recover', async () => {

@@ -184,10 +184,15 @@ describe('what run says', () => {
     const out = join(dir, 'out-one');
     const wide = await cli(['run', manifest, '--out', out, ...FAST]);
     assert.equal(wide.code, 0, wide.stderr);
-    assert.ok(wide.stderr.includes(`\n1 entry; fetching split "one" into ${out}: 64 images at once, at most 16 per host\n`), wide.stderr);
+    assert.ok(wide.stderr.includes(`\n1 entry; fetching split "one" into ${out}: 64 images at once, at most 6 per host\n`), wide.stderr);
     assert.match(wide.stderr, /^Done: split one, 1 entry in /m);
     const narrow = await cli(['run', manifest, '--out', out, '-c', '1', ...FAST]);
     assert.ok(narrow.stderr.includes(`into ${out}: 1 image at once\n`), narrow.stderr);
+    // --per-host is the old name of --host-concurrency.
+    for (const flag of ['--host-concurrency', '--per-host']) {
+      const capped = await cli(['run', manifest, '--out', out, flag, '2', ...FAST]);
+      assert.ok(capped.stderr.includes(`into ${out}: 64 images at once, at most 2 per host\n`), capped.stderr);
+    }
   });
 
   test('sizes are in 1024s and say so: --max-bytes takes KiB as well as KB, the summary prints KiB', async () => {

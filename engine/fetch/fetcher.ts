@@ -7,15 +7,21 @@ import { Agent, interceptors, type Dispatcher } from 'undici';
 import { GuardError, checkUrl, dnsLookup, guardInterceptor, type GuardOptions } from './guard.ts';
 import { SNIFF_BYTES, contentTypeOf, detectImageFormat, type ImageFormat } from './image.ts';
 import { isTransient, type FailureReason } from '../outcome.ts';
-import { Slots } from '../slots.ts';
+import { HostGate, type Answer, type Entry, type HostPauses, type PauseReason } from '../host-gate.ts';
 import { parseFetchUrl } from './url.ts';
 
 export const DEFAULT_USER_AGENT =
   'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36';
 
 export interface FetcherOptions {
-  /** Connections kept per host: politeness towards one site, and the size of its pool. */
-  perHost: number;
+  /** Requests at once to one origin at most (fewer when it pushes back: engine/host-gate.ts), and the size of its pool. */
+  hostConcurrency: number;
+  /** Requests at once over all origins (run's --concurrency); unset: the caller bounds them. */
+  concurrency?: number;
+  /** Longest one image waits for its origin's pause (Retry-After, a ban) before it fails; its turn and the pause do not count against timeoutMs. */
+  hostWaitMs: number;
+  /** Pauses shared with the other fetchers of a fleet. */
+  hostPauses?: HostPauses;
   /** Overall deadline for one image, all mirrors and retries included. */
   timeoutMs: number;
   connectTimeoutMs: number;
@@ -33,7 +39,10 @@ export interface FetcherOptions {
 }
 
 export const DEFAULT_FETCHER_OPTIONS: FetcherOptions = {
-  perHost: 16,
+  // What a browser opens to one host over HTTP/1.1: a site built for browsers expects that much
+  // from one client, and more looks like a bot.
+  hostConcurrency: 6,
+  hostWaitMs: 10 * 60_000,
   timeoutMs: 60_000,
   connectTimeoutMs: 10_000,
   idleTimeoutMs: 20_000,
@@ -48,7 +57,7 @@ export const DEFAULT_FETCHER_OPTIONS: FetcherOptions = {
 
 export type FetchResult =
   | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number; sha256: string }
-  | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number; retryAfterMs?: number };
+  | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number; retryAfterMs?: number; hostPausedUntil?: number };
 
 /**
  * Waits until a body of `bytes` (its Content-Length; undefined when unknown or compressed) may be
@@ -83,6 +92,16 @@ class Deadline {
   pause(): void {
     this.clear();
     this.#left -= Date.now() - this.#since;
+  }
+
+  /** Waits for `work` with the clock stopped: time spent waiting is not the image's. */
+  async outside<T>(work: () => Promise<T>): Promise<T> {
+    this.pause();
+    try {
+      return await work();
+    } finally {
+      this.resume();
+    }
   }
 
   resume(): void {
@@ -120,14 +139,15 @@ export class Fetcher {
   readonly options: FetcherOptions;
   #agent: Agent;
   #dispatcher: Dispatcher;
-  #hosts = new Map<string, Slots>();
+  #gate: HostGate;
   #headers: Record<string, string>;
 
   constructor(options: Partial<FetcherOptions> = {}) {
     this.options = { ...DEFAULT_FETCHER_OPTIONS, ...options };
     const o = this.options;
+    this.#gate = new HostGate({ hostConcurrency: o.hostConcurrency, ...(o.concurrency ? { concurrency: o.concurrency } : {}), ...(o.hostPauses ? { pauses: o.hostPauses } : {}) });
     this.#agent = new Agent({
-      connections: o.perHost,
+      connections: o.hostConcurrency,
       connect: { timeout: o.connectTimeoutMs },
       headersTimeout: o.idleTimeoutMs,
       bodyTimeout: o.idleTimeoutMs,
@@ -158,21 +178,14 @@ export class Fetcher {
     const deadline = new Deadline(this.options.timeoutMs, signal);
     try {
       // The wait for room is not the origin's time: the image's deadline stops meanwhile.
-      const paused: Room | undefined = room && (async (bytes, waitSignal) => {
-        deadline.pause();
-        try {
-          await room(bytes, waitSignal);
-        } finally {
-          deadline.resume();
-        }
-      });
-      return await this.#fetchUrls(urls, deadline.signal, paused);
+      const paused: Room | undefined = room && ((bytes, waitSignal) => deadline.outside(() => room(bytes, waitSignal)));
+      return await this.#fetchUrls(urls, deadline, paused, Date.now() + this.options.hostWaitMs);
     } finally {
       deadline.end();
     }
   }
 
-  async #fetchUrls(urls: readonly string[], abort: AbortSignal, room: Room | undefined): Promise<FetchResult> {
+  async #fetchUrls(urls: readonly string[], deadline: Deadline, room: Room | undefined, patientUntil: number): Promise<FetchResult> {
     let attempts = 0;
     const failures: string[] = [];
     let last: FetchResult | null = null;
@@ -183,9 +196,9 @@ export class Fetcher {
         failures.push(`bad-url`);
         continue;
       }
-      const result = await this.#fetchUrl(url, abort, attempts, room);
+      const result = await this.#fetchUrl(url, deadline, attempts, room, patientUntil);
       attempts = result.attempts;
-      if (result.ok || abort.aborted) return result;
+      if (result.ok || deadline.signal.aborted) return result;
       last = result;
       failures.push(result.reason);
     }
@@ -194,22 +207,24 @@ export class Fetcher {
     return last;
   }
 
-  async #fetchUrl(url: URL, signal: AbortSignal, attemptsBefore: number, room: Room | undefined): Promise<FetchResult> {
+  async #fetchUrl(url: URL, deadline: Deadline, attemptsBefore: number, room: Room | undefined, patientUntil: number): Promise<FetchResult> {
+    const signal = deadline.signal;
     const refused = checkUrl(url, this.options.guard);
     if (refused) return { ok: false, url: url.href, reason: refused.reason, detail: refused.message, attempts: attemptsBefore };
-    const slots = this.#slotsFor(url.host);
     let attempts = attemptsBefore;
-    for (let retry = 0; ; retry++) {
-      attempts++;
-      await slots.acquire();
-      let result: Attempt;
+    for (let retry = 0; ; ) {
+      let entry: Entry;
       try {
-        result = await this.#attempt(url, signal, room);
-      } finally {
-        slots.release();
-        if (slots.idle && this.#hosts.size > 10_000) this.#hosts.delete(url.host);
+        // The origin's turn, pace and pauses are not the request's time.
+        entry = await deadline.outside(() => this.#gate.acquire(url.origin, patientUntil, signal));
+      } catch (error) {
+        return { ok: false, url: url.href, attempts, ...classifyError(error, 'headers', 0, signal) };
       }
+      if (!entry.ok) return pausedFailure(url.href, attempts, entry.until, entry.reason);
+      attempts++;
+      const result = await this.#attempt(url, signal, room).catch((error: unknown): Attempt => ({ ok: false, ...classifyError(error, 'headers', 0, signal) }));
       if (result.ok) {
+        entry.grant.done('ok');
         const { body, format, httpStatus, sha256 } = result;
         return { ok: true, url: url.href, body, format, contentType: contentTypeOf(format), attempts, httpStatus, sha256 };
       }
@@ -218,29 +233,27 @@ export class Fetcher {
         ...(result.httpStatus ? { httpStatus: result.httpStatus } : {}),
         ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
       };
-      if (!isTransient(result.reason) || retry >= this.options.retries || signal.aborted) return failed;
-      const backoff = Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** retry);
-      // "Equal jitter": at least half the backoff, so hosts get a real pause, spread to avoid bursts.
-      let wait = backoff / 2 + Math.random() * (backoff / 2);
-      if (result.retryAfterMs !== undefined) {
-        if (result.retryAfterMs > this.options.retryMaxMs) return { ...failed, detail: `${failed.detail}; Retry-After too long` };
-        wait = Math.max(wait, result.retryAfterMs);
+      if (result.reason === 'http-403') {
+        // After the origin had answered, 403s to everything are a ban: wait it out at the gate.
+        const { grant } = entry;
+        const banned = await deadline.outside(() => grant.forbidden(signal)).catch(() => false);
+        if (banned && !signal.aborted) continue;
+        return failed;
       }
+      entry.grant.done(answerOf(result), result.retryAfterMs);
+      if (!isTransient(result.reason) || retry >= this.options.retries || signal.aborted) return failed;
+      retry++;
+      // A 429's wait is its origin's pause, at the gate.
+      if (result.reason === 'rate-limited') continue;
+      const backoff = Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** (retry - 1));
+      // "Equal jitter": at least half the backoff, so hosts get a real pause, spread to avoid bursts.
+      const wait = backoff / 2 + Math.random() * (backoff / 2);
       try {
         await sleep(wait, undefined, { signal });
       } catch {
         return { ...failed, reason: 'timeout', detail: `deadline passed while waiting to retry after ${result.reason}` };
       }
     }
-  }
-
-  #slotsFor(host: string): Slots {
-    let slots = this.#hosts.get(host);
-    if (!slots) {
-      slots = new Slots(this.options.perHost);
-      this.#hosts.set(host, slots);
-    }
-    return slots;
   }
 
   async #attempt(url: URL, signal: AbortSignal, room: Room | undefined): Promise<Attempt> {
@@ -316,6 +329,26 @@ export class Fetcher {
   async destroy(): Promise<void> {
     await this.#agent.destroy();
   }
+}
+
+/** What a failed attempt says about its origin's load, for the gate. */
+function answerOf(result: { reason: FailureReason; httpStatus?: number }): Answer {
+  if (result.reason === 'rate-limited') return 'throttled';
+  if (result.httpStatus === 503) return 'overloaded';
+  if (result.reason === 'connection-refused') return 'refused';
+  // Any other answer (a 404, a page that is not an image…) came within the origin's limits.
+  if (result.httpStatus !== undefined && result.reason !== 'http-5xx') return 'ok';
+  return 'failed';
+}
+
+/** An image not tried (again) because its origin stays paused past what it may wait. */
+function pausedFailure(url: string, attempts: number, until: number, reason: PauseReason | 'fleet'): FetchResult {
+  const at = new Date(until).toISOString();
+  if (reason === 'ban') {
+    return { ok: false, url, reason: 'http-403', detail: `its host banned us (403 to everything after it had answered); paused until ${at}`, attempts, httpStatus: 403, hostPausedUntil: until };
+  }
+  const why = reason === 'fleet' ? 'its host is paused for the whole fleet' : reason === 'retry-after' ? 'its host asked us to wait (Retry-After)' : 'its host is throttling us';
+  return { ok: false, url, reason: 'rate-limited', detail: `${why} until ${at}`, attempts, retryAfterMs: Math.max(0, until - Date.now()), hostPausedUntil: until };
 }
 
 function discard(body: Dispatcher.ResponseData['body']): void {
