@@ -165,7 +165,17 @@ export function startSqsSource(options: SqsSourceOptions): SqsSource {
 
   const receiveCount = (m: Message): number => Number(m.Attributes?.ApproximateReceiveCount ?? '1');
 
-  async function receive(max: number, wait: number): Promise<Message[]> {
+  // One ReceiveMessage at a time across the pollers: SQS hands a message group to one receive
+  // only, but an emulator serving requests on threads (moto) can give one group to two that overlap.
+  let receiving: Promise<unknown> = Promise.resolve();
+
+  function receive(max: number, wait: number): Promise<Message[]> {
+    const turn = receiving.then(() => (stopRequested ? [] : receiveNow(max, wait)));
+    receiving = turn.catch(() => {});
+    return turn;
+  }
+
+  async function receiveNow(max: number, wait: number): Promise<Message[]> {
     const result = await sqs.send(
       new ReceiveMessageCommand({
         QueueUrl: queueUrl,

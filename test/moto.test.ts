@@ -17,6 +17,7 @@ import { encodeJob } from '../aws/job-message.ts';
 import { jobIds } from '../aws/fifo.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
+import { startSimWeb, type SimWeb } from '../local-cloud/sim-web.ts';
 
 const motoInstalled = spawnSync('moto_server', ['-h'], { stdio: 'ignore' }).status === 0;
 const skip = motoInstalled ? false : 'moto_server is not installed (pip install "moto[server]"): the moto end-to-end test is skipped';
@@ -45,6 +46,7 @@ async function startMoto(): Promise<{ endpoint: string; process: ChildProcess }>
 describe('the local cloud on moto_server', { skip }, () => {
   let moto: { endpoint: string; process: ChildProcess };
   let origin: Origin;
+  let web: SimWeb;
   let dir: string;
   let dev: DevCloud;
   const logged: string[] = [];
@@ -52,13 +54,20 @@ describe('the local cloud on moto_server', { skip }, () => {
   before(async () => {
     moto = await startMoto();
     origin = await startOrigin();
+    // One host without a limit of its own, slow enough that requests overlap: its peak is ours.
+    web = await startSimWeb({
+      seed: 5, hosts: 1,
+      adjust: (p) => ({ ...p, medianMs: 40, sigma: 0.2, maxMs: 200, limit: { kind: 'concurrency', max: 1000 }, deadShare: 0, placeholderShare: 0, flakyShare: 0, resetShare: 0 }),
+    });
     dir = await mkdtemp(join(tmpdir(), 'cloudfetch-moto-'));
     // Quick redelivery: visible again after 5 s, parked (by moto) after 2 receives.
     dev = await startDevCloud({
       endpoint: moto.endpoint,
       allowPrivateNetwork: true,
       visibilityTimeoutSeconds: 5,
-      settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchSize: 10 },
+      settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchSize: 10, hostConcurrency: 2 },
+      // More invocations than a host's groups: only the FIFO groups keep them off it.
+      fetchConcurrency: 6,
       logLevel: 'SILENT',
       log: (line) => logged.push(line),
     });
@@ -67,6 +76,7 @@ describe('the local cloud on moto_server', { skip }, () => {
   after(async () => {
     await dev?.stop();
     await origin?.close();
+    await web?.close();
     if (moto && moto.process.exitCode === null) {
       const exited = new Promise((resolve) => moto.process.once('exit', resolve));
       process.kill(-moto.process.pid!, 'SIGTERM');
@@ -116,5 +126,17 @@ describe('the local cloud on moto_server', { skip }, () => {
     await assert.rejects(again, (error: Error & { $metadata?: { httpStatusCode?: number } }) => error.$metadata?.httpStatusCode === 412);
     const kept = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: 'images/moto/2.jpg' }));
     assert.ok(Buffer.from(await kept.Body!.transformToByteArray()).equals(sampleImage('m2', 'jpeg')));
+  });
+
+  test('moto hands out several messages of one group in a batch: the fetch function still sends a host at most hostConcurrency (2) requests at once', async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => i + 1);
+    const csv = 'id,url\n' + ids.map((id) => `${id},${web.hosts[0]!.url}/img/m${id}.jpg\n`).join('');
+    await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: 'manifests/fleet.csv', Body: csv }));
+    await dev.cloud.notifyObjectCreated('manifests/fleet.csv');
+    await dev.cloud.idle();
+    const [host] = web.report();
+    assert.ok(host!.requests >= 40, `${host!.requests} requests`);
+    assert.equal(host!.peakConcurrency, 2, 'both groups at once, never more');
+    for (const id of ids) await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: `images/fleet/${id}.jpg` }));
   });
 });
