@@ -9,6 +9,7 @@
 //   node bench/sim-web-cloud.ts [--entries 20000] [--hosts 40] [--seed 1] [--concurrency 20]
 
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { fetchRecords, splitRows } from '../aws/home/cloud-state.ts';
 import { cdkJsonSettings, visibilityTimeoutSeconds } from '../aws/settings.ts';
@@ -34,6 +35,11 @@ if (![entryCount, hostCount, concurrency].every((n) => Number.isSafeInteger(n) &
   process.exit(2);
 }
 const say = (line = ''): void => void process.stdout.write(`${line}\n`);
+// On a shared machine the one process (web, emulator, 20 functions) may not get the CPU it needs,
+// and every invocation then lasts longer than on Lambda: shown by the event loop's delay.
+const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+loopDelay.enable();
+const cpuAtStart = process.cpuUsage();
 
 const web = await startSimWeb({ seed: Number(values.seed), hosts: hostCount });
 const invocations: Invocation[] = [];
@@ -52,7 +58,12 @@ try {
   const started = performance.now();
   await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: 'manifests/sim.csv', Body: manifestCsv(entries) }));
   await dev.cloud.notifyObjectCreated('manifests/sim.csv');
-  await dev.cloud.idle();
+  // A line on stderr every 30 s: the drain has a long tail (retries wait, a lost batch waits out the visibility timeout).
+  const progress = setInterval(() => {
+    const f = dev.cloud.stats().fetch;
+    process.stderr.write(`${((performance.now() - started) / 1000).toFixed(0)} s: ${f.invocations} invocations, ${f.deleted} jobs done, ${f.failed} records returned, ${f.errors} invocations failed, ${f.deadLettered} dead-lettered\n`);
+  }, 30_000);
+  await dev.cloud.idle().finally(() => clearInterval(progress));
   const seconds = (performance.now() - started) / 1000;
 
   const records = await fetchRecords(dev.s3, dev.cloud.bucket, 'sim');
@@ -84,6 +95,8 @@ try {
   say(`not stored, by reason:    ${JSON.stringify(Object.fromEntries([...byReason].sort((a, b) => b[1] - a[1])))}`);
   say(`fetch invocations:        ${invocations.length}, ${(messages / invocations.length).toFixed(1)} records each (${messages} deliveries of ${entryCount} jobs); dead-lettered ${stats.deadLettered}`);
   say(`invocation duration:      mean ${(totalMs / ms.length / 1000).toFixed(2)} s, median ${(at(0.5) / 1000).toFixed(2)}, p90 ${(at(0.9) / 1000).toFixed(2)}, p99 ${(at(0.99) / 1000).toFixed(2)}, max ${(ms.at(-1)! / 1000).toFixed(2)} s`);
+  const cpu = process.cpuUsage(cpuAtStart);
+  say(`this process:             ${((cpu.user + cpu.system) / 1e6).toFixed(0)} s of CPU in ${seconds.toFixed(0)} s (${((cpu.user + cpu.system) / 1e3 / entryCount).toFixed(1)} ms per entry); event loop delay median ${(loopDelay.percentile(50) / 1e6).toFixed(0)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms`);
   say(`Lambda GB-s:              ${gbS.toFixed(1)} at ${settings.fetchMemoryMb} MB: ${(gbS / entryCount).toFixed(4)} per entry, ${(gbS / Math.max(1, storedRows.length)).toFixed(4)} per stored image`);
 } catch (error) {
   failed = true;
