@@ -1,6 +1,6 @@
 // `cloudfetch run`: a whole manifest onto disk, resumable; the index CSV and a summary at the end.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_FETCHER_OPTIONS, Fetcher, type FetcherOptions } from '../engine/fetch/fetcher.ts';
 import { indexRow, OrderedTable, TableFile } from '../engine/index-table.ts';
@@ -11,6 +11,7 @@ import { runPool } from '../engine/pool.ts';
 import { formatSummary, plural, Tally, type Summary } from '../engine/summary.ts';
 import { FsStore, TEMP_DIR } from '../engine/fs-store.ts';
 import { SeenIds } from '../engine/seen-ids.ts';
+import { DEFAULT_PLACEHOLDER_THRESHOLD, DigestPrefixes, refusingPlaceholders, SameBytes, settleSameBytes } from '../engine/same-bytes.ts';
 import { storedExtension, type ImageOptions } from '../engine/resize.ts';
 import { openManifestFile } from './manifest-file.ts';
 import { prepareOutFolder } from './out-folder.ts';
@@ -26,6 +27,8 @@ export interface RunCommandOptions {
   labelColumn?: string;
   layout: Layout;
   concurrency: number;
+  /** Distinct URLs of one host with the same bytes that make them a placeholder (default 3); 0: no check. */
+  placeholderThreshold?: number;
   fetcher: Partial<FetcherOptions>;
   /** Resize or re-encode before storing; absent: the fetched bytes are stored untouched. */
   image?: ImageOptions;
@@ -68,15 +71,23 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   // disk here (swept by a later run if this one is killed) so memory stays flat at any size.
   const spill = await mkdtemp(join(store.root, TEMP_DIR, `${process.pid}-run-`));
   const seen = new SeenIds({ spillFile: join(spill, 'ids') });
-  const index = new OrderedTable(new TableFile(join(store.root, `${split}.csv`)), spill);
+  // The table goes to the spill folder first: rows whose bytes repeat are settled once every row
+  // is known (a placeholder's first entries look like images until its later ones come).
+  const written = join(spill, 'index.csv');
+  const index = new OrderedTable(new TableFile(written), spill);
+  const digests = new DigestPrefixes();
+  const threshold = o.placeholderThreshold ?? DEFAULT_PLACEHOLDER_THRESHOLD;
   const tally = new Tally();
   const stats: PlanStats = { duplicates: 0, firstDuplicates: [] };
   const progress = o.quiet || o.signal?.aborted ? null : startProgress(entries, tally, o.log);
   if (progress) onProgress(progress);
   let completed = false;
+  let repeated = 0;
   try {
-    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, fetcher, { concurrency: JOBS_PER_REQUEST * o.concurrency, ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
+    const watching = threshold > 0 ? refusingPlaceholders(fetcher, new SameBytes(threshold)) : fetcher;
+    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, watching, { concurrency: JOBS_PER_REQUEST * o.concurrency, ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
       tally.add(record);
+      if (record.outcome.sha256) digests.add(record.outcome.sha256, sequence);
       index.put(sequence, indexRow(record));
     });
     completed = !o.signal?.aborted;
@@ -87,6 +98,7 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
       await (completed ? fetcher.close() : fetcher.destroy());
       // The index is complete only after a full run; otherwise the last complete one stays.
       await (completed ? index.commit() : index.abandon());
+      if (completed) repeated = await settle(written, join(store.root, `${split}.csv`), digests, threshold, store, tally);
     } finally {
       await rm(spill, { recursive: true, force: true });
       await store.close();
@@ -95,8 +107,36 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   const interrupted = !completed;
   const summary = tally.summary(split, stats.duplicates, (Date.now() - started) / 1000, interrupted);
   if (!interrupted) say(`Index: ${join(o.out, `${split}.csv`)}`);
+  if (repeated > 0) say(`Same bytes: ${repeated} ${plural(repeated, 'image repeats', 'images repeat')} an earlier one (its id in duplicate_of)`);
   say(formatSummary(summary));
   return summary;
+}
+
+/**
+ * The written table into `file`, with the verdicts on repeated bytes: placeholders' files removed
+ * and their rows failed (and the tally told), duplicates named. Returns the duplicates named.
+ */
+async function settle(written: string, file: string, digests: DigestPrefixes, threshold: number, store: FsStore, tally: Tally): Promise<number> {
+  const repeating = digests.repeating();
+  if (repeating.sequences.length === 0) {
+    await rename(written, file);
+    return 0;
+  }
+  let duplicates = 0;
+  const table = new TableFile(file);
+  try {
+    await settleSameBytes(written, table, repeating, threshold, async ({ before, after }) => {
+      if (after.duplicate_of) duplicates++;
+      if (before.status === 'failed' || after.status !== 'failed') return;
+      await store.remove(before.path);
+      tally.unstore(before.status === 'skipped' ? 'skipped' : 'fetched', Number(before.bytes), before.url, 'placeholder');
+    });
+  } catch (error) {
+    await table.abandon();
+    throw error;
+  }
+  await table.commit();
+  return duplicates;
 }
 
 /** "resized to 384 px (crop), stored as webp at quality 90". */

@@ -20,6 +20,15 @@ export function nonNegativeInteger(name: string, max: number): (value: string) =
   };
 }
 
+/** 0 (off) or at least 2: one URL alone cannot share its bytes with another. */
+export function placeholderThreshold(name: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || n === 1 || n > 1_000_000) throw new InvalidArgumentError(`${name} takes 0 (no check) or a whole number from 2 to 1000000, not "${value}".`);
+    return n;
+  };
+}
+
 export function seconds(name: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
@@ -57,23 +66,4 @@ export function oneOf<T extends string>(name: string, choices: readonly T[]): (v
     }
     return value as T;
   };
-}
-
-/** A number above 0 and at most `max`, e.g. a link speed. */
-export function positiveNumber(name: string, max = 1_000_000): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > max) throw new InvalidArgumentError(`${name} takes a number greater than 0 and at most ${max}, not "${value}".`);
-    return n;
-  };
-}
-
-/** A percentage above 0 and at most 100. */
-export function percentage(name: string): (value: string) => number {
-  return positiveNumber(name, 100);
-}
-
-/** A fraction above 0 and at most 1. */
-export function ratio(name: string): (value: string) => number {
-  return positiveNumber(name, 1);
 }

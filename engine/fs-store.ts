@@ -83,6 +83,11 @@ export class FsStore implements Store {
     return hash.digest('hex');
   }
 
+  /** Removes the stored file, if there is one. */
+  async remove(key: string): Promise<void> {
+    await rm(this.#path(key), { force: true });
+  }
+
   async names(folder: string): Promise<Set<string>> {
     try {
       return new Set(await readdir(this.#path(folder)));

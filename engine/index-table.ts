@@ -19,7 +19,7 @@ export interface IndexRecord {
 }
 
 export const INDEX_COLUMNS = [
-  'image_id', 'label', 'url', 'path', 'status', 'bytes', 'format', 'width', 'height', 'original_bytes', 'reason', 'http_status', 'attempts', 'detail', 'sha256',
+  'image_id', 'label', 'url', 'path', 'status', 'bytes', 'format', 'width', 'height', 'original_bytes', 'reason', 'http_status', 'attempts', 'detail', 'sha256', 'duplicate_of',
 ] as const;
 
 export type IndexColumn = (typeof INDEX_COLUMNS)[number];

@@ -26,6 +26,7 @@ export const FAILURE_REASONS = {
   undecodable: 'an image by its first bytes that cannot be decoded (truncated or corrupt), found when resizing',
   network: 'another network error',
   unqueueable: 'SQS will not take its job message (over the size limit, or refused)',
+  placeholder: 'the same bytes as other URLs of its host: a "photo unavailable" image, not kept',
 } as const;
 
 export type FailureReason = keyof typeof FAILURE_REASONS;
@@ -110,7 +111,8 @@ export interface Failed {
   width?: never;
   height?: never;
   originalBytes?: never;
-  sha256?: never;
+  /** For a placeholder: SHA-256 of the bytes its host served (not kept), so its twins can be found. */
+  sha256?: string;
 }
 
 /** What became of one image. */

@@ -43,6 +43,18 @@ export class Tally {
     this.#hosts.set(host, (this.#hosts.get(host) ?? 0) + 1);
   }
 
+  /** An image counted as stored that turned out a failure after the run (a placeholder). */
+  unstore(from: 'fetched' | 'skipped', bytes: number, url: string, reason: FailureReason): void {
+    if (from === 'fetched') {
+      this.fetched--;
+      this.bytes -= bytes;
+    } else this.skipped--;
+    this.failed++;
+    this.#reasons.set(reason, (this.#reasons.get(reason) ?? 0) + 1);
+    const host = hostOf(url);
+    this.#hosts.set(host, (this.#hosts.get(host) ?? 0) + 1);
+  }
+
   summary(split: string, duplicates: number, seconds: number, interrupted: boolean, topHosts = 10): Summary {
     const byReason = [...this.#reasons].sort((a, b) => b[1] - a[1]);
     const byHost = [...this.#hosts].sort((a, b) => b[1] - a[1]).slice(0, topHosts);

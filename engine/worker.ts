@@ -34,8 +34,8 @@ export async function fetchStage(job: Job, store: Store, fetcher: ImageFetcher, 
   if (stored) return { outcome: { status: 'skipped', url: job.urls[0] ?? '', bytes: stored.bytes, attempts: 0 } };
   const result = await fetcher.fetchImage(job.urls, signal);
   if (!result.ok) {
-    const { url, reason, detail, attempts, httpStatus, retryAfterMs, hostPausedUntil } = result;
-    return { outcome: { status: 'failed', url, bytes: 0, reason, detail, attempts, ...(httpStatus ? { httpStatus } : {}), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), ...(hostPausedUntil !== undefined ? { hostPausedUntil } : {}) } };
+    const { url, reason, detail, attempts, httpStatus, retryAfterMs, sha256, hostPausedUntil } = result;
+    return { outcome: { status: 'failed', url, bytes: 0, reason, detail, attempts, ...(httpStatus ? { httpStatus } : {}), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), ...(sha256 ? { sha256 } : {}), ...(hostPausedUntil !== undefined ? { hostPausedUntil } : {}) } };
   }
   return {
     write: async (): Promise<Outcome> => {

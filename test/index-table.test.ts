@@ -10,7 +10,7 @@ import { homeRow } from '../aws/home/sync.ts';
 import { plannedRow } from '../aws/lambda/split.ts';
 
 test('the header names the columns a user loads in pandas', () => {
-  assert.equal(INDEX_HEADER, 'image_id,label,url,path,status,bytes,format,width,height,original_bytes,reason,http_status,attempts,detail,sha256\n');
+  assert.equal(INDEX_HEADER, 'image_id,label,url,path,status,bytes,format,width,height,original_bytes,reason,http_status,attempts,detail,sha256,duplicate_of\n');
 });
 
 test('fields are quoted per RFC 4180 and keep their exact value, control characters included', () => {
@@ -35,12 +35,12 @@ test('rows: fetched with path, failed without, multi-label joined by spaces', ()
   assert.equal(
     formatIndexRow(indexRow({ position: 1, id: '7', labels: ['95', '66'], urls: ['http://h/a.jpg'], key: 'train/7.jpg',
       outcome: { status: 'fetched', url: 'http://h/a.jpg', bytes: 1234, format: 'jpeg', httpStatus: 200, attempts: 1, sha256: 'ab12' } })),
-    '7,95 66,http://h/a.jpg,train/7.jpg,fetched,1234,jpeg,,,,,200,1,,ab12\n',
+    '7,95 66,http://h/a.jpg,train/7.jpg,fetched,1234,jpeg,,,,,200,1,,ab12,\n',
   );
   assert.equal(
     formatIndexRow(indexRow({ position: 2, id: '8', labels: ['3'], urls: ['http://h/b.jpg'], key: 'train/8.jpg',
       outcome: { status: 'failed', url: 'http://h/b.jpg', bytes: 0, reason: 'http-404', detail: 'HTTP 404', httpStatus: 404, attempts: 1 } })),
-    '8,3,http://h/b.jpg,,failed,0,,,,,http-404,404,1,HTTP 404,\n',
+    '8,3,http://h/b.jpg,,failed,0,,,,,http-404,404,1,HTTP 404,,\n',
   );
 });
 

@@ -57,7 +57,7 @@ export const DEFAULT_FETCHER_OPTIONS: FetcherOptions = {
 
 export type FetchResult =
   | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number; sha256: string }
-  | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number; retryAfterMs?: number; hostPausedUntil?: number };
+  | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number; retryAfterMs?: number; sha256?: string; hostPausedUntil?: number };
 
 /**
  * Waits until a body of `bytes` (its Content-Length; undefined when unknown or compressed) may be
