@@ -1,7 +1,7 @@
 // The cloudfetch command line (started by cli/cloudfetch.js). Each command is a thin layer over the engine (engine/) and the cloud (aws/).
 
 import { Command, CommanderError, Option } from 'commander';
-import { DEFAULT_FETCHER_OPTIONS } from '../engine/fetch/fetcher.ts';
+import { DEFAULT_FETCHER_OPTIONS, type FetcherOptions } from '../engine/fetch/fetcher.ts';
 import { LAYOUTS, type Layout } from '../engine/keys.ts';
 import { ManifestError, type ManifestFormat } from '../engine/manifest/index.ts';
 import { formatInspectReport, inspectManifest } from '../engine/manifest/inspect.ts';
@@ -16,7 +16,7 @@ import { openManifestFile } from './manifest-file.ts';
 // start fast and small.
 import type { Target, TargetFlags } from './target.ts';
 import pkg from '../package.json' with { type: 'json' };
-import { byteSize, nonNegativeInteger, oneOf, placeholderThreshold, positiveInteger, seconds } from './values.ts';
+import { byteSize, nonNegativeInteger, oneOf, percentage, placeholderThreshold, positiveInteger, positiveNumber, ratio, seconds } from './values.ts';
 
 const FORMATS: readonly ManifestFormat[] = ['imaterialist', 'jsonl', 'csv', 'tsv', 'urls'];
 
@@ -34,29 +34,18 @@ const manifestOptions = (command: Command): Command =>
     .option('--url-column <name>', 'CSV/TSV column holding the URL')
     .option('--label-column <name>', 'CSV/TSV column holding the label');
 
-manifestOptions(
+imageOptions(fetchOptions(manifestOptions(
   program
     .command('run')
     .description('fetch every image of a manifest into a folder; re-run to resume')
     .argument('<manifest>', 'iMaterialist JSON, JSON Lines, CSV/TSV or a URL list (.gz too)'),
-)
+)))
   .option('-o, --out <dir>', 'output folder', 'data')
   .addOption(new Option('--layout <layout>', 'flat: <split>/<id>.<ext>; by-label: <split>/<label>/<id>.<ext>').default('flat').argParser(oneOf('--layout', LAYOUTS)))
   .addOption(new Option('-c, --concurrency <n>', 'images in flight at once').default(64).argParser(positiveInteger('--concurrency', 4096)))
   .addOption(new Option('--host-concurrency <n>', 'requests to one host (origin) at once at most; fewer when it pushes back').default(DEFAULT_FETCHER_OPTIONS.hostConcurrency).argParser(positiveInteger('--host-concurrency', 4096)))
   .addOption(new Option('--per-host <n>').hideHelp().argParser(positiveInteger('--per-host', 4096))) // the old name
   .addOption(new Option('--placeholder-threshold <n>', 'this many distinct URLs of one host with the same bytes are a placeholder, not kept (0: no check)').default(DEFAULT_PLACEHOLDER_THRESHOLD).argParser(placeholderThreshold('--placeholder-threshold')))
-  .addOption(new Option('--timeout <seconds>', 'overall deadline per image, retries included').default(DEFAULT_FETCHER_OPTIONS.timeoutMs / 1000).argParser(seconds('--timeout')))
-  .addOption(new Option('--retries <n>', 'further attempts after a transient failure (5xx, 429, reset, timeout)').default(DEFAULT_FETCHER_OPTIONS.retries).argParser(nonNegativeInteger('--retries', 20)))
-  .addOption(new Option('--retry-delay <seconds>', 'first backoff before a retry; doubles each time, with jitter').default(DEFAULT_FETCHER_OPTIONS.retryBaseMs / 1000).argParser(seconds('--retry-delay')))
-  .addOption(new Option('--max-bytes <size>', 'largest image accepted; K, M, G count in 1024s: 50MB = 50MiB').default(DEFAULT_FETCHER_OPTIONS.maxBytes, '50MiB').argParser(byteSize('--max-bytes')))
-  .option('--user-agent <text>', 'User-Agent header (default: a current desktop browser)')
-  .option('--referer <url>', 'Referer header, for sites that refuse hotlinks')
-  .option('--allow-private-network', 'allow private and loopback addresses (local testing only; link-local and metadata addresses stay refused)')
-  .addOption(new Option('--resize <px>', 'resize so the largest side is at most this (never upscales)').argParser(positiveInteger('--resize', MAX_RESIZE)))
-  .addOption(new Option('--resize-mode <mode>', 'keep: keep the aspect; crop: centre crop to a square; pad: pad to a square').default(DEFAULT_IMAGE_OPTIONS.mode).argParser(oneOf('--resize-mode', RESIZE_MODES)))
-  .addOption(new Option('--image-format <format>', 'keep: the original format (re-encoded only when resized); jpeg or webp: every image re-encoded').default(DEFAULT_IMAGE_OPTIONS.format).argParser(oneOf('--image-format', OUTPUT_FORMATS)))
-  .addOption(new Option('--quality <1-100>', 'JPEG, WebP and AVIF quality when re-encoding').default(DEFAULT_IMAGE_OPTIONS.quality).argParser(positiveInteger('--quality', 100)))
   .option('--json', 'print the summary as JSON on stdout')
   .option('-q, --quiet', 'nothing on stderr but errors')
   .action(async (manifest: string, flags: RunFlags) => {
@@ -76,16 +65,7 @@ manifestOptions(
       concurrency: flags.concurrency,
       placeholderThreshold: flags.placeholderThreshold,
       ...imageFlags(flags),
-      fetcher: {
-        hostConcurrency: flags.perHost ?? flags.hostConcurrency,
-        timeoutMs: flags.timeout * 1000,
-        retries: flags.retries,
-        retryBaseMs: flags.retryDelay * 1000,
-        maxBytes: flags.maxBytes,
-        ...(flags.userAgent ? { userAgent: flags.userAgent } : {}),
-        ...(flags.referer ? { referer: flags.referer } : {}),
-        guard: { allowPrivateNetwork: flags.allowPrivateNetwork === true },
-      },
+      fetcher: { hostConcurrency: flags.perHost ?? flags.hostConcurrency, ...fetcherFlags(flags) },
       signal: controller.signal,
       log: process.stderr,
       quiet: flags.quiet === true,
@@ -94,11 +74,44 @@ manifestOptions(
     process.exitCode = summary.interrupted ? EXIT.interrupted : EXIT.ok;
   });
 
+/** Resizing and re-encoding: the same flags for `run` and `plan` (which resizes its sample to measure the bytes). */
+function imageOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--resize <px>', 'resize so the largest side is at most this (never upscales)').argParser(positiveInteger('--resize', MAX_RESIZE)))
+    .addOption(new Option('--resize-mode <mode>', 'keep: keep the aspect; crop: centre crop to a square; pad: pad to a square').default(DEFAULT_IMAGE_OPTIONS.mode).argParser(oneOf('--resize-mode', RESIZE_MODES)))
+    .addOption(new Option('--image-format <format>', 'keep: the original format (re-encoded only when resized); jpeg or webp: every image re-encoded').default(DEFAULT_IMAGE_OPTIONS.format).argParser(oneOf('--image-format', OUTPUT_FORMATS)))
+    .addOption(new Option('--quality <1-100>', 'JPEG, WebP and AVIF quality when re-encoding').default(DEFAULT_IMAGE_OPTIONS.quality).argParser(positiveInteger('--quality', 100)));
+}
+
 /** Resizing and re-encoding, when asked for: `run` then decodes every image (engine/resize.ts). */
 function imageFlags(flags: ImageFlags): { image?: ImageOptions } {
   if (flags.resize === undefined && flags.resizeMode !== 'keep') throw new UsageError(`--resize-mode ${flags.resizeMode} needs --resize <px>: the side of the square`);
   const image: ImageOptions = { resize: flags.resize ?? null, mode: flags.resizeMode, format: flags.imageFormat, quality: flags.quality };
   return shapes(image) ? { image } : {};
+}
+
+/** What each image's fetch may do: the same flags for `run` and `plan`. */
+function fetchOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--timeout <seconds>', 'overall deadline per image, retries included').default(DEFAULT_FETCHER_OPTIONS.timeoutMs / 1000).argParser(seconds('--timeout')))
+    .addOption(new Option('--retries <n>', 'further attempts after a transient failure (5xx, 429, reset, timeout)').default(DEFAULT_FETCHER_OPTIONS.retries).argParser(nonNegativeInteger('--retries', 20)))
+    .addOption(new Option('--retry-delay <seconds>', 'first backoff before a retry; doubles each time, with jitter').default(DEFAULT_FETCHER_OPTIONS.retryBaseMs / 1000).argParser(seconds('--retry-delay')))
+    .addOption(new Option('--max-bytes <size>', 'largest image accepted; K, M, G count in 1024s: 50MB = 50MiB').default(DEFAULT_FETCHER_OPTIONS.maxBytes, '50MiB').argParser(byteSize('--max-bytes')))
+    .option('--user-agent <text>', 'User-Agent header (default: a current desktop browser)')
+    .option('--referer <url>', 'Referer header, for sites that refuse hotlinks')
+    .option('--allow-private-network', 'allow private and loopback addresses (local testing only; link-local and metadata addresses stay refused)');
+}
+
+function fetcherFlags(flags: FetchFlags): Partial<FetcherOptions> {
+  return {
+    timeoutMs: flags.timeout * 1000,
+    retries: flags.retries,
+    retryBaseMs: flags.retryDelay * 1000,
+    maxBytes: flags.maxBytes,
+    ...(flags.userAgent ? { userAgent: flags.userAgent } : {}),
+    ...(flags.referer ? { referer: flags.referer } : {}),
+    guard: { allowPrivateNetwork: flags.allowPrivateNetwork === true },
+  };
 }
 
 manifestOptions(
@@ -153,6 +166,60 @@ async function withTarget<T>(flags: TargetFlags, work: (target: Target) => Promi
 }
 
 const json = (value: unknown): boolean => process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+
+imageOptions(fetchOptions(manifestOptions(targetOptions(
+  program
+    .command('plan')
+    .description('before the first request: sample the manifest per origin, fetch the sample here (and from the deployed stack), storing nothing; predict success, time, bytes home and cost')
+    .argument('<manifest>', 'iMaterialist JSON, JSON Lines, CSV/TSV or a URL list (.gz too)'),
+))))
+  .addOption(new Option('--sample <n>', 'images sampled in all, at most (the largest origins first)').default(1000).argParser(positiveInteger('--sample', 100_000)))
+  .addOption(new Option('--share <percent>', "share of each origin's entries to sample").default(1).argParser(percentage('--share')))
+  .addOption(new Option('--min-per-origin <n>', 'sample at least this many of each origin').default(5).argParser(positiveInteger('--min-per-origin', 500)))
+  .addOption(new Option('--max-per-origin <n>', 'sample at most this many of each origin').default(100).argParser(positiveInteger('--max-per-origin', 500)))
+  .addOption(new Option('--seed <n>', 'the same seed and manifest give the same sample').default(1).argParser(nonNegativeInteger('--seed', 2 ** 32 - 1)))
+  .addOption(new Option('-c, --concurrency <n>', 'sampled images in flight at once from here').default(16).argParser(positiveInteger('--concurrency', 256)))
+  .addOption(new Option('--per-origin <n>', 'sampled images of one origin in flight at once').default(2).argParser(positiveInteger('--per-origin', 16)))
+  .addOption(new Option('--link <mbit/s>', 'your link home in Mbit/s, for the time home').default(50).argParser(positiveNumber('--link')))
+  .addOption(new Option('--resize-ratio <r>', 'resized bytes ÷ original bytes, for the "resized" line (your assumption)').argParser(ratio('--resize-ratio')))
+  .addOption(new Option('--functions <n>', 'fetch functions at once in the cloud (default: cloudfetch:fetchMaxConcurrency)').argParser(positiveInteger('--functions', 1000)))
+  .addOption(new Option('--host-concurrency <n>', 'images of one origin at once across the cloud (default: cloudfetch:hostConcurrency)').argParser(positiveInteger('--host-concurrency', 256)))
+  .option('--no-cloud', 'only from this machine, even when a stack is deployed')
+  .option('--fetch-function <name>', 'the fetch function to probe from (default: FetchFunctionName of the stack)')
+  .addOption(new Option('--top <n>', 'how many origins to list').default(20).argParser(positiveInteger('--top', 10_000)))
+  .option('--json', 'print the plan as JSON on stdout')
+  .option('-q, --quiet', 'nothing on stderr but errors')
+  .action(async (manifest: string, flags: PlanFlags) => {
+    const { cdkJsonSettings } = await import('../aws/settings.ts');
+    const { formatPlan, planCommand } = await import('./plan.ts');
+    if (flags.minPerOrigin > flags.maxPerOrigin) throw new UsageError(`--min-per-origin (${flags.minPerOrigin}) is above --max-per-origin (${flags.maxPerOrigin})`);
+    const { image } = imageFlags(flags);
+    if (image && flags.resizeRatio !== undefined) throw new UsageError('give --resize (the sample resized here) or --resize-ratio (your figure), not both');
+    const stack = await cdkJsonSettings();
+    const settings = { ...stack, ...(flags.functions ? { fetchMaxConcurrency: flags.functions } : {}) };
+    const options = {
+      manifest,
+      ...pick(flags, ['split', 'format', 'idColumn', 'urlColumn', 'labelColumn']),
+      sample: { share: flags.share / 100, minPerOrigin: flags.minPerOrigin, maxPerOrigin: flags.maxPerOrigin, total: flags.sample, seed: flags.seed },
+      fetcher: fetcherFlags(flags),
+      concurrency: flags.concurrency,
+      perOrigin: flags.perOrigin,
+      settings,
+      hostConcurrency: flags.hostConcurrency ?? settings.hostConcurrency,
+      linkMbps: flags.link,
+      ...(flags.resizeRatio !== undefined ? { resizeRatio: flags.resizeRatio } : {}),
+      ...(image ? { image } : {}),
+      log: process.stderr,
+      quiet: flags.quiet === true,
+    };
+    const { cloudProbe, deployedStack } = await import('./plan-cloud.ts');
+    const report = flags.cloud && deployedStack(flags)
+      ? await withTarget(flags, async (t) => planCommand({
+        ...options, cloud: await cloudProbe(t, { ...(flags.fetchFunction ? { functionName: flags.fetchFunction } : {}), concurrency: flags.concurrency, perOrigin: flags.perOrigin }),
+      }))
+      : await planCommand(options);
+    process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatPlan(report, flags.top) + '\n');
+  });
 
 targetOptions(
   program
@@ -251,20 +318,7 @@ interface ManifestFlags {
   labelColumn?: string;
 }
 
-interface ImageFlags {
-  resize?: number;
-  resizeMode: ResizeMode;
-  imageFormat: OutputFormat;
-  quality: number;
-}
-
-interface RunFlags extends ManifestFlags, ImageFlags {
-  out: string;
-  layout: Layout;
-  concurrency: number;
-  hostConcurrency: number;
-  perHost?: number;
-  placeholderThreshold: number;
+interface FetchFlags {
   timeout: number;
   retries: number;
   retryDelay: number;
@@ -272,6 +326,41 @@ interface RunFlags extends ManifestFlags, ImageFlags {
   userAgent?: string;
   referer?: string;
   allowPrivateNetwork?: boolean;
+}
+
+interface ImageFlags {
+  resize?: number;
+  resizeMode: ResizeMode;
+  imageFormat: OutputFormat;
+  quality: number;
+}
+
+interface RunFlags extends ManifestFlags, FetchFlags, ImageFlags {
+  out: string;
+  layout: Layout;
+  concurrency: number;
+  hostConcurrency: number;
+  perHost?: number;
+  placeholderThreshold: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+interface PlanFlags extends ManifestFlags, FetchFlags, ImageFlags, TargetFlags {
+  sample: number;
+  share: number;
+  minPerOrigin: number;
+  maxPerOrigin: number;
+  seed: number;
+  concurrency: number;
+  perOrigin: number;
+  link: number;
+  resizeRatio?: number;
+  functions?: number;
+  hostConcurrency?: number;
+  cloud: boolean;
+  fetchFunction?: string;
+  top: number;
   json?: boolean;
   quiet?: boolean;
 }

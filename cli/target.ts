@@ -28,6 +28,9 @@ export interface Target {
   bucket: string;
   queueUrl?: string;
   dlqUrl?: string;
+  /** The fetch function, for a direct invocation (`plan`), and where Lambda is reached when not at the region's endpoint (the local cloud's). */
+  fetchFunction?: string;
+  lambdaEndpoint?: string;
   s3: S3Client;
   sqs: SQSClient;
   /** Where the names came from, for messages. */
@@ -74,7 +77,7 @@ function clients(config: ClientConfig, sockets: number): { s3: S3Client; sqs: SQ
 }
 
 async function target(
-  names: { bucket: string; queueUrl?: string; dlqUrl?: string },
+  names: { bucket: string; queueUrl?: string; dlqUrl?: string; fetchFunction?: string; lambdaEndpoint?: string },
   config: ClientConfig,
   o: { source: string; args: readonly string[]; dev?: boolean; sockets: number },
 ): Promise<Target> {
@@ -96,9 +99,12 @@ async function target(
 
 type Outputs = Record<string, string>;
 
-function namesFrom(outputs: Outputs): { bucket: string; queueUrl?: string; dlqUrl?: string } | null {
+function namesFrom(outputs: Outputs): { bucket: string; queueUrl?: string; dlqUrl?: string; fetchFunction?: string } | null {
   if (!outputs.BucketName) return null;
-  return { bucket: outputs.BucketName, ...(outputs.QueueUrl ? { queueUrl: outputs.QueueUrl } : {}), ...(outputs.DlqUrl ? { dlqUrl: outputs.DlqUrl } : {}) };
+  return {
+    bucket: outputs.BucketName, ...(outputs.QueueUrl ? { queueUrl: outputs.QueueUrl } : {}), ...(outputs.DlqUrl ? { dlqUrl: outputs.DlqUrl } : {}),
+    ...(outputs.FetchFunctionName ? { fetchFunction: outputs.FetchFunctionName } : {}),
+  };
 }
 
 /** The region a queue URL names (https://sqs.<region>.amazonaws.com/...), if any. */

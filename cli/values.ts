@@ -67,3 +67,22 @@ export function oneOf<T extends string>(name: string, choices: readonly T[]): (v
     return value as T;
   };
 }
+
+/** A number above 0 and at most `max`, e.g. a link speed. */
+export function positiveNumber(name: string, max = 1_000_000): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > max) throw new InvalidArgumentError(`${name} takes a number greater than 0 and at most ${max}, not "${value}".`);
+    return n;
+  };
+}
+
+/** A percentage above 0 and at most 100. */
+export function percentage(name: string): (value: string) => number {
+  return positiveNumber(name, 100);
+}
+
+/** A fraction above 0 and at most 1. */
+export function ratio(name: string): (value: string) => number {
+  return positiveNumber(name, 1);
+}

@@ -98,6 +98,8 @@ interface Start {
   at: number;
   /** Grants so far at this gate: orders starts even within one millisecond. */
   serial: number;
+  /** Grants so far at this origin. */
+  nth: number;
   /** In flight at the origin, this one included. */
   level: number;
   /** Starts at the origin within the last second, this one included. */
@@ -116,8 +118,9 @@ class Origin {
   /** The most in flight, and the most starts within a second, that were answered within limits. */
   proven = 0;
   provenRate = 0;
-  /** A 429 at a proven level came since the last probe: the next one lowers the ceiling. */
-  struck = false;
+  /** Requests granted here so far, and the count at the last 429 at a proven level (-Infinity: none). */
+  granted = 0;
+  struck = -Infinity;
   spacingMs = 0;
   /** Spacing learnt from a 429 (a rate limit), below which the spacing does not shrink. */
   minSpacingMs = 0;
@@ -130,14 +133,15 @@ class Origin {
   probeAfterMs: number;
   pausedUntil = 0;
   pauseReason: PauseReason | 'fleet' | null = null;
-  answered = false;
+  /** Answers within limits, and 403s, so far: how often the origin refuses images of its own. */
+  answers = 0;
+  forbiddenAnswers = 0;
   streak = 0;
   /** The serial of the first request started after the streak's first 403. */
   streakFrom = 0;
   bans = 0;
   /** The epoch a ban began: 403s to requests started before it are that ban's. */
   bannedEpoch = 0;
-  probation = false;
   verdicts: Array<(banned: boolean) => void> = [];
   waiters: Waiter[] = [];
   cancelTimer: (() => void) | null = null;
@@ -240,7 +244,7 @@ export class HostGate {
       // Quiet long enough: probe one request more, or a tenth faster, than the learnt limits.
       state.ceiling++;
       state.minSpacingMs = state.minSpacingMs < 1 ? 0 : 0.9 * state.minSpacingMs;
-      state.struck = false;
+      state.struck = -Infinity;
       state.learntUntil = state.ceiling === Infinity && state.minSpacingMs === 0 ? 0 : now + state.probeAfterMs;
     }
     while (state.waiters.length > 0) {
@@ -289,7 +293,7 @@ export class HostGate {
     if (old > 0) state.starts.splice(0, old);
     state.starts.push(now);
     state.nextStart = now + state.spacingMs;
-    const start: Start = { at: now, serial: this.#serial++, level: state.inFlight, recent: state.starts.length, epoch: state.epoch };
+    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, recent: state.starts.length, epoch: state.epoch };
     let open = true;
     const release = (): boolean => {
       if (!open) return false;
@@ -327,10 +331,9 @@ export class HostGate {
   #answer(state: Origin, start: Start, answer: Answer, retryAfterMs: number | undefined): void {
     const now = this.#clock.now();
     if (answer === 'ok') {
-      state.answered = true;
+      state.answers++;
       if (start.serial >= state.streakFrom) {
         state.streak = 0;
-        state.probation = false;
         this.#resolveVerdicts(state, false);
       }
       state.proven = Math.max(state.proven, start.level);
@@ -355,13 +358,13 @@ export class HostGate {
    * What a 429 teaches: the number in flight it came at is too many (a concurrency limit, or a
    * rate limit at that number); at one request at a time, the pace of the last second is too fast.
    * At a level answered before, the first 429 may be a moment's overlap (the origin still counting
-   * a request whose answer we have read): only a second one lowers the ceiling.
+   * a request whose answer we have read): only a second one within 200 requests lowers the ceiling.
    */
   #learn(state: Origin, start: Start, now: number): void {
-    if (start.level > state.proven || state.struck) {
+    if (start.level > state.proven || start.nth - state.struck < 200) {
       state.ceiling = Math.min(state.ceiling, start.level);
-      state.struck = false;
-    } else state.struck = true;
+      state.struck = -Infinity;
+    } else state.struck = start.nth;
     // Unless the pace was well under the fastest answered: then it was not the pace (a moment's overlap at the origin).
     if (start.level === 1 && 2 * start.recent >= state.provenRate) {
       // The requests of the last second, less this one, were already too many: keep 10% under.
@@ -378,7 +381,7 @@ export class HostGate {
     state.epoch++;
     const limit = state.limit(this.#cap);
     state.credit = 0;
-    if (limit > 1) state.allowance = Math.max(1, Math.floor(limit / 2));
+    if (limit > 1) state.allowance = Math.ceil(limit / 2);
     else if (throttled) this.#space(state, 2 * (state.spacingMs > 0 ? state.spacingMs : 1000 / Math.max(1, state.provenRate, start.recent)));
   }
 
@@ -398,12 +401,13 @@ export class HostGate {
 
   #forbidden(state: Origin, start: Start, signal: AbortSignal | undefined): Promise<boolean> | boolean {
     // An origin that never answered otherwise refuses us from the start: not a ban, nothing to wait for.
-    if (!state.answered) return false;
+    if (state.answers === 0) return false;
     const now = this.#clock.now();
-    if (state.probation && start.epoch < state.bannedEpoch) return true; // the ban already declared
+    if (state.bans > 0 && start.epoch < state.bannedEpoch) return true; // started before the ban: part of it
+    state.forbiddenAnswers++;
     if (state.streak === 0) state.streakFrom = this.#serial;
     state.streak++;
-    if (state.probation || state.streak >= this.#banAfter) {
+    if (state.streak >= this.#banStreak(state)) {
       this.#ban(state, now);
       return true;
     }
@@ -424,9 +428,19 @@ export class HostGate {
     });
   }
 
+  /**
+   * 403s in a row that make a ban: `banAfter`, or more at an origin that refuses many images of
+   * its own (S3 answers 403 for a missing key), so that a streak that long by chance is unlikely (1 in 10,000).
+   */
+  #banStreak(state: Origin): number {
+    const own = (state.forbiddenAnswers - state.streak + 1) / (state.answers + state.forbiddenAnswers - state.streak + 2);
+    return Math.max(this.#banAfter, Math.ceil(Math.log(1e-4) / Math.log(Math.min(own, 0.999))));
+  }
+
   #ban(state: Origin, now: number): void {
     state.bans++;
-    state.probation = true;
+    // The streak was the ban's, not refusals of the origin's own.
+    state.forbiddenAnswers -= state.streak;
     state.streak = 0;
     state.allowance = 1;
     state.bannedEpoch = ++state.epoch;

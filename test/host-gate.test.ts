@@ -107,6 +107,24 @@ describe('allowance (AIMD)', () => {
     assert.equal(g.state(A)!.limit, 7);
   });
 
+  test('at a level answered before, one 429 may be the origin still counting a finished request; a second soon after lowers the ceiling', async () => {
+    const { gate: g, clock } = gate({ hostConcurrency: 4 });
+    const { granted } = ask(g, A, 1000);
+    await answerRounds(granted, 8);
+    assert.equal(g.state(A)!.inFlight, 4);
+    const throttleOne = async (): Promise<void> => {
+      const [first, ...rest] = granted.splice(0);
+      first!.done('throttled');
+      for (const grant of rest) grant.done('ok');
+      await clock.advance(1_000);
+      await answerRounds(granted, 10);
+    };
+    await throttleOne();
+    assert.equal(g.state(A)!.limit, 4, 'grown back to where it was');
+    await throttleOne();
+    assert.equal(g.state(A)!.limit, 3);
+  });
+
   test('a 503 and a refused connection halve it too, once per round of requests', async () => {
     const { gate: g } = gate({ hostConcurrency: 8 });
     const { granted } = ask(g, A, 1000);
@@ -121,9 +139,10 @@ describe('allowance (AIMD)', () => {
     assert.equal(g.state(A)!.limit, 4);
     for (const grant of round.slice(3)) grant.done('ok');
     await settled();
+    assert.equal(g.state(A)!.limit, 5, 'four answers at four in flight: one more');
     const next = granted.splice(0);
     next[0]!.done('refused');
-    assert.equal(g.state(A)!.limit, 2);
+    assert.equal(g.state(A)!.limit, 3, 'halved, rounded up');
     assert.equal(g.state(A)!.pausedUntil, 0, 'neither pauses the origin without Retry-After');
     for (const grant of next.slice(1)) grant.done('ok');
   });
@@ -223,7 +242,15 @@ describe('pauses', () => {
     await clock.advance(30_000);
     await settled();
     assert.equal(g.state(A)!.inFlight, 1, 'after the pause one request tries the origin');
-    assert.equal(await granted.shift()!.forbidden(), true, 'still banned');
+    // Still banned: one request at a time, each 403 waiting for the next, until five in a row.
+    const verdicts2: Array<Promise<boolean>> = [];
+    for (let n = 0; n < 5; n++) {
+      assert.equal(granted.length, 1);
+      verdicts2.push(granted.shift()!.forbidden());
+      await settled();
+    }
+    assert.deepEqual(await Promise.all(verdicts2), [true, true, true, true, true]);
+    assert.equal(g.state(A)!.bans, 2);
     assert.equal(g.state(A)!.pausedUntil, clock.t + 60_000);
     await clock.advance(60_000);
     await settled();
@@ -264,6 +291,30 @@ describe('pauses', () => {
     assert.equal(verdict, false);
     assert.equal(g.state(B)!.bans, 0);
   });
+});
+
+test('an origin that refuses many images of its own needs a longer streak before it is taken to ban us', async () => {
+  const { gate: g } = gate({ hostConcurrency: 1 });
+  const { granted } = ask(g, A, 200);
+  // Half its images are 403 (S3 answers so for a missing key): alternate, 41 answers.
+  const own: Array<Promise<boolean>> = [];
+  for (let n = 0; n <= 40; n++) {
+    await settled();
+    const grant = granted.shift()!;
+    if (n % 2 === 0) grant.done('ok');
+    else own.push(grant.forbidden());
+  }
+  assert.deepEqual(await Promise.all(own), Array(20).fill(false));
+  // Five 403s in a row are no ban there, nor ten (by chance about once in a thousand streaks):
+  // it takes a streak that chance makes once in 10,000.
+  const streak: Array<Promise<boolean>> = [];
+  while (g.state(A)!.bans === 0 && streak.length < 30) {
+    await settled();
+    streak.push(granted.shift()!.forbidden());
+  }
+  assert.equal(streak.length, 13);
+  assert.deepEqual(await Promise.all(streak), Array(13).fill(true));
+  assert.equal(g.state(A)!.bans, 1);
 });
 
 describe('pauses shared by a fleet (HostPauses)', () => {
