@@ -2,6 +2,7 @@
 
 import cliProgress from 'cli-progress';
 import { bringSplitHome, type SplitHome } from '../aws/home/sync.ts';
+import { TokenBucket } from '../engine/token-bucket.ts';
 import { queuedSplits } from '../aws/home/cloud-state.ts';
 import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
 import type { Layout } from '../engine/keys.ts';
@@ -14,6 +15,10 @@ export interface SyncCommandOptions {
   split?: string;
   layout: Layout;
   concurrency: number;
+  /** Start with a few downloads and add more while the rate grows (HomeOptions.ramp). */
+  ramp?: boolean;
+  /** Bytes per second for all downloads together. */
+  bwlimit?: number;
   progress: boolean;
   /** List and compare, write nothing: what a sync would copy. */
   dryRun?: boolean;
@@ -24,11 +29,14 @@ export interface SyncCommandOptions {
 }
 
 export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Array<{ split: string; home: SplitHome; seconds: number }>> {
-  const splits = (await queuedSplits(t.s3, t.bucket, o.split)).map((s) => s.split);
+  const statuses = await queuedSplits(t.s3, t.bucket, o.split);
+  const splits = statuses.map((s) => s.split);
   if (splits.length === 0) throw new UsageError(o.split ? `no split "${o.split}" in the bucket (see ${command(t, 'status')})` : `nothing to sync yet: ${command(t, 'submit <manifest>')} first`);
   // Whether a failed attempt may still be retried: then its row is pending, not failed.
   const queue = t.queueUrl ? await readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null;
   const results = [];
+  // One rate for every split: they are copied one after another over the same link.
+  const bandwidth = o.bwlimit ? new TokenBucket(o.bwlimit) : undefined;
   for (const split of splits) {
     const started = Date.now();
     let listed = 0;
@@ -50,8 +58,11 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
     timer?.unref();
     try {
       const home = await bringSplitHome({
-        s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency,
+        s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? true,
+        ...(bandwidth ? { bandwidth } : {}),
         queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false, verify: o.verify ?? false,
+        // The threshold the split was made with (the stack's setting then), so the table says what the functions did.
+        ...threshold(statuses.find((s) => s.split === split)?.placeholderThreshold),
         ...(o.signal ? { signal: o.signal } : {}),
         onListed: (n, size) => {
           listed += n;
@@ -82,4 +93,9 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
     }
   }
   return results;
+}
+
+/** A recorded threshold, when it is one (the status is bucket content, not trusted). */
+function threshold(value: unknown): { placeholderThreshold?: number } {
+  return Number.isSafeInteger(value) && (value === 0 || (value as number) >= 2) ? { placeholderThreshold: value as number } : {};
 }

@@ -1,8 +1,11 @@
 // Bringing a bucket home over a bad link: a proxy in front of the emulator answers 503, resets
-// connections and cuts bodies short the first time some objects are asked for. The sync must end
-// with every file complete and nothing partial; a permanent refusal must stop it with the key named.
+// connections, cuts bodies short and damages bytes the first time some objects are asked for. The
+// sync must end with every file complete and nothing partial (a cut body resumed with Range from
+// where it broke off), a damaged body must not land with --verify, a permanent refusal must stop it
+// with the key named, and every byte read passes the shared rate limit of --bwlimit.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -12,6 +15,7 @@ import { after, before, test } from 'node:test';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
 import { syncImages } from '../aws/home/sync.ts';
+import { TokenBucket, type Clock } from '../engine/token-bucket.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
 
 const bucket = 'sync-bucket';
@@ -23,15 +27,22 @@ let proxy: Server;
 let proxyUrl: string;
 let work: string;
 /** Key (path tail) → what the proxy does the first times it is asked for it. */
-const faults = new Map<string, { kind: 'status-503' | 'reset' | 'truncate' | 'status-403'; times: number }>();
+const faults = new Map<string, { kind: 'status-503' | 'reset' | 'truncate' | 'status-403' | 'corrupt'; times: number }>();
 const gets = new Map<string, number>();
+/** Key → the Range header of each GET (undefined: the whole object). */
+const ranges = new Map<string, Array<string | undefined>>();
+const BIG = 24;
+const big = (n: number): Buffer => sampleImage(`b${n}`, 'jpeg', 150_000 + n * 1_001);
 
 before(async () => {
   emulator = await startFauxqs({ port: 0, logger: false });
   const target = new URL(emulator.address);
   proxy = createServer((req, res) => {
     const tail = (req.url ?? '').split('/').pop() ?? '';
-    if (req.method === 'GET') gets.set(tail, (gets.get(tail) ?? 0) + 1);
+    if (req.method === 'GET') {
+      gets.set(tail, (gets.get(tail) ?? 0) + 1);
+      ranges.set(tail, [...(ranges.get(tail) ?? []), req.headers.range]);
+    }
     const fault = req.method === 'GET' ? faults.get(tail) : undefined;
     const active = fault && fault.times > 0 ? fault.kind : null;
     if (fault && active) fault.times--;
@@ -43,6 +54,17 @@ before(async () => {
     }
     const upstream = request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
+      if (active === 'corrupt') {
+        // Same length, one byte changed: only a hash tells.
+        const chunks: Buffer[] = [];
+        answer.on('data', (c: Buffer) => chunks.push(c));
+        answer.on('end', () => {
+          const all = Buffer.concat(chunks);
+          all[all.length >> 1]! ^= 0xff;
+          res.end(all);
+        });
+        return;
+      }
       if (active !== 'truncate') return void answer.pipe(res);
       // Headers with the full length, half the body, then the connection drops.
       const chunks: Buffer[] = [];
@@ -60,6 +82,7 @@ before(async () => {
   await direct.send(new CreateBucketCommand({ Bucket: bucket }));
   for (let n = 1; n <= COUNT; n++) await direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/train/${n}.jpg`, Body: body(n) }));
   await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'images/denied/1.jpg', Body: body(1) }));
+  for (let n = 1; n <= BIG; n++) await direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/big/${n}.jpg`, Body: big(n) }));
   direct.destroy();
   work = await mkdtemp(join(tmpdir(), 'cloudfetch-sync-'));
 });
@@ -90,7 +113,8 @@ test('503s, resets and bodies cut short are retried: every file complete, nothin
   assert.deepEqual(await readdir(dir), ['train'], 'no temporary folder left behind');
   assert.equal(gets.get('3.jpg'), 3, 'two 503s, then the object');
   assert.equal(gets.get('7.jpg'), 2, 'a reset, then the object');
-  assert.equal(gets.get('11.jpg'), 2, 'half a body, then the object');
+  assert.equal(gets.get('11.jpg'), 2, 'half a body, then the rest');
+  assert.deepEqual(ranges.get('11.jpg'), [undefined, `bytes=${body(11).length >> 1}-`], 'the rest only, from where it broke off');
   assert.equal(gets.get('1.jpg'), 1, 'a healthy object is read once');
 });
 
@@ -107,4 +131,70 @@ test('a refusal (403) stops the sync with the key named, and is not retried', as
     s3.destroy();
   }
   assert.equal(gets.get('1.jpg'), 1);
+});
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+test('with verify, a body damaged on the way is read again and never lands; damaged twice stops the sync', async () => {
+  faults.set('5.jpg', { kind: 'corrupt', times: 1 });
+  gets.clear();
+  const hashes = new Map(Array.from({ length: COUNT }, (_, i) => [`train/${i + 1}.jpg`, sha256(body(i + 1))]));
+  const s3 = client();
+  const dir = join(work, 'verified');
+  try {
+    const result = await syncImages({ s3, bucket, split: 'train', dir, concurrency: 4, verify: true }, (key) => key, undefined, hashes);
+    assert.equal(result.downloaded, COUNT);
+    assert.ok((await readFile(join(dir, 'train', '5.jpg'))).equals(body(5)));
+    assert.equal(gets.get('5.jpg'), 2, 'the damaged body, then the right one');
+
+    faults.set('6.jpg', { kind: 'corrupt', times: 2 });
+    await assert.rejects(
+      syncImages({ s3, bucket, split: 'train', dir: join(work, 'verified-twice'), concurrency: 4, verify: true }, (key) => key, undefined, hashes),
+      /images\/train\/6\.jpg: its bytes differ from the SHA-256 its fetch recorded \(read twice\): not written/,
+    );
+    assert.deepEqual(await readdir(join(work, 'verified-twice', 'train')).then((names) => names.filter((n) => n === '6.jpg')), [], 'the damaged file is not written');
+  } finally {
+    s3.destroy();
+  }
+});
+
+test('a large body cut midway resumes from where it broke off, and the file equals the object', async () => {
+  faults.set('7.jpg', { kind: 'truncate', times: 1 });
+  faults.set('8.jpg', { kind: 'truncate', times: 2 });
+  ranges.clear();
+  const s3 = client();
+  const dir = join(work, 'big');
+  try {
+    await syncImages({ s3, bucket, split: 'big', dir, concurrency: 4 }, (key) => key);
+  } finally {
+    s3.destroy();
+  }
+  for (let n = 1; n <= BIG; n++) assert.ok((await readFile(join(dir, 'big', `${n}.jpg`))).equals(big(n)), `${n}.jpg`);
+  const half = big(7).length >> 1;
+  assert.deepEqual(ranges.get('7.jpg'), [undefined, `bytes=${half}-`]);
+  // Cut twice: the second attempt starts at the first cut and is cut at half of what it was sent.
+  const eight = big(8).length;
+  const second = (eight - (eight >> 1)) >> 1;
+  assert.deepEqual(ranges.get('8.jpg'), [undefined, `bytes=${eight >> 1}-`, `bytes=${(eight >> 1) + second}-`]);
+});
+
+test('--bwlimit: every byte read passes the shared rate, which holds the transfer to it', async () => {
+  // The test's own clock: a sleep moves it to the sleeper's deadline, so no wall time is measured.
+  let time = 0;
+  const clock: Clock = { now: () => time, sleep: async (ms) => { time = Math.max(time, clock.now() + ms); } };
+  const rate = 512 * 1024;
+  const bandwidth = new TokenBucket(rate, { clock });
+  const s3 = client();
+  try {
+    const result = await syncImages({ s3, bucket, split: 'big', dir: join(work, 'limited'), concurrency: 8, bandwidth }, (key) => key);
+    const total = Array.from({ length: BIG }, (_, i) => big(i + 1).length).reduce((a, b) => a + b, 0);
+    assert.equal(result.bytes, total);
+    assert.equal(bandwidth.granted, total, 'every byte of every body was taken from the bucket');
+    // ~4 MB at 512 KiB/s: the rate over the clock's time is the limit, give or take the burst.
+    const measured = total / (time / 1000);
+    // (All but the first burst pass at the rate: total ≤ burst + rate × time.)
+    assert.ok(measured <= (rate * total) / (total - bandwidth.burst) && measured >= rate * 0.98, `${Math.round(measured)} bytes/s against ${rate}`);
+  } finally {
+    s3.destroy();
+  }
 });

@@ -1,5 +1,6 @@
 // Reads many small objects fast: GETs signed with SigV4 (the SDK's own signer, credentials and
-// endpoint rules, taken from an S3Client) and sent over one undici pool with keep-alive.
+// endpoint rules, taken from an S3Client) and sent over one undici pool with keep-alive. A body cut
+// midway is resumed from where it broke off (Range, If-Match), and reads can share a rate limit.
 // The SDK's GetObject spends about 0.5 ms of CPU per call in its middleware; for a sync of a
 // million 30 KB images that, not the network, was the limit (see bench/sync.ts).
 
@@ -7,13 +8,32 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Agent } from 'undici';
 
+/** The start of a body whose transfer was cut: the next attempt asks only for the rest. */
+export interface PartialBody {
+  chunks: Buffer[];
+  bytes: number;
+  /** The object's ETag: the rest is asked for only if it is still the same object (If-Match). */
+  etag: string;
+}
+
+export interface ReadOptions {
+  signal?: AbortSignal;
+  /** What an earlier, cut attempt received (ObjectReadError.partial). */
+  partial?: PartialBody;
+  /** Told of every chunk read; a promise returned holds the next read back (a shared rate: --bwlimit). */
+  throttle?: (bytes: number, signal?: AbortSignal) => Promise<void> | undefined;
+}
+
 export class ObjectReadError extends Error {
   override name = 'ObjectReadError';
   readonly status: number | undefined;
-  constructor(message: string, status?: number, cause?: unknown) {
+  /** The bytes received before the transfer broke off, when the object has an ETag to resume by. */
+  readonly partial: PartialBody | undefined;
+  constructor(message: string, status?: number, cause?: unknown, partial?: PartialBody) {
     // The cause keeps a network error's code, which the command line turns into advice.
     super(message, cause === undefined ? undefined : { cause });
     this.status = status;
+    this.partial = partial;
   }
   /** 5xx, 429 and throttling, and anything without an HTTP status (resets, time-outs). */
   get transient(): boolean {
@@ -89,9 +109,16 @@ export class ObjectReader {
     return `${this.#base.pathname}${key.split('/').map(encodeKeySegment).join('/')}`;
   }
 
-  /** The object's bytes; throws ObjectReadError for an answer other than 200. */
-  async get(key: string, signal?: AbortSignal): Promise<Buffer> {
+  /**
+   * The object's bytes; throws ObjectReadError for an answer other than 200 (or 206 to a resume).
+   * With `partial`, asks only for the bytes after it (Range, If-Match its ETag) and joins them on;
+   * an object that changed meanwhile (412) or a server that ignores Range (200) starts over.
+   */
+  async get(key: string, o: ReadOptions = {}): Promise<Buffer> {
     const path = this.#pathOf(key);
+    const resume = o.partial && o.partial.bytes > 0 ? o.partial : undefined;
+    const headers: Record<string, string> = { host: this.#base.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
+    if (resume) Object.assign(headers, { range: `bytes=${resume.bytes}-`, 'if-match': resume.etag });
     const signed = await this.#signer.sign({
       method: 'GET',
       protocol: this.#base.protocol,
@@ -99,29 +126,55 @@ export class ObjectReader {
       ...(this.#base.port ? { port: Number(this.#base.port) } : {}),
       path,
       query: {},
-      headers: { host: this.#base.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+      headers,
     });
     let answer;
     try {
-      answer = await this.#agent.request({ origin: this.#base.origin, path, method: 'GET', headers: signed.headers, ...(signal ? { signal } : {}) });
+      answer = await this.#agent.request({ origin: this.#base.origin, path, method: 'GET', headers: signed.headers, ...(o.signal ? { signal: o.signal } : {}) });
     } catch (error) {
-      throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error);
+      throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error, resume);
     }
-    if (answer.statusCode !== 200) {
+    const resumed = resume && answer.statusCode === 206 && contentRangeStart(answer.headers['content-range']) === resume.bytes;
+    if (resume && !resumed && (answer.statusCode === 412 || answer.statusCode === 206)) {
+      // Changed since (412), or not the range asked for: the whole object again.
+      await answer.body.dump();
+      return this.get(key, { ...o, partial: undefined });
+    }
+    if (answer.statusCode !== 200 && !resumed) {
       const text = await answer.body.text().catch(() => '');
       const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
-      throw new ObjectReadError(`${key}: HTTP ${answer.statusCode}${code ? ` ${code}` : ''}`, answer.statusCode);
+      throw new ObjectReadError(`${key}: HTTP ${answer.statusCode}${code ? ` ${code}` : ''}`, answer.statusCode, undefined, resume);
     }
+    const etag = resumed ? resume.etag : headerText(answer.headers.etag);
+    const chunks = resumed ? [...resume.chunks] : [];
+    let bytes = resumed ? resume.bytes : 0;
     try {
-      return Buffer.from(await answer.body.arrayBuffer());
+      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+        const wait = o.throttle?.(chunk.length, o.signal);
+        if (wait) await wait;
+        chunks.push(chunk);
+        bytes += chunk.length;
+      }
     } catch (error) {
-      throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error);
+      const partial = etag && bytes > 0 ? { chunks, bytes, etag } : undefined;
+      throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error, partial);
     }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
   }
 
   async close(): Promise<void> {
     await this.#agent.close();
   }
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The first byte of a 206's `Content-Range: bytes S-E/T`. */
+function contentRangeStart(value: string | string[] | undefined): number | undefined {
+  const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(headerText(value) ?? '');
+  return match ? Number(match[1]) : undefined;
 }
 
 /** RFC 3986 encoding of one key segment, as S3 expects in a signed path. */

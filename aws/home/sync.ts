@@ -1,8 +1,12 @@
-// Brings a split home from the bucket: many downloads at once over keep-alive connections, the
-// listing sharded by the keys' first character so it runs in parallel, local files of the same
-// size skipped (with verify, also the same SHA-256 as the fetch recorded), and every file written through the filesystem store (temporary, then rename), so
-// a sync killed at any moment resumes without partial files.
+// Brings a split home from the bucket: many downloads at once over keep-alive connections (their
+// number grown while the rate grows), the listing sharded by the keys' first character so it runs
+// in parallel, local files of the same size skipped (with verify, also the same SHA-256 as the
+// fetch recorded, which downloaded bodies must match too), a body cut midway resumed where it
+// broke off, an optional shared byte rate (--bwlimit), and every file written through the
+// filesystem store (temporary, then rename), so a sync killed at any moment resumes without
+// partial files.
 
+import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -12,9 +16,10 @@ import { TableFile, type IndexRow } from '../../engine/index-table.ts';
 import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
 import { FsStore } from '../../engine/fs-store.ts';
 import type { Store } from '../../engine/store.ts';
+import type { TokenBucket } from '../../engine/token-bucket.ts';
 import { count, emptyCounts, fetchRecords, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
 import { listObjects, type ListedObject } from '../listing.ts';
-import { ObjectReadError, ObjectReader } from './object-reader.ts';
+import { ObjectReadError, ObjectReader, type PartialBody } from './object-reader.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
 
 export interface SyncResult {
@@ -40,7 +45,15 @@ export interface HomeOptions {
   dir: string;
   /** `by-label` re-lays the flat bucket keys out as <split>/<label>/<file> (ImageFolder style). */
   layout?: Layout;
+  /** Downloads at once, at most (default 64). */
   concurrency?: number;
+  /**
+   * Start with a few downloads and add more while the rate grows (default), or start with all of
+   * them (false).
+   */
+  ramp?: boolean;
+  /** A byte rate all downloads share (--bwlimit). */
+  bandwidth?: TokenBucket;
   signal?: AbortSignal;
   /** The jobs queue still holds jobs: a transient failure is pending, not final (see splitRows). */
   queueBusy?: boolean;
@@ -48,7 +61,9 @@ export interface HomeOptions {
   dryRun?: boolean;
   /**
    * Re-hash local files of the right size against the SHA-256 their fetch recorded and copy those
-   * that differ again. Without it a file of the right size is taken as is.
+   * that differ again, and check every downloaded body against it before it is written (a body
+   * that differs is read again; one that keeps differing stops the sync). Without it a file of
+   * the right size is taken as is.
    */
   verify?: boolean;
   onFile?: (file: { key: string; bytes: number; downloaded: boolean }) => void;
@@ -58,6 +73,10 @@ export interface HomeOptions {
 // safeSegment() output starts with one of these: listing each as its own prefix runs in parallel.
 const SHARDS = [...'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-%'];
 const FILE_ATTEMPTS = 8;
+export const DEFAULT_SYNC_CONCURRENCY = 64;
+// The ramp: downloads at first, and how often the rate is looked at (a few round trips of a long link).
+const RAMP_START = 8;
+const RAMP_WINDOW_MS = 1000;
 
 /** Image key (relative to images/) → local path (relative to dir), per the layout. */
 async function placement(o: HomeOptions): Promise<(key: string) => string> {
@@ -86,7 +105,16 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   // A dry run opens the folder read-only: opening it to write would create it and sweep temporaries.
   const folder = await FsStore.open(o.dir, { readOnly: o.dryRun ?? false });
   const store: Store = folder;
-  const reader = o.dryRun ? null : await ObjectReader.open(o.s3, o.bucket, o.concurrency ?? 64);
+  const most = o.concurrency ?? DEFAULT_SYNC_CONCURRENCY;
+  const reader = o.dryRun ? null : await ObjectReader.open(o.s3, o.bucket, most);
+  let received = 0;
+  const throttle = (bytes: number, signal?: AbortSignal): Promise<void> | undefined => {
+    received += bytes;
+    return o.bandwidth?.take(bytes, signal);
+  };
+  // The first file that cannot be copied stops the others (and the listing) before the sync fails.
+  const stop = new AbortController();
+  const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
   const prefix = imagesPrefix(o.split);
   const queue: ListedObject[] = [];
   let listers = SHARDS.length;
@@ -108,14 +136,14 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
 
   const list = async (shard: string): Promise<void> => {
     try {
-      for await (const page of listObjects(o.s3, o.bucket, prefix + shard, o.signal)) {
+      for await (const page of listObjects(o.s3, o.bucket, prefix + shard, signal)) {
         result.listed += page.length;
         if (stored) for (const object of page) stored.set(object.key.slice(PREFIX.images.length), object.size);
         o.onListed?.(page.length, page.reduce((sum, x) => sum + x.size, 0));
         queue.push(...page);
         wake();
         // Keep the listing a few pages ahead of the downloads, not a million keys ahead.
-        while (queue.length > 20_000 && !o.signal?.aborted) await new Promise<void>((r) => waiting.push(r));
+        while (queue.length > 20_000 && !signal.aborted) await new Promise<void>((r) => waiting.push(r));
       }
     } finally {
       listers--;
@@ -140,10 +168,17 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
       o.onFile?.({ key, bytes: object.size, downloaded: true });
       return;
     }
+    let partial: PartialBody | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
-        const body = await reader.get(object.key, o.signal);
+        const body = await reader.get(object.key, { signal, ...(partial ? { partial } : {}), throttle });
+        partial = undefined;
         if (body.length !== object.size) throw new ObjectReadError(`${object.key}: got ${body.length} of ${object.size} bytes`);
+        if (expected !== undefined && createHash('sha256').update(body).digest('hex') !== expected) {
+          // Read once more (damaged on the way?); the same answer twice is what the bucket holds.
+          const message = `${object.key}: its bytes differ from the SHA-256 its fetch recorded`;
+          throw attempt === 1 ? new ObjectReadError(`${message}; reading it again`) : new Error(`${message} (read twice): not written`);
+        }
         await store.replace(local, body);
         result.downloaded++;
         result.bytes += body.length;
@@ -151,27 +186,82 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
         return;
       } catch (error) {
         const retry = error instanceof ObjectReadError && error.transient && attempt < FILE_ATTEMPTS;
-        if (o.signal?.aborted || !retry) throw error;
+        if (signal.aborted || !retry) throw error;
+        // Only the rest of a body cut midway is asked for again; an attempt that brought more
+        // bytes is not counted, and the rest is asked for at once.
+        const progressed = (error.partial?.bytes ?? 0) > (partial?.bytes ?? 0);
+        partial = error.partial;
+        if (progressed) {
+          attempt--;
+          continue;
+        }
         // Up to ~1 minute in all: a link across the border drops for tens of seconds at times.
-        await sleep(Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2));
+        await sleep(Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2), undefined, { signal });
       }
     }
   };
 
   const worker = async (): Promise<void> => {
-    while (!o.signal?.aborted) {
+    while (!signal.aborted) {
       const next = queue.shift();
       if (next) {
         if (queue.length < 10_000) wake();
-        await copy(next);
+        try {
+          await copy(next);
+        } catch (error) {
+          stop.abort();
+          wake();
+          throw error;
+        }
       } else if (listers === 0) return;
       else await new Promise<void>((r) => waiting.push(r));
     }
   };
 
+  const workers: Promise<void>[] = [];
+  const add = (n: number): void => {
+    for (let i = 0; i < n && workers.length < most; i++) workers.push(worker());
+  };
+  add(o.ramp === false || !reader ? most : RAMP_START);
+  // Doubles the downloads while each doubling raised the rate by a tenth or more, up to `most`:
+  // a long lossy link needs many connections, a short or shared one is not flooded at once.
+  const done = new AbortController();
+  const ramp = async (): Promise<void> => {
+    let best = 0;
+    let flat = 0;
+    while (workers.length < most && flat < 2) {
+      const before = received;
+      await sleep(RAMP_WINDOW_MS, undefined, { signal: done.signal });
+      const rate = received - before;
+      // Nothing read yet (the listing's first page is a few round trips away) or left: no verdict.
+      if (rate === 0) continue;
+      if (rate > best * 1.1) {
+        best = rate;
+        flat = 0;
+        add(workers.length);
+      } else flat++;
+    }
+  };
+  const ramping = ramp().catch(() => {});
   try {
-    await Promise.all([...SHARDS.map(list), ...Array.from({ length: o.concurrency ?? 64 }, worker)]);
+    const listing = Promise.all(SHARDS.map(list));
+    listing.catch(() => stop.abort()); // awaited below, once the workers have stopped
+    // Workers the ramp adds while the first ones run are awaited too.
+    for (let awaited = 0; awaited < workers.length;) {
+      const batch = workers.slice(awaited);
+      awaited = workers.length;
+      await Promise.all(batch);
+    }
+    await listing;
+  } catch (error) {
+    stop.abort();
+    wake();
+    throw error;
   } finally {
+    done.abort();
+    await ramping;
+    // Nothing still writing when the temporary folder goes.
+    await Promise.allSettled(workers);
     await Promise.all([folder.close(), reader?.close()]);
   }
   return result;
