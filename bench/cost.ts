@@ -110,7 +110,6 @@ try {
     s3Requests: MILLION * (perImage(s3Writes) * PRICE.s3Write + perImage(s3Reads) * PRICE.s3Read),
     sqsRequests: MILLION * perImage(sqsBilled) * PRICE.sqsRequest,
     lambdaMeasured: lambdaAt(meanInvocationS),
-    lambdaSlowWeb: lambdaAt(10),
     // The sync home: one GET per image, a LIST per 1,000 keys, and the bytes out of AWS.
     syncRequests: MILLION * (PRICE.s3Read + PRICE.s3Write / 1000),
     egress: gb * PRICE.egressGb,
@@ -135,7 +134,6 @@ try {
     ['S3 requests (split, fetch: HEAD + PUT, failure records)', usd(bill.s3Requests)],
     ['SQS requests (send, receive, delete)', usd(bill.sqsRequests)],
     [`Lambda, fetch at the mean measured here (${meanInvocationS.toFixed(2)} s per invocation)`, usd(bill.lambdaMeasured)],
-    ['Lambda, fetch if the web makes each invocation take 10 s', usd(bill.lambdaSlowWeb)],
     ['sync home: GET per image, LIST per 1,000', usd(bill.syncRequests)],
     [`data out to the internet, ${gb.toFixed(0)} GB (first 100 GB a month are free)`, usd(bill.egress)],
     [`storage, ${gb.toFixed(0)} GB for a month`, usd(bill.storageMonth)],

@@ -12,6 +12,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { fetchRecords, splitRows } from '../aws/home/cloud-state.ts';
+import { PRICE } from '../aws/prices.ts';
 import { cdkJsonSettings, visibilityTimeoutSeconds } from '../aws/settings.ts';
 import { startDevCloud } from '../local-cloud/dev-cloud.ts';
 import { manifestCsv, simManifest, startSimWeb } from '../local-cloud/sim-web.ts';
@@ -98,6 +99,8 @@ try {
   const cpu = process.cpuUsage(cpuAtStart);
   say(`this process:             ${((cpu.user + cpu.system) / 1e6).toFixed(0)} s of CPU in ${seconds.toFixed(0)} s (${((cpu.user + cpu.system) / 1e3 / entryCount).toFixed(1)} ms per entry); event loop delay median ${(loopDelay.percentile(50) / 1e6).toFixed(0)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms`);
   say(`Lambda GB-s:              ${gbS.toFixed(1)} at ${settings.fetchMemoryMb} MB: ${(gbS / entryCount).toFixed(4)} per entry, ${(gbS / Math.max(1, storedRows.length)).toFixed(4)} per stored image`);
+  const perMillion = (1e6 / entryCount) * (gbS * PRICE.lambdaGbSecondArm + invocations.length * PRICE.lambdaRequest);
+  say(`fetch function, 1M entries: $${perMillion.toFixed(2)} at us-east-1 arm64 list prices (duration and requests)`);
 } catch (error) {
   failed = true;
   process.stderr.write(`bench:sim-web-cloud: ${error instanceof Error ? error.message : String(error)}\n`);
