@@ -2,21 +2,18 @@
 // success rate comes to what the web holds, per host and in all, what the sample cost the hosts
 // (requests, limit crossings, bans), and the plan as a user sees it.
 //
-// --dev: the local cloud runs in this process too (its fetch function's dry mode, through the
-// Invoke API `cloudfetch dev` serves), and the plan asks it as `plan --dev` would.
+// --dev: `cloudfetch dev` runs in a child of its own (the simulated web stays in this process), and
+// the plan asks its fetch function's dry mode too, through the Invoke API it serves.
 //
 //   node bench/plan-sim-web.ts [--entries 20000] [--hosts 40] [--seed 1] [--text] [--dev] [-- <more plan flags>]
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEV_FILE, type DevConnection } from '../cli/dev.ts';
 import type { PlanReport } from '../cli/plan.ts';
-import { startDevCloud } from '../local-cloud/dev-cloud.ts';
-import { startLambdaApi } from '../local-cloud/lambda-api.ts';
 import { manifestCsv, simManifest, startSimWeb } from '../local-cloud/sim-web.ts';
 import { table } from './measure.ts';
 
@@ -50,21 +47,22 @@ async function plan(cwd: string, args: readonly string[]): Promise<{ stdout: str
   return { stdout, seconds: (performance.now() - started) / 1000 };
 }
 
+/** `cloudfetch dev` in `cwd`, once it says it runs. */
+async function startDev(cwd: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [CLI, 'dev', '--allow-private-network'], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr!.setEncoding('utf8');
+  for await (const chunk of child.stderr! as AsyncIterable<string>) {
+    log += chunk;
+    if (/^Local cloud running/m.test(log)) return child;
+  }
+  throw new Error(`cloudfetch dev ended before it ran: ${log}`);
+}
+
 const web = await startSimWeb({ seed: Number(values.seed), hosts: hostCount });
 const work = await mkdtemp(join(tmpdir(), 'cloudfetch-plan-sim-'));
-const cloud = values.dev ? await startDevCloud({ allowPrivateNetwork: true, log: () => {} }) : null;
-const lambda = cloud ? await startLambdaApi(cloud.cloud) : null;
+const dev = values.dev ? await startDev(work) : null;
 try {
-  if (cloud && lambda) {
-    const { emulator } = cloud;
-    const connection: DevConnection = {
-      endpoint: emulator.endpoint, region: emulator.region, ...(emulator.credentials ? { credentials: emulator.credentials } : {}),
-      bucket: cloud.cloud.bucket, queueUrl: cloud.cloud.queueUrl, dlqUrl: cloud.cloud.dlqUrl, pid: process.pid,
-      lambdaEndpoint: lambda.url, fetchFunction: lambda.fetchFunction,
-    };
-    await mkdir(join(work, '.cloudfetch'));
-    await writeFile(join(work, DEV_FILE), JSON.stringify(connection));
-  }
   const entries = simManifest(web, entryCount);
   await writeFile(join(work, 'sim.csv'), manifestCsv(entries));
   const { stdout, seconds } = await plan(work, values.text ? [] : ['--json']);
@@ -102,8 +100,8 @@ try {
       `${sum((x) => x.report.requests)} requests, ${sum((x) => x.report.crossings)} above a host's limit, ${sum((x) => x.report.bansTriggered)} bans, peak ${Math.max(...rows.map((x) => x.report.peakConcurrency))} at once on one host`);
   }
 } finally {
-  await lambda?.close();
-  await cloud?.stop();
+  dev?.kill('SIGKILL');
+  if (dev) await once(dev, 'exit');
   await web.close();
   await rm(work, { recursive: true, force: true });
 }

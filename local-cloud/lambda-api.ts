@@ -1,6 +1,8 @@
 // Lambda's Invoke API for the local cloud's fetch function (RequestResponse only): what
 // `cloudfetch plan --dev` calls for the fetch function's dry mode, the same signed POST it sends to
-// AWS. The real handler module runs in this process, in the environment the local cloud set up.
+// AWS. The real handler module runs in this process, in the environment the local cloud set up,
+// one invocation at a time per module instance (a container, as Lambda runs them: invocations at
+// once get containers of their own, with their own fetcher).
 
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -20,10 +22,28 @@ export interface LambdaApi {
   close(): Promise<void>;
 }
 
+/** `handler`: one to call instead of loading the fetch function's module (tests). */
 export async function startLambdaApi(cloud: LocalCloud, handler?: Handler): Promise<LambdaApi> {
   const s = cloud.settings;
   const fn = { name: `${s.stackName}-fetch`, memoryMb: s.fetchMemoryMb, timeoutSeconds: s.fetchTimeoutSeconds };
-  const fetchHandler = handler ?? ((await import('../aws/lambda/fetch.ts')).handler as unknown as Handler);
+  const idle: Handler[] = [];
+  let containers = 0;
+  const container = async (): Promise<Handler> => {
+    const free = idle.pop() ?? handler;
+    if (free) return free;
+    // Loaded with exactly the function's environment, as cloud.ts loads the poller's containers.
+    const saved = { ...process.env };
+    Object.assign(process.env, cloud.env.fetch);
+    try {
+      const module = (await import(`../aws/lambda/fetch.ts?container=invoke-${containers++}`)) as typeof import('../aws/lambda/fetch.ts');
+      return module.handler as unknown as Handler;
+    } finally {
+      for (const key of Object.keys(cloud.env.fetch)) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
+  };
   const path = `/2015-03-31/functions/${encodeURIComponent(fn.name)}/invocations`;
 
   const fail = (res: ServerResponse, status: number, type: string, message: string): void => {
@@ -49,14 +69,17 @@ export async function startLambdaApi(cloud: LocalCloud, handler?: Handler): Prom
     } catch {
       return fail(res, 400, 'InvalidRequestContentException', 'could not parse the request body as JSON');
     }
+    const run = await container();
     try {
-      const answer = await fetchHandler(event, lambdaContext(fn, cloud.emulator.region));
+      const answer = await run(event, lambdaContext(fn, cloud.emulator.region));
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(answer ?? null));
     } catch (error) {
       // As Lambda answers a function that threw: status 200, the error in the payload.
       res.writeHead(200, { 'content-type': 'application/json', 'x-amz-function-error': 'Unhandled' });
       res.end(JSON.stringify({ errorType: error instanceof Error ? error.name : 'Error', errorMessage: error instanceof Error ? error.message : String(error) }));
+    } finally {
+      idle.push(run);
     }
   }
 
