@@ -339,7 +339,8 @@ export class HostGate {
       state.proven = Math.max(state.proven, start.level);
       state.provenRate = Math.max(state.provenRate, start.recent);
       // Grown only when the allowance was in use, so an idle origin is not credited with a load it never took.
-      if ((state.waiters.length > 0 || state.inFlight + 1 >= state.limit(this.#cap)) && ++state.credit >= state.allowance) {
+      // Until the origin first pushes back, one more per answer (doubling each round, as TCP's slow start).
+      if ((state.waiters.length > 0 || state.inFlight + 1 >= state.limit(this.#cap)) && (++state.credit >= state.allowance || state.epoch === 0)) {
         state.credit = 0;
         state.allowance = Math.min(this.#cap, Math.max(1, state.ceiling - 1), state.allowance + 1);
       }

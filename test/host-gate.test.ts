@@ -68,8 +68,8 @@ async function answerRounds(granted: Grant[], rounds: number, answer: (grant: Gr
 }
 
 describe('allowance (AIMD)', () => {
-  test('starts at one request, grows by one per allowance of answers, never past the cap', async () => {
-    const { gate: g } = gate({ hostConcurrency: 4 });
+  test('starts at one request and doubles each round until the cap, never past it', async () => {
+    const { gate: g } = gate({ hostConcurrency: 6 });
     const { granted } = ask(g, A, 200);
     await settled();
     assert.equal(g.state(A)!.inFlight, 1);
@@ -79,32 +79,32 @@ describe('allowance (AIMD)', () => {
       for (const grant of granted.splice(0)) grant.done('ok');
       await settled();
     }
-    assert.deepEqual(seen.slice(0, 4), [1, 2, 3, 4]);
-    assert.ok(seen.every((n) => n <= 4), `over the cap: ${seen}`);
-    assert.equal(g.state(A)!.limit, 4);
+    assert.deepEqual(seen.slice(0, 5), [1, 2, 4, 6, 6]);
+    assert.ok(seen.every((n) => n <= 6), `over the cap: ${seen}`);
+    assert.equal(g.state(A)!.limit, 6);
   });
 
   test('a 429 halves the allowance and what it came at is remembered: growth stops just below it', async () => {
-    const { gate: g, clock } = gate({ hostConcurrency: 8 });
+    const { gate: g, clock } = gate({ hostConcurrency: 16 });
     const { granted } = ask(g, A, 1000);
-    // Grow to 6 in flight, then the 6th answers 429: the origin allows 5.
-    for (let round = 0; round < 20 && g.state(A)!.inFlight < 6; round++) await answerRounds(granted, 1);
-    const [last, ...rest] = [granted.pop()!, ...granted.splice(0)];
-    for (const grant of rest) grant.done('ok');
-    last.done('throttled');
-    assert.equal(g.state(A)!.limit, 3);
+    // 1, 2, 4, then 8 in flight, and the 8th answers 429: the origin allows 7.
+    await answerRounds(granted, 3);
+    assert.equal(g.state(A)!.inFlight, 8);
+    granted.pop()!.done('throttled');
+    assert.equal(g.state(A)!.limit, 4);
+    for (const grant of granted.splice(0)) grant.done('ok');
     assert.equal(g.state(A)!.pauseReason, 'throttled', 'a 429 without Retry-After pauses the origin briefly');
     await clock.advance(1_000);
     await answerRounds(granted, 40);
-    assert.equal(g.state(A)!.limit, 5, 'grown back to one under the level of the 429, not past it');
-    assert.equal(g.state(A)!.inFlight, 5);
+    assert.equal(g.state(A)!.limit, 7, 'grown back to one under the level of the 429, not past it');
+    assert.equal(g.state(A)!.inFlight, 7);
     // After a quiet while the level is tried again: one request more, then another after a while more.
     await clock.advance(60_000);
     await answerRounds(granted, 20);
-    assert.equal(g.state(A)!.limit, 6);
+    assert.equal(g.state(A)!.limit, 8);
     await clock.advance(120_000);
     await answerRounds(granted, 20);
-    assert.equal(g.state(A)!.limit, 7);
+    assert.equal(g.state(A)!.limit, 9);
   });
 
   test('at a level answered before, one 429 may be the origin still counting a finished request; a second soon after lowers the ceiling', async () => {
@@ -221,7 +221,7 @@ describe('pauses', () => {
   });
 
   test('a ban: 403s in a row after the origin had answered pause it 30 s, then 60 s; its requests wait instead of failing', async () => {
-    const { gate: g, clock } = gate({ hostConcurrency: 8 });
+    const { gate: g, clock } = gate({ hostConcurrency: 6 });
     const { granted } = ask(g, A, 1000);
     for (let round = 0; round < 20 && g.state(A)!.limit < 6; round++) await answerRounds(granted, 1);
     await settled();
