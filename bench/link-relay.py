@@ -150,6 +150,9 @@ def main():
                     frame, addr = sock.recvfrom(65536)
                 except BlockingIOError:
                     break
+                except OSError:
+                    stopping.append(1)  # the interface went away: the bench is tearing down
+                    break
                 if addr[2] == PACKET_OUTGOING:
                     continue  # what this relay itself sent out of the interface
                 way.arrive(frame, now)

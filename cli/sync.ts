@@ -58,7 +58,7 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
     timer?.unref();
     try {
       const home = await bringSplitHome({
-        s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? true,
+        s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? false,
         ...(bandwidth ? { bandwidth } : {}),
         queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false, verify: o.verify ?? false,
         // The threshold the split was made with (the stack's setting then), so the table says what the functions did.

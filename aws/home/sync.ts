@@ -48,8 +48,8 @@ export interface HomeOptions {
   /** Downloads at once, at most (default 64). */
   concurrency?: number;
   /**
-   * Start with a few downloads and add more while the rate grows (default), or start with all of
-   * them (false).
+   * Start with a few downloads and add more while the rate grows, instead of all at once (the
+   * default: on a lossy link every connection is needed, and measured faster; see bench/link.ts).
    */
   ramp?: boolean;
   /** A byte rate all downloads share (--bwlimit). */
@@ -222,7 +222,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   const add = (n: number): void => {
     for (let i = 0; i < n && workers.length < most; i++) workers.push(worker());
   };
-  add(o.ramp === false || !reader ? most : RAMP_START);
+  add(o.ramp && reader ? RAMP_START : most);
   // Doubles the downloads while each doubling raised the rate by a tenth or more, up to `most`:
   // a long lossy link needs many connections, a short or shared one is not flooded at once.
   const done = new AbortController();
