@@ -109,7 +109,7 @@ export function judge(
 
 /** The row of an entry whose bytes are a placeholder: failed, nothing stored, the bytes' SHA-256 kept to say which. */
 export function placeholderRow(row: IndexRow, detail: string): IndexRow {
-  return { ...row, path: '', status: 'failed', bytes: 0, format: undefined, reason: 'placeholder', detail, duplicate_of: undefined };
+  return { ...row, path: '', status: 'failed', bytes: 0, format: undefined, width: undefined, height: undefined, original_bytes: undefined, reason: 'placeholder', detail, duplicate_of: undefined };
 }
 
 const CHUNK = 1 << 16;

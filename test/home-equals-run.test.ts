@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,8 +12,8 @@ import { parse } from 'csv-parse/sync';
 import { bringSplitHome } from '../aws/home/sync.ts';
 import { INDEX_COLUMNS } from '../engine/index-table.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
-import { sampleMixPaths, startOrigin, type Origin } from '../local-cloud/origin.ts';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { sampleImage, sampleMixPaths, startOrigin, type Origin } from '../local-cloud/origin.ts';
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { syncCommand } from '../cli/sync.ts';
 import type { Target } from '../cli/target.ts';
 import { cli } from './support/cli.ts';
@@ -27,7 +27,8 @@ before(async () => {
   dev = await startDevCloud({
     allowPrivateNetwork: true,
     visibilityTimeoutSeconds: 5,
-    settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchWindowSeconds: 0, fetchBatchSize: 10 },
+    fetchConcurrency: 2,
+    settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchSize: 10 },
     logLevel: 'SILENT',
     log: () => {},
   });
@@ -49,9 +50,16 @@ const CONTROL_IDS = [
   'twin\n', 'twin\r', 'twin\t', 'twin ',
 ];
 
-/** The origin's sample mix (404, 403, a 503 and a reset that pass on retry, HTML, a 410 whose mirror works) and the ids above. */
+/**
+ * The origin's sample mix (404, 403, a 503 and a reset that pass on retry, HTML, a 410 whose mirror
+ * works), the ids above, a placeholder (one image for 5 distinct URLs, spread over the manifest, so
+ * batches and containers each see a few) and duplicates (two URLs with one image, one URL under three ids).
+ */
 function hostileEntries(): Array<{ id: string; paths: string[] }> {
   const mix = Array.from({ length: 40 }, (_, i) => ({ id: String(i), paths: sampleMixPaths(i) }));
+  for (let p = 1; p <= 5; p++) mix.splice(p * 7, 0, { id: `ph${p}`, paths: [`/img/unavailable.jpg?p=${p}`] });
+  mix.splice(3, 0, { id: 'twin1', paths: ['/img/twin.jpg?copy=1'] }, { id: 'same1', paths: ['/img/same.png'] });
+  mix.push({ id: 'twin2', paths: ['/img/twin.jpg?copy=2'] }, { id: 'same2', paths: ['/img/same.png'] }, { id: 'same3', paths: ['/img/same.png'] });
   const hostile = CONTROL_IDS.map((id, i) => ({ id, paths: [`/img/ctl${i}.jpg`] }));
   // Failed ones too: their failure record's key (safeSegment of the id) must match the index's id.
   const gone = ['gone\n', 'gone\u0000', 'gone\u001f'].map((id) => ({ id, paths: ['/status/404'] }));
@@ -127,6 +135,24 @@ describe('what comes home equals what run writes', () => {
       assert.equal(sha256(await readFile(join(out, row.path!))), row.sha256, `run's file ${row.path}`);
     }
     assert.equal(synced.filter((r) => r.status === 'pending').length, 0, 'no id left pending');
+    // Placeholders failed on both paths, their bytes in neither folder; duplicates kept and named.
+    const placeholder = sha256(sampleImage('unavailable', 'jpeg'));
+    for (const id of ['ph1', 'ph2', 'ph3', 'ph4', 'ph5']) {
+      assert.deepEqual([byId.get(id)!.status, byId.get(id)!.reason, byId.get(id)!.path, byId.get(id)!.sha256], ['failed', 'placeholder', '', placeholder], id);
+    }
+    for (const folder of [join(home, 'hostile'), join(out, 'hostile')]) {
+      const files = await readdir(folder);
+      assert.equal(files.length, synced.filter((r) => r.status === 'fetched').length, `${folder}: one file per kept image`);
+      for (const name of files) assert.notEqual(sha256(await readFile(join(folder, name))), placeholder, `${folder}/${name}`);
+    }
+    assert.deepEqual(['twin1', 'twin2', 'same1', 'same2', 'same3'].map((id) => byId.get(id)!.duplicate_of), ['', 'twin1', '', 'same1', 'same1']);
+    // Each of the 2 containers stores a placeholder until it has seen it from 3 URLs, then refuses
+    // it before the PUT: of 5, at least 1 is refused (pigeonhole), at most 4 stored; sync decided
+    // the stored ones from every function's fetch records.
+    const listed = async (prefix: string): Promise<number> => (await dev.s3.send(new ListObjectsV2Command({ Bucket: dev.cloud.bucket, Prefix: prefix }))).KeyCount ?? 0;
+    const refused = await listed('failures/hostile/placeholder/');
+    const stored = (await Promise.all([1, 2, 3, 4, 5].map((p) => listed(`images/hostile/ph${p}.`)))).reduce((x, y) => x + y, 0);
+    assert.ok(refused >= 1 && stored <= 4 && refused + stored === 5, `refused ${refused}, stored ${stored}`);
     assert.deepEqual(synced.filter((r) => r.image_id.startsWith('gone')).map((r) => [r.status, r.reason]), Array(3).fill(['failed', 'http-404']));
   });
 

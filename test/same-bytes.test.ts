@@ -86,7 +86,7 @@ describe('placeholders and duplicates in run', () => {
       const placeholders = ['ph1', 'ph2', 'ph3', 'ph4', 'ph5', 'ph6'];
       for (const id of placeholders) {
         const row = rows.get(id)!;
-        assert.deepEqual([row.status, row.reason, row.path, row.bytes, row.format, row.duplicate_of], ['failed', 'placeholder', '', '0', '', ''], id);
+        assert.deepEqual([row.status, row.reason, row.path, row.bytes, row.format, row.original_bytes, row.duplicate_of], ['failed', 'placeholder', '', '0', '', '', ''], id);
         assert.equal(row.sha256, PLACEHOLDER, `${id}: the placeholder's sha256 says which bytes`);
         assert.equal(row.http_status, '200');
         assert.equal(row.detail, 'the same bytes as 5 other entries of this host: a placeholder, not kept');

@@ -104,7 +104,7 @@ test('503s, resets and bodies cut short are retried: every file complete, nothin
   const dir = join(work, 'lossy');
   try {
     const result = await syncImages({ s3, bucket, split: 'train', dir, concurrency: 8 }, (key) => key);
-    assert.deepEqual(result, { listed: COUNT, downloaded: COUNT, skipped: 0, repaired: 0, bytes: Array.from({ length: COUNT }, (_, i) => body(i + 1).length).reduce((a, b) => a + b, 0) });
+    assert.deepEqual(result, { listed: COUNT, downloaded: COUNT, skipped: 0, repaired: 0, placeholders: 0, bytes: Array.from({ length: COUNT }, (_, i) => body(i + 1).length).reduce((a, b) => a + b, 0) });
   } finally {
     s3.destroy();
   }

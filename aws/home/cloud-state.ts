@@ -9,6 +9,7 @@ import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
 import { safeSegment } from '../../engine/keys.ts';
 import { isFailureReason, isTransient, type FailureReason } from '../../engine/outcome.ts';
+import { FirstWithBytes, judge, SameBytes } from '../../engine/same-bytes.ts';
 import { listObjects } from '../listing.ts';
 import { failurePrefix, imagesPrefix, indexKey, PREFIX, recordsPrefix, splitOfStatusKey, statusKey, type FetchRecord, type SplitStatus } from '../bucket.ts';
 
@@ -33,6 +34,8 @@ export interface CloudRow {
   width?: number | undefined;
   height?: number | undefined;
   originalBytes?: number | undefined;
+  /** The first id in manifest order whose kept image has the same bytes (given the records). */
+  duplicateOf?: string | undefined;
 }
 
 /** What the fetches of a split learnt, by image id: the latest fetch that stored it, and the latest failure. */
@@ -132,11 +135,33 @@ export async function fetchRecords(s3: S3Client, bucket: string, split: string):
 }
 
 /**
+ * The bytes every fetch of the split saw, per host (engine/same-bytes.ts): each stored image's
+ * and each refused placeholder's SHA-256, from the fetch records. The functions each know only
+ * what their container saw; this is the whole split's answer, the same `run` reaches.
+ */
+export function sameBytesOf(records: FetchRecords, threshold: number): SameBytes {
+  const same = new SameBytes(threshold);
+  for (const r of records.fetched.values()) if (r.sha256) same.add(r.sha256, r.url);
+  for (const r of records.failed.values()) {
+    if (r.sha256 && r.reason === 'placeholder' && !records.fetched.has(r.id)) same.add(r.sha256, r.url);
+  }
+  return same;
+}
+
+/** Keys (relative to images/) of the stored images that are a host's placeholder: not to be brought home. */
+export function placeholderKeys(records: FetchRecords, same: SameBytes): Set<string> {
+  const keys = new Set<string>();
+  for (const r of records.fetched.values()) if (r.sha256 && same.placeholder(r.sha256, r.url) !== null) keys.add(r.key);
+  return keys;
+}
+
+/**
  * The split's rows with their final (or current) status, in manifest order. `listed`: a listing of
  * its images already made. `queueBusy`: the jobs queue still holds jobs, so an image whose last
- * attempt failed for a transient reason will be tried again: pending, not failed.
+ * attempt failed for a transient reason will be tried again: pending, not failed. `sameBytes`
+ * (with `records`): placeholders fail and repeated bytes name their first id, as `run` does.
  */
-export async function* splitRows(s3: S3Client, bucket: string, split: string, o: { listed?: Map<string, number>; queueBusy?: boolean; records?: FetchRecords } = {}): AsyncGenerator<CloudRow> {
+export async function* splitRows(s3: S3Client, bucket: string, split: string, o: { listed?: Map<string, number>; queueBusy?: boolean; records?: FetchRecords; sameBytes?: SameBytes } = {}): AsyncGenerator<CloudRow> {
   const [stored, failures] = await Promise.all([o.listed ?? storedImages(s3, bucket, split), failureReasons(s3, bucket, split)]);
   let body: Readable;
   try {
@@ -146,6 +171,7 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
     if ((error as { name?: string }).name === 'NoSuchKey') throw new CloudStateError(`no index for split "${split}" in the bucket: was its manifest submitted and split?`);
     throw error;
   }
+  const first = new FirstWithBytes();
   for await (const record of body.pipe(parse({ columns: true })) as AsyncIterable<Record<string, string>>) {
     const path = record.path ?? '';
     const id = record.image_id ?? '';
@@ -173,12 +199,21 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
       // Failed by the split, never fetched.
       attempts = 0;
     }
-    yield {
+    const row: CloudRow = {
       image_id: id, label: record.label ?? '', url: fetch?.url || record.url || '', path: size !== undefined ? path : '', status, bytes: size ?? 0, reason,
       format: fetch?.format, httpStatus: fetch?.httpStatus, attempts, detail, sha256: fetch?.sha256,
       width: fetch?.width, height: fetch?.height, originalBytes: fetch?.originalBytes,
     };
+    yield o.sameBytes ? settle(row, o.sameBytes, first) : row;
   }
+}
+
+/** A row's verdict on its bytes: a placeholder fails (nothing kept), a repeat names the first id. */
+function settle(row: CloudRow, same: SameBytes, first: FirstWithBytes): CloudRow {
+  const verdict = judge(same, first, { id: row.image_id, url: row.url, sha256: row.sha256, kept: row.status === 'fetched', refused: row.reason === 'placeholder' });
+  if (verdict === null) return row;
+  if ('duplicateOf' in verdict) return { ...row, duplicateOf: verdict.duplicateOf };
+  return { ...row, status: 'failed', reason: 'placeholder', path: '', bytes: 0, format: undefined, width: undefined, height: undefined, originalBytes: undefined, detail: verdict.placeholder };
 }
 
 export function emptyCounts(): SplitCounts {

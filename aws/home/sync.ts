@@ -17,7 +17,8 @@ import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
 import { FsStore } from '../../engine/fs-store.ts';
 import type { Store } from '../../engine/store.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
-import { count, emptyCounts, fetchRecords, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
+import { count, emptyCounts, fetchRecords, placeholderKeys, sameBytesOf, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
+import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
 import { listObjects, type ListedObject } from '../listing.ts';
 import { ObjectReadError, ObjectReader, type PartialBody } from './object-reader.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
@@ -29,6 +30,8 @@ export interface SyncResult {
   /** Of the downloaded: local files replaced because their size (or, with verify, SHA-256) was wrong. */
   repaired: number;
   bytes: number;
+  /** Listed images left in the bucket as a host's placeholder (a local copy from an earlier sync removed). */
+  placeholders: number;
 }
 
 export interface SplitHome {
@@ -59,6 +62,8 @@ export interface HomeOptions {
   queueBusy?: boolean;
   /** Count what would be copied (downloaded: files, bytes: their size) and write nothing. */
   dryRun?: boolean;
+  /** Distinct URLs of one host with the same bytes that make them a placeholder (the split's, default 3); 0: no check. */
+  placeholderThreshold?: number;
   /**
    * Re-hash local files of the right size against the SHA-256 their fetch recorded and copy those
    * that differ again, and check every downloaded body against it before it is written (a body
@@ -100,8 +105,8 @@ async function placement(o: HomeOptions): Promise<(key: string) => string> {
  * Copies the split's images; `stored`, when given, receives every listed key (relative to images/)
  * and size; `hashes` (key relative to images/ → SHA-256) are what o.verify checks local files against.
  */
-export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>, hashes?: Map<string, string>): Promise<SyncResult> {
-  const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, repaired: 0, bytes: 0 };
+export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>, hashes?: Map<string, string>, placeholders?: Set<string>): Promise<SyncResult> {
+  const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, repaired: 0, bytes: 0, placeholders: 0 };
   // A dry run opens the folder read-only: opening it to write would create it and sweep temporaries.
   const folder = await FsStore.open(o.dir, { readOnly: o.dryRun ?? false });
   const store: Store = folder;
@@ -154,6 +159,11 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   const copy = async (object: ListedObject): Promise<void> => {
     const key = object.key.slice(PREFIX.images.length);
     const local = place(key);
+    if (placeholders?.has(key)) {
+      result.placeholders++;
+      if (!o.dryRun && (await presentAtStart(local))) await folder.remove(local);
+      return;
+    }
     const existing = (await presentAtStart(local)) ? (await store.head(local))?.bytes : undefined;
     const expected = o.verify ? hashes?.get(key) : undefined;
     if (existing === object.size && (expected === undefined || (await folder.sha256(local)) === expected)) {
@@ -276,11 +286,13 @@ export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   const [place, records] = await Promise.all([placement(o), fetchRecords(o.s3, o.bucket, o.split)]);
   const hashes = new Map<string, string>();
   for (const r of records.fetched.values()) if (r.sha256) hashes.set(r.key, r.sha256);
+  // Every function's hashes together: placeholders stored before a function knew them stay in the bucket.
+  const sameBytes = sameBytesOf(records, o.placeholderThreshold ?? DEFAULT_PLACEHOLDER_THRESHOLD);
   // The sync's listing is the table's too: what it lists is what is stored (and now here).
   const stored = new Map<string, number>();
-  const images = await syncImages(o, place, stored, hashes);
+  const images = await syncImages(o, place, stored, hashes, placeholderKeys(records, sameBytes));
   const indexFile = join(resolve(o.dir), `${o.split}.csv`);
-  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, queueBusy: o.queueBusy ?? false, records });
+  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, queueBusy: o.queueBusy ?? false, records, sameBytes });
   if (o.dryRun) {
     const counts = emptyCounts();
     for await (const row of rows) count(counts, row);
@@ -307,6 +319,6 @@ export function homeRow(row: CloudRow, place: (key: string) => string): IndexRow
     image_id: row.image_id, label: row.label, url: row.url, path: row.path ? place(row.path) : '', status: row.status,
     bytes: row.bytes || (row.status === 'pending' ? undefined : 0), format: row.format,
     width: row.width, height: row.height, original_bytes: row.originalBytes, reason: row.reason, http_status: row.httpStatus,
-    attempts: row.attempts, detail: row.detail, sha256: row.sha256,
+    attempts: row.attempts, detail: row.detail, sha256: row.sha256, duplicate_of: row.duplicateOf,
   };
 }

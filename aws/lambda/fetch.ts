@@ -7,7 +7,7 @@ import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { bucketName, fetcherOptions, imageOptions, keepOriginals, perEnvironment, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
+import { bucketName, fetcherOptions, imageOptions, keepOriginals, perEnvironment, placeholderThreshold, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
 import { FetchLog, TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
 import { answerPlan } from './plan-probe.ts';
 import { isPlanEvent, type PlanAnswer, type PlanEvent } from '../plan-event.ts';
@@ -17,6 +17,7 @@ import { Redelivery } from './redelivery.ts';
 import { S3Store } from './s3-store.ts';
 import { ByteBudget, budgetBytes, fetchReservation, type Reservation } from '../../engine/byte-budget.ts';
 import { Fetcher, type Room } from '../../engine/fetch/fetcher.ts';
+import { refusingPlaceholders, SameBytes } from '../../engine/same-bytes.ts';
 import type { Job } from '../../engine/job.ts';
 import type { Outcome } from '../../engine/outcome.ts';
 import type { ImageFetcher, ImageStep } from '../../engine/worker.ts';
@@ -27,14 +28,16 @@ const metrics = new Metrics();
 const WRAP_UP_MS = 8_000;
 
 // Built on the first invocation and kept by the container: clients, keep-alive pools, DNS cache.
-type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; maxBytes: number; sqs: SQSClient; redelivery: Redelivery };
+// `sameBytes`: what this container's fetches saw, to refuse a placeholder it already knows before
+// the PUT (a warm container runs many batches); sync makes the split's exact verdict from every record.
+type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; maxBytes: number; sqs: SQSClient; redelivery: Redelivery; sameBytes: SameBytes };
 
 function setUp(): Container {
   const s3 = s3Client();
   const bucket = bucketName();
   const sqs = sqsClient();
   const options = fetcherOptions();
-  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), bucket, store: new S3Store(s3, bucket, PREFIX.images), ...imageStep(s3, bucket), fetcher: new Fetcher(options), maxBytes: options.maxBytes!, onOutcome: record };
+  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), bucket, store: new S3Store(s3, bucket, PREFIX.images), ...imageStep(s3, bucket), fetcher: new Fetcher(options), maxBytes: options.maxBytes!, sameBytes: new SameBytes(placeholderThreshold()), onOutcome: record };
 }
 
 /** Resizing when the stack asks for it, the originals kept under originals/ when it says so. */
@@ -78,7 +81,7 @@ export async function handler(event: SQSEvent | PlanEvent, context: Context): Pr
       event,
       async (item: SQSRecord) => {
         try {
-          return await withinBudget(budget, container, (fetcher) => handleRecord(item, { ...deps, fetcher }));
+          return await withinBudget(budget, container, (fetcher) => handleRecord(item, { ...deps, fetcher: refusingPlaceholders(fetcher, container.sameBytes) }));
         } catch (error) {
           if (error instanceof BadMessageError) {
             // Never a job, however often delivered: logged, counted and acknowledged.
