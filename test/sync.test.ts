@@ -27,7 +27,7 @@ let proxy: Server;
 let proxyUrl: string;
 let work: string;
 /** Key (path tail) → what the proxy does the first times it is asked for it. */
-const faults = new Map<string, { kind: 'status-503' | 'reset' | 'truncate' | 'status-403' | 'corrupt'; times: number }>();
+const faults = new Map<string, { kind: 'status-503' | 'reset' | 'truncate' | 'status-403' | 'corrupt'; times: number; /** with truncate: the object is replaced by these bytes before the connection drops */ replaceWith?: Buffer }>();
 const gets = new Map<string, number>();
 /** Key → the Range header of each GET (undefined: the whole object). */
 const ranges = new Map<string, Array<string | undefined>>();
@@ -71,7 +71,15 @@ before(async () => {
       answer.on('data', (c: Buffer) => chunks.push(c));
       answer.on('end', () => {
         const all = Buffer.concat(chunks);
-        res.write(all.subarray(0, all.length >> 1), () => req.socket.destroy());
+        res.write(all.subarray(0, all.length >> 1), () => {
+          if (!fault?.replaceWith) return void req.socket.destroy();
+          const key = (req.url ?? '').split('?')[0]!.split('/').slice(2).join('/');
+          const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+          direct.send(new PutObjectCommand({ Bucket: bucket, Key: decodeURIComponent(key), Body: fault.replaceWith })).finally(() => {
+            direct.destroy();
+            req.socket.destroy();
+          });
+        });
       });
     });
     req.pipe(upstream);
@@ -197,4 +205,21 @@ test('--bwlimit: every byte read passes the shared rate, which holds the transfe
   } finally {
     s3.destroy();
   }
+});
+
+test('an object replaced between the cut and the resume is read whole: the new bytes land, never a mix', async () => {
+  // The same size (a re-fetch that got other bytes): a resume without If-Match would splice the two.
+  const replaced = sampleImage('replaced', 'jpeg', big(9).length);
+  faults.set('9.jpg', { kind: 'truncate', times: 1, replaceWith: replaced });
+  ranges.clear();
+  const s3 = client();
+  const dir = join(work, 'replaced');
+  try {
+    await syncImages({ s3, bucket, split: 'big', dir, concurrency: 4 }, (key) => key);
+  } finally {
+    s3.destroy();
+  }
+  assert.ok((await readFile(join(dir, 'big', '9.jpg'))).equals(replaced));
+  // The resume asked for the rest of the old object (If-Match refused it: 412), then the whole new one.
+  assert.deepEqual(ranges.get('9.jpg'), [undefined, `bytes=${big(9).length >> 1}-`, undefined]);
 });

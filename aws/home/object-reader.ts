@@ -135,8 +135,8 @@ export class ObjectReader {
       throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error, resume);
     }
     const resumed = resume && answer.statusCode === 206 && contentRangeStart(answer.headers['content-range']) === resume.bytes;
-    if (resume && !resumed && (answer.statusCode === 412 || answer.statusCode === 206)) {
-      // Changed since (412), or not the range asked for: the whole object again.
+    if (resume && !resumed && (answer.statusCode === 412 || answer.statusCode === 206 || answer.statusCode === 416)) {
+      // Changed since (412, or 416: shorter now), or not the range asked for: the whole object again.
       await answer.body.dump();
       return this.get(key, { ...o, partial: undefined });
     }
