@@ -507,7 +507,7 @@ test('the alarm topic: encrypted with a rotating key of its own, TLS only, publi
 
 test('a dashboard of outcomes, queues and functions', () => {
   const body = render(only(resources('AWS::CloudWatch::Dashboard')).Properties.DashboardBody);
-  for (const metric of ['fetched', 'skipped', 'failed']) assert.ok(body.includes(`["cloudfetch","${metric}","service","cloudfetch-fetch"`), metric);
+  for (const metric of ['fetched', 'skipped', 'failed', 'paused']) assert.ok(body.includes(`["cloudfetch","${metric}","service","cloudfetch-fetch"`), metric);
   assert.ok(body.includes(`SEARCH('{cloudfetch,reason,service} MetricName=\\"failed\\" service=\\"cloudfetch-fetch\\"', 'Sum', 60)`), 'failed by reason');
   for (const metric of ['ApproximateNumberOfMessagesVisible', 'ApproximateAgeOfOldestMessage', 'ApproximateNumberOfMessagesNotVisible']) assert.ok(body.includes(metric), metric);
   assert.ok(body.includes('"AWS/SQS","ApproximateNumberOfMessagesVisible","QueueName","dlq.QueueName"'), 'DLQ depth');

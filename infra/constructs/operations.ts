@@ -119,7 +119,8 @@ export class Operations extends Construct {
           new cw.GraphWidget({
             ...wide,
             title: 'Images per minute',
-            left: [outcome('fetched', cw.Color.GREEN), outcome('skipped', cw.Color.BLUE), outcome('failed', cw.Color.RED)],
+            // paused: jobs left in the queue while their host is paused for the fleet (Retry-After, a ban).
+            left: [outcome('fetched', cw.Color.GREEN), outcome('skipped', cw.Color.BLUE), outcome('failed', cw.Color.RED), outcome('paused', cw.Color.ORANGE)],
           }),
           new cw.GraphWidget({ ...wide, title: 'Failed images per minute, by reason', left: [failedByReason] }),
         ],

@@ -1,0 +1,49 @@
+// A batch from the FIFO jobs queue, processed as its message groups require. A group is a slot of
+// one host (aws/fifo.ts): its records run one at a time, so the fleet never has more than
+// hostConcurrency requests at one origin however SQS batched them; different groups run at once.
+// When a record fails, it and the group's later records go back (ReportBatchItemFailures), the
+// later ones due at the same moment as the failed one: a delayed message holds its group, and so
+// a host that asked us to wait waits. At the deadline, records not started go back at once.
+
+import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
+
+/** How one record ended: done (deleted), or failed and due again in `seconds` (unknown: the queue's visibility timeout). */
+export type Settled = { ok: true } | { ok: false; seconds?: number };
+
+export interface GroupOptions {
+  /** Aborts at the invocation's deadline: no record starts after it. */
+  signal: AbortSignal;
+  /** Makes records visible again in `seconds` (ChangeMessageVisibility). */
+  hold: (records: SQSRecord[], seconds: number) => Promise<void>;
+}
+
+/** The group a record belongs to; a record without one (not from a FIFO queue) is a group of its own. */
+const groupOf = (r: SQSRecord): string => r.attributes.MessageGroupId ?? `message ${r.messageId}`;
+
+export async function processByGroup(records: readonly SQSRecord[], run: (record: SQSRecord) => Promise<Settled>, o: GroupOptions): Promise<SQSBatchResponse> {
+  const groups = new Map<string, SQSRecord[]>();
+  for (const record of records) {
+    const group = groups.get(groupOf(record));
+    if (group) group.push(record);
+    else groups.set(groupOf(record), [record]);
+  }
+  const failed = new Set<string>();
+  const holds = new Map<number, SQSRecord[]>();
+  const holdLater = (rest: SQSRecord[], seconds: number | undefined): void => {
+    for (const r of rest) failed.add(r.messageId);
+    if (rest.length === 0 || seconds === undefined) return;
+    holds.set(seconds, [...(holds.get(seconds) ?? []), ...rest]);
+  };
+  await Promise.all([...groups.values()].map(async (group) => {
+    for (let i = 0; i < group.length; i++) {
+      if (o.signal.aborted) return holdLater(group.slice(i), 0);
+      const settled = await run(group[i]!).catch((): Settled => ({ ok: false }));
+      if (!settled.ok) {
+        failed.add(group[i]!.messageId);
+        return holdLater(group.slice(i + 1), settled.seconds);
+      }
+    }
+  }));
+  await Promise.all([...holds].map(([seconds, held]) => o.hold(held, seconds)));
+  return { batchItemFailures: records.filter((r) => failed.has(r.messageId)).map((r) => ({ itemIdentifier: r.messageId })) };
+}
