@@ -135,8 +135,9 @@ program
   .option('--endpoint <url>', 'an S3/SQS-compatible endpoint instead of the embedded emulator (default: AWS_ENDPOINT_URL)')
   .option('--allow-private-network', 'let the fetch function reach private and loopback addresses (a local image server)')
   .addOption(new Option('--visibility-timeout <seconds>', 'seconds before a failed job is delivered again').default(60).argParser(positiveInteger('--visibility-timeout', 43_200)))
+  .addOption(new Option('--fetch-concurrency <n>', 'fetch invocations at once (the stack runs cloudfetch:fetchMaxConcurrency, 20)').default(4).argParser(positiveInteger('--fetch-concurrency', 1000)))
   .option('--verbose', "the handlers' INFO logs (JSON)")
-  .action(async (flags: { endpoint?: string; allowPrivateNetwork?: boolean; visibilityTimeout: number; verbose?: boolean }) => {
+  .action(async (flags: { endpoint?: string; allowPrivateNetwork?: boolean; visibilityTimeout: number; fetchConcurrency: number; verbose?: boolean }) => {
     const { devCommand } = await import('./dev.ts');
     await devCommand({ ...flags, allowPrivateNetwork: flags.allowPrivateNetwork === true, verbose: flags.verbose === true });
   });

@@ -334,7 +334,9 @@ describe('the local cloud runs the real handlers', () => {
     // Failed jobs stay hidden for 5 to 10 minutes: long enough to look at them at leisure.
     const dev = await quickCloud({
       visibilityTimeoutSeconds: 600,
-      settings: { retryDelaySeconds: 600 },
+      // hostConcurrency 8 puts the three jobs in three message groups (slots 5, 4, 1): none waits
+      // behind another's failure, as a job of the same group would (FIFO).
+      settings: { retryDelaySeconds: 600, hostConcurrency: 8 },
       wrapFetch: (real) => async (event, context) => {
         try {
           return await real(event, context);

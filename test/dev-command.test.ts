@@ -171,3 +171,15 @@ test('dev --endpoint with no AWS configuration at all signs as test/test in us-e
   }
   assert.deepEqual(signers(from), { signers: ['test us-east-1'], unsigned: [] });
 });
+
+test('dev --fetch-concurrency 20 (the stack\'s fleet) starts the local cloud with FIFO queues; a bad value is one line, exit 2', async () => {
+  const bad = await cli(['dev', '--fetch-concurrency', '0'], { cwd: await folder() });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^error: option '--fetch-concurrency <n>' argument '0' is invalid\. --fetch-concurrency takes a whole number from 1 to 1000, not "0"\.\n/);
+  const dir = await folder();
+  const dev = await startDev(['--fetch-concurrency', '20'], dir, process.env);
+  const connection = JSON.parse(await readFile(join(dir, '.cloudfetch', 'dev.json'), 'utf8')) as DevConnection;
+  assert.match(connection.queueUrl, /\.fifo$/, 'the jobs queue is FIFO, as the stack\'s');
+  assert.match(connection.dlqUrl, /\.fifo$/);
+  assert.equal((await dev.stop()).code, 130);
+});
