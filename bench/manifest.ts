@@ -260,11 +260,13 @@ async function runOnce(o: RunOptions): Promise<RunResult> {
   try {
     // The stack's bucket and queues, as the local cloud makes them.
     await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-    const dlqUrl = onEndpoint((await sqs.send(new CreateQueueCommand({ QueueName: `${QUEUE}-dlq` }))).QueueUrl!, emulator.url);
+    // FIFO, as the stack's jobs queue and its DLQ (infra/constructs/queues.ts).
+    const dlqUrl = onEndpoint((await sqs.send(new CreateQueueCommand({ QueueName: `${QUEUE}-dlq.fifo`, Attributes: { FifoQueue: 'true' } }))).QueueUrl!, emulator.url);
     const dlqArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ['QueueArn'] }))).Attributes!.QueueArn!;
     const queueUrl = onEndpoint((await sqs.send(new CreateQueueCommand({
-      QueueName: QUEUE,
+      QueueName: `${QUEUE}.fifo`,
       Attributes: {
+        FifoQueue: 'true',
         VisibilityTimeout: String(visibilityTimeoutSeconds(DEFAULT_SETTINGS)),
         MessageRetentionPeriod: String(14 * 24 * 3600),
         ReceiveMessageWaitTimeSeconds: '20',
