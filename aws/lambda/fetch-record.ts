@@ -2,6 +2,8 @@
 // skipped images and permanent failures are acknowledged (permanent failures recorded under
 // failures/); transient failures are thrown, so SQS redelivers them and parks them in the DLQ
 // after maxReceiveCount receives. What each fetch learnt goes to records/ (FetchLog), for sync.
+// A job whose host is paused for the fleet (host-pauses.ts) is not tried, and one whose host asks
+// to wait (Retry-After) pauses it for the fleet: either way it waits in the queue, not failed.
 
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SQSRecord } from 'aws-lambda';
@@ -11,6 +13,9 @@ import { isTransient, type Failed, type Outcome } from '../../engine/outcome.ts'
 import type { Store } from '../../engine/store.ts';
 import { fetchJob, type ImageFetcher, type ImageStep } from '../../engine/worker.ts';
 import { failureKey, recordsKey, type FailureRecord, type FetchRecord } from '../bucket.ts';
+import { Unfinished } from './straggler.ts';
+import { HostPaused, type FleetPauses } from './host-pauses.ts';
+import { jobOrigin } from '../fifo.ts';
 
 
 export class TransientFailure extends Error {
@@ -29,11 +34,13 @@ export interface RecordDeps {
   fetcher: ImageFetcher;
   /** Resizing before the store, when the stack asks for it. */
   image?: ImageStep;
-  /** Aborts when the invocation must wrap up before its deadline. */
+  /** Aborts when the record has had its share of the invocation, or the invocation must wrap up. */
   signal: AbortSignal;
   onOutcome?: (job: Job, outcome: Outcome) => void;
   /** Collects what each fetch learnt; written once per invocation. */
   log?: FetchLog;
+  /** Host pauses shared by the fleet. */
+  pauses?: FleetPauses;
 }
 
 /**
@@ -83,10 +90,23 @@ export class FetchLog {
 
 export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise<Outcome> {
   const job = decodeJob(record.body);
+  const origin = jobOrigin(job);
+  // Unknown (S3 would not say): the fetch goes ahead, and the host's own answer decides.
+  const paused = (await deps.pauses?.get(origin).catch(() => 0)) ?? 0;
+  if (paused > 0) throw new HostPaused(`${job.split}/${job.id}`, paused);
   const outcome = await fetchJob(job, deps.store, deps.fetcher, deps.signal, deps.image);
   if (deps.signal.aborted && outcome.status === 'failed') {
-    // Cut short by the function's deadline, not by the origin: not a failure of the image.
-    throw new TransientFailure(job, { ...outcome, reason: 'timeout', detail: 'the invocation ran out of time' });
+    // Cut short by its share of the invocation or the function's deadline, not by the origin: not
+    // a failure of the image, only not done yet (straggler.ts).
+    throw new Unfinished(job, outcome);
+  }
+  // The host asked us to wait (Retry-After), or the fetcher found it paused (a ban, a throttle):
+  // the fetcher's gate has told the fleet (hosts/); a Retry-After is written here too, at no cost
+  // when the gate did (the note is not written again for a pause known as long).
+  if (outcome.status === 'failed' && (outcome.hostPausedUntil !== undefined || (outcome.reason === 'rate-limited' && outcome.retryAfterMs !== undefined))) {
+    const until = outcome.hostPausedUntil ?? Date.now() + outcome.retryAfterMs!;
+    if (outcome.reason === 'rate-limited') await deps.pauses?.set(origin, until, 'retry-after').catch(() => {});
+    throw new HostPaused(`${job.split}/${job.id}`, until);
   }
   deps.onOutcome?.(job, outcome);
   deps.log?.add(job, outcome);

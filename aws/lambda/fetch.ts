@@ -1,19 +1,22 @@
-// Lambda: the fetch function. SQS batches of jobs; images fetched concurrently by the engine;
-// a partial batch response tells SQS which records to deliver again.
+// Lambda: the fetch function. Batches of jobs from the FIFO queue, one job at a time per message
+// group (a host slot: fifo-batch.ts), the groups concurrently; a partial batch response tells SQS
+// which records to deliver again.
 
-import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { bucketName, fetcherOptions, imageOptions, keepOriginals, perEnvironment, placeholderThreshold, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
+import { bucketName, fetcherOptions, imageOptions, keepOriginals, maxReceiveCount, perEnvironment, placeholderThreshold, retryDelaySeconds, s3Client, sqsClient } from './config.ts';
 import { FetchLog, TransientFailure, handleRecord, type RecordDeps } from './fetch-record.ts';
 import { answerPlan } from './plan-probe.ts';
 import { isPlanEvent, type PlanAnswer, type PlanEvent } from '../plan-event.ts';
 import { PREFIX } from '../bucket.ts';
 import { BadMessageError } from '../job-message.ts';
 import { Redelivery } from './redelivery.ts';
+import { processByGroup, type Settled } from './fifo-batch.ts';
+import { HostPaused, S3HostPauses } from './host-pauses.ts';
+import { BatchProgress, Unfinished, recordDeadline, shareMs } from './straggler.ts';
 import { S3Store } from './s3-store.ts';
 import { ByteBudget, budgetBytes, fetchReservation, type Reservation } from '../../engine/byte-budget.ts';
 import { Fetcher, type Room } from '../../engine/fetch/fetcher.ts';
@@ -30,14 +33,16 @@ const WRAP_UP_MS = 8_000;
 // Built on the first invocation and kept by the container: clients, keep-alive pools, DNS cache.
 // `sameBytes`: what this container's fetches saw, to refuse a placeholder it already knows before
 // the PUT (a warm container runs many batches); sync makes the split's exact verdict from every record.
-type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; maxBytes: number; sqs: SQSClient; redelivery: Redelivery; sameBytes: SameBytes };
+type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; maxBytes: number; maxReceiveCount: number; sqs: SQSClient; redelivery: Redelivery; sameBytes: SameBytes; pauses: S3HostPauses };
 
 function setUp(): Container {
   const s3 = s3Client();
   const bucket = bucketName();
   const sqs = sqsClient();
   const options = fetcherOptions();
-  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), bucket, store: new S3Store(s3, bucket, PREFIX.images), ...imageStep(s3, bucket), fetcher: new Fetcher(options), maxBytes: options.maxBytes!, sameBytes: new SameBytes(placeholderThreshold()), onOutcome: record };
+  // Pauses shared by the fleet: what this function's fetcher learns of a host, the others follow.
+  const pauses = new S3HostPauses(s3, bucket);
+  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), pauses, bucket, store: new S3Store(s3, bucket, PREFIX.images), ...imageStep(s3, bucket), fetcher: new Fetcher({ ...options, hostPauses: pauses }), maxBytes: options.maxBytes!, maxReceiveCount: maxReceiveCount(), sameBytes: new SameBytes(placeholderThreshold()), onOutcome: record };
 }
 
 /** Resizing when the stack asks for it, the originals kept under originals/ when it says so. */
@@ -77,31 +82,43 @@ export async function handler(event: SQSEvent | PlanEvent, context: Context): Pr
   const budget = new ByteBudget(budgetBytes(Number(context.memoryLimitInMB)));
   try {
     if (isPlanEvent(event)) return await answerPlan(event, { fetchImage: (urls, signal) => withinBudget(budget, container, (fetcher) => fetcher.fetchImage(urls, signal)) }, deadline.signal);
-    return await processPartialResponse(
-      event,
-      async (item: SQSRecord) => {
+    const progress = new BatchProgress(event.Records.length);
+    return await processByGroup(
+      event.Records,
+      async (item: SQSRecord): Promise<Settled> => {
+        // A straggler is returned once it has had its share and most of the batch is done (straggler.ts).
+        const share = recordDeadline(deadline.signal, shareMs(Number(item.attributes.ApproximateReceiveCount ?? 1), container.maxReceiveCount, container.fetcher.options.timeoutMs), progress);
         try {
-          return await withinBudget(budget, container, (fetcher) => handleRecord(item, { ...deps, fetcher: refusingPlaceholders(fetcher, container.sameBytes) }));
+          await withinBudget(budget, container, (fetcher) => handleRecord(item, { ...deps, fetcher: refusingPlaceholders(fetcher, container.sameBytes), signal: share.signal }));
+          return { ok: true };
         } catch (error) {
           if (error instanceof BadMessageError) {
             // Never a job, however often delivered: logged, counted and acknowledged.
             logger.error('message is not a job: dropped', { messageId: item.messageId, error: error.message });
             metrics.addMetric('rejected', MetricUnit.Count, 1);
-            return;
+            return { ok: true };
           }
-          if (error instanceof TransientFailure) {
-            const scheduled = await container.redelivery.schedule(item, error.outcome.retryAfterMs);
-            logger.info('image will be retried', { messageId: item.messageId, reason: error.message, scheduled });
+          // Each way back says when the record is due again; the later records of its group follow then.
+          let seconds: number | undefined;
+          if (error instanceof HostPaused) {
+            seconds = await container.redelivery.pause(item, error.until);
+            metrics.addMetric('paused', MetricUnit.Count, 1);
+            logger.info('image waits for its host', { messageId: item.messageId, reason: error.message, seconds });
+          } else if (error instanceof Unfinished) {
+            seconds = await container.redelivery.returnUnfinished(item, error.outcome.retryAfterMs);
+            logger.info('image returned unfinished', { messageId: item.messageId, why: share.shareEnded() ? 'its share of the invocation ended' : 'the invocation ran out of time', seconds });
+          } else if (error instanceof TransientFailure) {
+            seconds = await container.redelivery.schedule(item, error.outcome.retryAfterMs);
+            logger.info('image will be retried', { messageId: item.messageId, reason: error.message, seconds });
           } else {
             logger.error('record failed', { messageId: item.messageId, error: error as Error });
           }
-          throw error;
+          return { ok: false, ...(seconds !== undefined ? { seconds } : {}) };
+        } finally {
+          share.dispose();
         }
       },
-      // One processor per invocation: it holds the batch's state, and the local cloud runs
-      // several invocations in one process (Lambda runs one per container at a time).
-      new BatchProcessor(EventType.SQS),
-      { context, throwOnFullBatchFailure: false },
+      { signal: deadline.signal, hold: (records, seconds) => container.redelivery.hold(records, seconds).then(() => {}) },
     );
   } finally {
     clearTimeout(timer);

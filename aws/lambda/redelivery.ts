@@ -3,14 +3,26 @@
 // each of the maxReceiveCount deliveries; a flaky image would take an hour to reach the DLQ and a
 // manifest with a few flaky hosts would drain in hours. ChangeMessageVisibility sets the wait per
 // message: exponential in the deliveries so far, with jitter so a host's failures do not return
-// together.
+// together. A job whose host is paused (Retry-After, a ban) waits out the pause the same way, and
+// on the FIFO queue the later jobs of its message group are held as long (fifo-batch.ts).
 
-import { ChangeMessageVisibilityCommand, GetQueueUrlCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, GetQueueUrlCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
+import { RETURN_VISIBILITY_SECONDS } from './straggler.ts';
 
 const FACTOR = 3;
 /** SQS's longest visibility change is 12 hours; a transient failure never needs that long. */
 const MAX_DELAY_SECONDS = 900;
+/**
+ * SQS hides a message at most 12 hours from its receipt: a host's pause is waited out up to that,
+ * less the function's longest run; a longer pause is met again at the next delivery.
+ */
+export const MAX_PAUSE_SECONDS = 12 * 3600 - 900;
+
+/** Seconds until a paused host's pause ends (at least 1), as a visibility timeout. */
+export function pauseDelaySeconds(untilMs: number, now = Date.now()): number {
+  return Math.min(MAX_PAUSE_SECONDS, Math.max(1, Math.ceil((untilMs - now) / 1000)));
+}
 
 /**
  * Seconds until delivery number `receiveCount + 1`: first, ×3, ×9, … (× 0.5–1 at random), or the
@@ -32,16 +44,48 @@ export class Redelivery {
     this.#firstDelaySeconds = firstDelaySeconds;
   }
 
-  /** Sets when the record comes back; false (and SQS's own visibility timeout applies) when SQS refused. */
-  async schedule(record: SQSRecord, retryAfterMs?: number): Promise<boolean> {
-    const seconds = redeliveryDelaySeconds(Number(record.attributes.ApproximateReceiveCount ?? 1), this.#firstDelaySeconds, retryAfterMs);
-    try {
-      const QueueUrl = await this.#queueUrl(record.eventSourceARN);
-      await this.#sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle: record.receiptHandle, VisibilityTimeout: seconds }));
-      return true;
-    } catch {
-      return false;
+  /** Sets when the record comes back: in how many seconds, or undefined (and SQS's own visibility timeout applies) when SQS refused. */
+  schedule(record: SQSRecord, retryAfterMs?: number): Promise<number | undefined> {
+    return this.#comeBackIn(record, redeliveryDelaySeconds(Number(record.attributes.ApproximateReceiveCount ?? 1), this.#firstDelaySeconds, retryAfterMs));
+  }
+
+  /**
+   * A record returned unfinished (straggler.ts) comes back soon, with no backoff: it did not fail.
+   * A Retry-After it was waiting out still holds.
+   */
+  returnUnfinished(record: SQSRecord, retryAfterMs?: number): Promise<number | undefined> {
+    return this.#comeBackIn(record, Math.min(MAX_DELAY_SECONDS, Math.max(RETURN_VISIBILITY_SECONDS, Math.ceil((retryAfterMs ?? 0) / 1000))));
+  }
+
+  /** A job whose host is paused until `untilMs` comes back when the pause ends. */
+  pause(record: SQSRecord, untilMs: number): Promise<number | undefined> {
+    return this.#comeBackIn(record, pauseDelaySeconds(untilMs));
+  }
+
+  async #comeBackIn(record: SQSRecord, seconds: number): Promise<number | undefined> {
+    return (await this.hold([record], seconds)) ? seconds : undefined;
+  }
+
+  /** Makes records (of one queue) visible again in `seconds`; false when SQS refused any (they keep the visibility timeout). */
+  async hold(records: readonly SQSRecord[], seconds: number): Promise<boolean> {
+    let ok = true;
+    for (let i = 0; i < records.length; i += 10) {
+      const chunk = records.slice(i, i + 10);
+      try {
+        const QueueUrl = await this.#queueUrl(chunk[0]!.eventSourceARN);
+        if (chunk.length === 1) {
+          await this.#sqs.send(new ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle: chunk[0]!.receiptHandle, VisibilityTimeout: seconds }));
+          continue;
+        }
+        const answer = await this.#sqs.send(new ChangeMessageVisibilityBatchCommand({
+          QueueUrl, Entries: chunk.map((r, j) => ({ Id: String(j), ReceiptHandle: r.receiptHandle, VisibilityTimeout: seconds })),
+        }));
+        if ((answer.Failed ?? []).length > 0) ok = false;
+      } catch {
+        ok = false;
+      }
     }
+    return ok;
   }
 
   /** arn:aws:sqs:<region>:<account>:<name> → its URL, asked once per queue and container. */
