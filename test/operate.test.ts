@@ -12,6 +12,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
 import { encodeJob } from '../aws/job-message.ts';
+import { INDEX_COLUMNS } from '../engine/index-table.ts';
 import { jobIds } from '../aws/fifo.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 import type { DevConnection } from '../cli/dev.ts';
@@ -96,7 +97,9 @@ describe('operating the cloud with cloudfetch commands', () => {
     const byStatus = (s: string) => rows.filter((r) => r.status === s).length;
     assert.deepEqual([byStatus('fetched'), byStatus('failed'), byStatus('pending')], [32, 9, 0]);
     assert.deepEqual(rows.filter((r) => r.reason === 'http-404').map((r) => r.image_id), ['p3', 'p13', 'p23', 'p33']);
-    assert.deepEqual(rows.find((r) => r.image_id === 'p41'), { image_id: 'p41', label: '1', url: '', path: '', status: 'failed', bytes: '0', format: '', reason: 'no-url', http_status: '', attempts: '0', detail: 'the entry has no URL', sha256: '' });
+    // Every column, the ones of a fetch empty: the entry was never fetched.
+    const blank = Object.fromEntries(INDEX_COLUMNS.map((column) => [column, '']));
+    assert.deepEqual(rows.find((r) => r.image_id === 'p41'), { ...blank, image_id: 'p41', label: '1', status: 'failed', bytes: '0', reason: 'no-url', attempts: '0', detail: 'the entry has no URL' });
 
     // The report counts what the table holds, and writes its CSV and page.
     const reported = await run('report', '--json', '--csv', 'missing.csv', '--html', 'report.html');
