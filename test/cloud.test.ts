@@ -336,7 +336,9 @@ describe('the local cloud runs the real handlers', () => {
       visibilityTimeoutSeconds: 600,
       // hostConcurrency 8 puts the three jobs in three message groups (slots 5, 4, 1): none waits
       // behind another's failure, as a job of the same group would (FIFO).
-      settings: { retryDelaySeconds: 600, hostConcurrency: 8 },
+      // imageTimeoutSeconds 20: a share of 10 s on the first of 2 deliveries, so none of the three,
+      // still retrying its 503s when the others are done, is returned as a straggler (straggler.ts).
+      settings: { retryDelaySeconds: 600, hostConcurrency: 8, imageTimeoutSeconds: 20 },
       wrapFetch: (real) => async (event, context) => {
         try {
           return await real(event, context);
