@@ -152,7 +152,7 @@ function shaping(image: ImageOptions): string {
  */
 const JOBS_PER_REQUEST = 4;
 
-/** "64 images at once, at most 16 per host": the per-host cap only when it is the tighter one. */
+/** "64 images at once, at most 6 per host": the per-host cap only when it is the tighter one. */
 function inFlight(concurrency: number, hostConcurrency = DEFAULT_FETCHER_OPTIONS.hostConcurrency): string {
   const atOnce = `${concurrency} ${plural(concurrency, 'image')} at once`;
   return hostConcurrency < concurrency ? `${atOnce}, at most ${hostConcurrency} per host` : atOnce;
