@@ -9,19 +9,32 @@ export interface ListedObject {
   etag: string;
 }
 
-export async function* listObjects(s3: S3Client, bucket: string, prefix: string, signal?: AbortSignal): AsyncGenerator<ListedObject[]> {
+export interface ListedPage {
+  objects: ListedObject[];
+  /** Set when more keys follow. */
+  next?: string;
+}
+
+/** One page of up to `maxKeys` (at most 1,000) keys: from the start, or at a continuation token. */
+export async function listPage(s3: S3Client, bucket: string, prefix: string, o: { signal?: AbortSignal; token?: string; maxKeys?: number } = {}): Promise<ListedPage> {
+  const page = await s3.send(
+    new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(o.token ? { ContinuationToken: o.token } : {}), ...(o.maxKeys ? { MaxKeys: o.maxKeys } : {}) }),
+    o.signal ? { abortSignal: o.signal } : {},
+  );
+  const objects: ListedObject[] = [];
+  for (const x of page.Contents ?? []) {
+    if (!x.Key || x.Key.endsWith('/')) continue;
+    objects.push({ key: x.Key, size: x.Size ?? 0, lastModified: x.LastModified?.getTime() ?? 0, etag: x.ETag ?? '' });
+  }
+  const next = page.IsTruncated ? page.NextContinuationToken : undefined;
+  return { objects, ...(next ? { next } : {}) };
+}
+
+export async function* listObjects(s3: S3Client, bucket: string, prefix: string, o: { signal?: AbortSignal } = {}): AsyncGenerator<ListedObject[]> {
   let token: string | undefined;
   do {
-    const page = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }),
-      signal ? { abortSignal: signal } : {},
-    );
-    const objects: ListedObject[] = [];
-    for (const o of page.Contents ?? []) {
-      if (!o.Key || o.Key.endsWith('/')) continue;
-      objects.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0, etag: o.ETag ?? '' });
-    }
-    yield objects;
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    const page = await listPage(s3, bucket, prefix, { ...o, ...(token ? { token } : {}) });
+    yield page.objects;
+    token = page.next;
   } while (token);
 }

@@ -1,11 +1,12 @@
 // `cloudfetch sync`: brings images and index tables home, resumable, with a bar of bytes and rate.
 
 import cliProgress from 'cli-progress';
-import { bringSplitHome, type SplitHome } from '../aws/home/sync.ts';
+import { bringSplitHome, openReader, type SplitHome } from '../aws/home/sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
 import { queuedSplits } from '../aws/home/cloud-state.ts';
 import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
 import type { Layout } from '../engine/keys.ts';
+import type { ObjectReader } from '../aws/home/object-reader.ts';
 import { formatBytes, formatDuration, plural } from '../engine/summary.ts';
 import { UsageError } from './errors.ts';
 import { command, type Target } from './target.ts';
@@ -29,11 +30,21 @@ export interface SyncCommandOptions {
 }
 
 export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Array<{ split: string; home: SplitHome; seconds: number }>> {
-  const statuses = await queuedSplits(t.s3, t.bucket, o.split);
+  // The downloads' connections open while the splits' status is read (round trips of a long link).
+  const reader = o.dryRun ? undefined : await openReader(t.s3, t.bucket, o);
+  try {
+    return await syncSplits(t, o, reader);
+  } finally {
+    await reader?.close();
+  }
+}
+
+async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined): Promise<Array<{ split: string; home: SplitHome; seconds: number }>> {
+  // Whether a failed attempt may still be retried: then its row is pending, not failed. Read with
+  // the splits: each is a round trip of a long link.
+  const [statuses, queue] = await Promise.all([queuedSplits(t.s3, t.bucket, o.split), t.queueUrl ? readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null]);
   const splits = statuses.map((s) => s.split);
   if (splits.length === 0) throw new UsageError(o.split ? `no split "${o.split}" in the bucket (see ${command(t, 'status')})` : `nothing to sync yet: ${command(t, 'submit <manifest>')} first`);
-  // Whether a failed attempt may still be retried: then its row is pending, not failed.
-  const queue = t.queueUrl ? await readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null;
   const results = [];
   // One rate for every split: they are copied one after another over the same link.
   const bandwidth = o.bwlimit ? new TokenBucket(o.bwlimit) : undefined;
@@ -59,6 +70,7 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
     try {
       const home = await bringSplitHome({
         s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? false,
+        ...(reader ? { reader } : {}),
         ...(bandwidth ? { bandwidth } : {}),
         queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false, verify: o.verify ?? false,
         // The threshold the split was made with (the stack's setting then), so the table says what the functions did.

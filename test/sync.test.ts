@@ -8,13 +8,13 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs, type FauxqsServer } from 'fauxqs';
-import { syncImages } from '../aws/home/sync.ts';
+import { syncImages, type Decisions } from '../aws/home/sync.ts';
 import { TokenBucket, type Clock } from '../engine/token-bucket.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
 
@@ -150,14 +150,14 @@ test('with verify, a body damaged on the way is read again and never lands; dama
   const s3 = client();
   const dir = join(work, 'verified');
   try {
-    const result = await syncImages({ s3, bucket, split: 'train', dir, concurrency: 4, verify: true }, (key) => key, undefined, hashes);
+    const result = await syncImages({ s3, bucket, split: 'train', dir, concurrency: 4, verify: true }, (key) => key, undefined, { hashes });
     assert.equal(result.downloaded, COUNT);
     assert.ok((await readFile(join(dir, 'train', '5.jpg'))).equals(body(5)));
     assert.equal(gets.get('5.jpg'), 2, 'the damaged body, then the right one');
 
     faults.set('6.jpg', { kind: 'corrupt', times: 2 });
     await assert.rejects(
-      syncImages({ s3, bucket, split: 'train', dir: join(work, 'verified-twice'), concurrency: 4, verify: true }, (key) => key, undefined, hashes),
+      syncImages({ s3, bucket, split: 'train', dir: join(work, 'verified-twice'), concurrency: 4, verify: true }, (key) => key, undefined, { hashes }),
       /images\/train\/6\.jpg: its bytes differ from the SHA-256 its fetch recorded \(read twice\): not written/,
     );
     assert.deepEqual(await readdir(join(work, 'verified-twice', 'train')).then((names) => names.filter((n) => n === '6.jpg')), [], 'the damaged file is not written');
@@ -222,4 +222,65 @@ test('an object replaced between the cut and the resume is read whole: the new b
   assert.ok((await readFile(join(dir, 'big', '9.jpg'))).equals(replaced));
   // The resume asked for the rest of the old object (If-Match refused it: 412), then the whole new one.
   assert.deepEqual(ranges.get('9.jpg'), [undefined, `bytes=${big(9).length >> 1}-`, undefined]);
+});
+
+test('a placeholder is never downloaded, even when its key is listed before the records are read', async () => {
+  const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  const late = (n: number): Buffer => sampleImage(`late${n}`, 'jpeg', 4_000 + n);
+  try {
+    for (let n = 1; n <= 6; n++) await direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/late/late${n}.jpg`, Body: late(n) }));
+  } finally {
+    direct.destroy();
+  }
+  const dir = join(work, 'late');
+  // An earlier sync's copy of a placeholder goes.
+  await mkdir(join(dir, 'late'), { recursive: true });
+  await writeFile(join(dir, 'late', 'late5.jpg'), late(5));
+  const imageGets = (): number => [...gets].filter(([tail]) => tail.startsWith('late')).reduce((sum, [, n]) => sum + n, 0);
+  let decide!: (d: Decisions) => void;
+  const decisions = new Promise<Decisions>((resolve) => (decide = resolve));
+  let before = -1;
+  const s3 = client();
+  try {
+    const result = await syncImages({
+      s3, bucket, split: 'late', dir, concurrency: 8,
+      // The records arrive after the whole listing, and after one more round trip through the proxy
+      // (time for any download started early to reach it).
+      onListed: () => void s3.send(new HeadBucketCommand({ Bucket: bucket })).then(() => {
+        before = imageGets();
+        decide({ placeholders: new Set(['late/late2.jpg', 'late/late5.jpg']) });
+      }),
+    }, (key) => key, undefined, decisions);
+    assert.equal(before, 0, 'no image was asked for before the records were known');
+    assert.deepEqual({ listed: result.listed, downloaded: result.downloaded, placeholders: result.placeholders }, { listed: 6, downloaded: 4, placeholders: 2 });
+  } finally {
+    s3.destroy();
+  }
+  assert.equal(gets.get('late2.jpg'), undefined);
+  assert.equal(gets.get('late5.jpg'), undefined);
+  assert.deepEqual((await readdir(join(dir, 'late'))).sort(), ['late1.jpg', 'late3.jpg', 'late4.jpg', 'late6.jpg']);
+  for (const n of [1, 3, 4, 6]) assert.ok((await readFile(join(dir, 'late', `late${n}.jpg`))).equals(late(n)));
+});
+
+test('more than one page: the first page unsharded, then the shards without its keys: each key once', async () => {
+  // 250 keys over four shards: the first page (100) stops inside one of them.
+  const keys = [...[['0', 90], ['A', 80], ['a', 50], ['z', 30]] as const].flatMap(([c, n]) => Array.from({ length: n }, (_, i) => `many/${c}${i}.bin`));
+  const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  try {
+    for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/${key}`, Body: key }))));
+  } finally {
+    direct.destroy();
+  }
+  const s3 = client();
+  const stored = new Map<string, number>();
+  const dir = join(work, 'many');
+  try {
+    const result = await syncImages({ s3, bucket, split: 'many', dir, concurrency: 16 }, (key) => key, stored);
+    assert.deepEqual({ listed: result.listed, downloaded: result.downloaded }, { listed: keys.length, downloaded: keys.length });
+  } finally {
+    s3.destroy();
+  }
+  assert.deepEqual([...stored.keys()].sort(), [...keys].sort());
+  assert.equal((await readdir(join(dir, 'many'))).length, keys.length);
+  assert.equal(await readFile(join(dir, 'many', 'a49.bin'), 'utf8'), 'many/a49.bin');
 });

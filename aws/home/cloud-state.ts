@@ -85,9 +85,13 @@ export async function listSplits(s3: S3Client, bucket: string): Promise<SplitSta
   return statuses.filter((s): s is SplitStatus => s !== null).sort((a, b) => b.startedAt.localeCompare(a.startedAt));
 }
 
-/** The splits with an index (split and queued), newest first; only `split` when one is named. */
+/** The splits with an index (split and queued), newest first; only `split` when one is named (its status read directly: one round trip, not two). */
 export async function queuedSplits(s3: S3Client, bucket: string, split?: string): Promise<SplitStatus[]> {
-  return (await listSplits(s3, bucket)).filter((s) => s.state === 'queued' && (!split || s.split === split));
+  if (split) {
+    const status = safeSegment(split) === split ? await readStatus(s3, bucket, split) : null;
+    return status?.state === 'queued' ? [status] : [];
+  }
+  return (await listSplits(s3, bucket)).filter((s) => s.state === 'queued');
 }
 
 /** Stored images of a split: key relative to images/ → size. */
@@ -130,7 +134,12 @@ export async function fetchRecords(s3: S3Client, bucket: string, split: string):
       if (!seen || seen.at < record.at) latest.set(record.id, record);
     }
   };
-  for (let i = 0; i < keys.length; i += 32) await Promise.all(keys.slice(i, i + 32).map(read));
+  // 32 at a time, each reader taking the next key as soon as it is done (no batch waits for its slowest).
+  let next = 0;
+  const reader = async (): Promise<void> => {
+    while (next < keys.length) await read(keys[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(32, keys.length) }, reader));
   return records;
 }
 
@@ -156,13 +165,14 @@ export function placeholderKeys(records: FetchRecords, same: SameBytes): Set<str
 }
 
 /**
- * The split's rows with their final (or current) status, in manifest order. `listed`: a listing of
- * its images already made. `queueBusy`: the jobs queue still holds jobs, so an image whose last
- * attempt failed for a transient reason will be tried again: pending, not failed. `sameBytes`
+ * The split's rows with their final (or current) status, in manifest order. `listed`, `failures`:
+ * a listing of its images, and failureReasons(), already made. `queueBusy`: the jobs queue still
+ * holds jobs, so an image whose last attempt failed for a transient reason will be tried again:
+ * pending, not failed. `sameBytes`
  * (with `records`): placeholders fail and repeated bytes name their first id, as `run` does.
  */
-export async function* splitRows(s3: S3Client, bucket: string, split: string, o: { listed?: Map<string, number>; queueBusy?: boolean; records?: FetchRecords; sameBytes?: SameBytes } = {}): AsyncGenerator<CloudRow> {
-  const [stored, failures] = await Promise.all([o.listed ?? storedImages(s3, bucket, split), failureReasons(s3, bucket, split)]);
+export async function* splitRows(s3: S3Client, bucket: string, split: string, o: { listed?: Map<string, number>; failures?: Map<string, FailureReason>; queueBusy?: boolean; records?: FetchRecords; sameBytes?: SameBytes } = {}): AsyncGenerator<CloudRow> {
+  const [stored, failures] = await Promise.all([o.listed ?? storedImages(s3, bucket, split), o.failures ?? failureReasons(s3, bucket, split)]);
   let body: Readable;
   try {
     const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: indexKey(split) }));

@@ -62,6 +62,8 @@ export class ObjectReader {
   #base: URL;
   #signer: SignatureV4;
   #agent: Agent;
+  /** Aborts warm()'s requests still open when the reader closes. */
+  #warming = new AbortController();
 
   private constructor(base: URL, signer: SignatureV4, agent: Agent) {
     this.#base = base;
@@ -98,6 +100,25 @@ export class ObjectReader {
     const base = new URL(resolved.url.href.endsWith('/') ? resolved.url.href : `${resolved.url.href}/`);
     const agent = new Agent({ connections, connect: { timeout: 15_000 }, headersTimeout: 60_000, bodyTimeout: 60_000, keepAliveTimeout: 30_000 });
     return new ObjectReader(base, signer, agent);
+  }
+
+  /**
+   * Opens up to `connections` connections ahead of the downloads, while the listing and the fetch
+   * records are read: a signed HEAD of the bucket on each (its answer does not matter).
+   */
+  async warm(connections: number, stop?: AbortSignal): Promise<void> {
+    const path = this.#base.pathname;
+    const signal = stop ? AbortSignal.any([stop, this.#warming.signal]) : this.#warming.signal;
+    const head = async (): Promise<void> => {
+      const signed = await this.#signer.sign({
+        method: 'HEAD', protocol: this.#base.protocol, hostname: this.#base.hostname,
+        ...(this.#base.port ? { port: Number(this.#base.port) } : {}),
+        path, query: {}, headers: { host: this.#base.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+      });
+      const answer = await this.#agent.request({ origin: this.#base.origin, path, method: 'HEAD', headers: signed.headers, signal });
+      await answer.body.dump();
+    };
+    await Promise.allSettled(Array.from({ length: connections }, head));
   }
 
   /** Where the object is read from. */
@@ -163,6 +184,7 @@ export class ObjectReader {
   }
 
   async close(): Promise<void> {
+    this.#warming.abort();
     await this.#agent.close();
   }
 }

@@ -1,6 +1,8 @@
 // Brings a split home from the bucket: many downloads at once over keep-alive connections (their
-// number grown while the rate grows), the listing sharded by the keys' first character so it runs
-// in parallel, local files of the same size skipped (with verify, also the same SHA-256 as the
+// number grown while the rate grows, opened before the first key is known), downloads from the
+// listing's first short page on, the rest of the listing sharded by the keys' first character so
+// it runs in parallel, the fetch records read meanwhile (no image is looked at before they are),
+// local files of the same size skipped (with verify, also the same SHA-256 as the
 // fetch recorded, which downloaded bodies must match too), a body cut midway resumed where it
 // broke off, an optional shared byte rate (--bwlimit), and every file written through the
 // filesystem store (temporary, then rename), so a sync killed at any moment resumes without
@@ -17,9 +19,9 @@ import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
 import { FsStore } from '../../engine/fs-store.ts';
 import type { Store } from '../../engine/store.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
-import { count, emptyCounts, fetchRecords, placeholderKeys, sameBytesOf, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
+import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, sameBytesOf, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
-import { listObjects, type ListedObject } from '../listing.ts';
+import { listObjects, listPage, type ListedObject } from '../listing.ts';
 import { ObjectReadError, ObjectReader, type PartialBody } from './object-reader.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
 
@@ -57,6 +59,8 @@ export interface HomeOptions {
   ramp?: boolean;
   /** A byte rate all downloads share (--bwlimit). */
   bandwidth?: TokenBucket;
+  /** The downloads' reader, its connections opened already (openReader); the caller closes it. */
+  reader?: ObjectReader;
   signal?: AbortSignal;
   /** The jobs queue still holds jobs: a transient failure is pending, not final (see splitRows). */
   queueBusy?: boolean;
@@ -77,6 +81,7 @@ export interface HomeOptions {
 
 // safeSegment() output starts with one of these: listing each as its own prefix runs in parallel.
 const SHARDS = [...'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-%'];
+const FIRST_PAGE = 100;
 const FILE_ATTEMPTS = 8;
 export const DEFAULT_SYNC_CONCURRENCY = 64;
 // The ramp: downloads at first, and how often the rate is looked at (a few round trips of a long link).
@@ -101,17 +106,29 @@ async function placement(o: HomeOptions): Promise<(key: string) => string> {
   };
 }
 
+/** What the fetch records decide about the images, keyed relative to images/. */
+export interface Decisions {
+  /** SHA-256 per image: what o.verify checks local files and bodies against. */
+  hashes?: Map<string, string>;
+  /** A host's placeholders: never downloaded, an earlier sync's copy removed. */
+  placeholders?: Set<string>;
+}
+
 /**
  * Copies the split's images; `stored`, when given, receives every listed key (relative to images/)
- * and size; `hashes` (key relative to images/ → SHA-256) are what o.verify checks local files against.
+ * and size. The listing and the connections start while `decisions` are still being read; no image
+ * is looked at, let alone downloaded, before they are known.
  */
-export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>, hashes?: Map<string, string>, placeholders?: Set<string>): Promise<SyncResult> {
+export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>, decisions: Decisions | Promise<Decisions> = {}): Promise<SyncResult> {
+  // Read while the listing runs and connections open; no object is looked at before it is known.
+  const decided = Promise.resolve(decisions);
+  decided.catch(() => {}); // awaited by every copy, and after the listing
   const result: SyncResult = { listed: 0, downloaded: 0, skipped: 0, repaired: 0, bytes: 0, placeholders: 0 };
   // A dry run opens the folder read-only: opening it to write would create it and sweep temporaries.
   const folder = await FsStore.open(o.dir, { readOnly: o.dryRun ?? false });
   const store: Store = folder;
   const most = o.concurrency ?? DEFAULT_SYNC_CONCURRENCY;
-  const reader = o.dryRun ? null : await ObjectReader.open(o.s3, o.bucket, most);
+  const reader = o.dryRun ? null : o.reader ?? (await ObjectReader.open(o.s3, o.bucket, most));
   let received = 0;
   const throttle = (bytes: number, signal?: AbortSignal): Promise<void> | undefined => {
     received += bytes;
@@ -122,7 +139,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
   const prefix = imagesPrefix(o.split);
   const queue: ListedObject[] = [];
-  let listers = SHARDS.length;
+  let listers = 1;
   const waiting: Array<() => void> = [];
   const wake = (): void => {
     for (const resolveWait of waiting.splice(0)) resolveWait();
@@ -139,26 +156,48 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
     return (await names).has(local.slice(slash + 1));
   };
 
-  const list = async (shard: string): Promise<void> => {
+  const take = async (page: ListedObject[]): Promise<void> => {
+    result.listed += page.length;
+    if (stored) for (const object of page) stored.set(object.key.slice(PREFIX.images.length), object.size);
+    o.onListed?.(page.length, page.reduce((sum, x) => sum + x.size, 0));
+    queue.push(...page);
+    wake();
+    // Keep the listing a few pages ahead of the downloads, not a million keys ahead.
+    while (queue.length > 20_000 && !signal.aborted) await new Promise<void>((r) => waiting.push(r));
+  };
+  const list = async (shard: string, seen: Set<string>): Promise<void> => {
     try {
-      for await (const page of listObjects(o.s3, o.bucket, prefix + shard, signal)) {
-        result.listed += page.length;
-        if (stored) for (const object of page) stored.set(object.key.slice(PREFIX.images.length), object.size);
-        o.onListed?.(page.length, page.reduce((sum, x) => sum + x.size, 0));
-        queue.push(...page);
-        wake();
-        // Keep the listing a few pages ahead of the downloads, not a million keys ahead.
-        while (queue.length > 20_000 && !signal.aborted) await new Promise<void>((r) => waiting.push(r));
-      }
+      for await (const page of listObjects(o.s3, o.bucket, prefix + shard, { signal })) await take(page.filter((x) => !seen.has(x.key)));
     } finally {
       listers--;
       wake();
     }
   };
+  // A short page of the whole prefix first: a split of up to FIRST_PAGE images is listed in one
+  // round trip, and the downloads start with it (a page of 1,000 keys is ~300 KB: several round
+  // trips of a long link). A larger split is listed again in shards, without the keys of that page
+  // (not from where it stopped: an emulator may not list in S3's binary order).
+  const listAll = async (): Promise<void> => {
+    let shards: Promise<void>[] = [];
+    try {
+      const first = await listPage(o.s3, o.bucket, prefix, { signal, maxKeys: FIRST_PAGE });
+      if (first.next) {
+        const seen = new Set(first.objects.map((x) => x.key));
+        listers += SHARDS.length;
+        shards = SHARDS.map((shard) => list(shard, seen));
+      }
+      await take(first.objects);
+    } finally {
+      listers--;
+      wake();
+    }
+    await Promise.all(shards);
+  };
 
   const copy = async (object: ListedObject): Promise<void> => {
     const key = object.key.slice(PREFIX.images.length);
     const local = place(key);
+    const { hashes, placeholders } = await decided;
     if (placeholders?.has(key)) {
       result.placeholders++;
       if (!o.dryRun && (await presentAtStart(local))) await folder.remove(local);
@@ -233,6 +272,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
     for (let i = 0; i < n && workers.length < most; i++) workers.push(worker());
   };
   add(o.ramp && reader ? RAMP_START : most);
+  const warming = o.reader ? undefined : reader?.warm(workers.length, signal);
   // Doubles the downloads while each doubling raised the rate by a tenth or more, up to `most`:
   // a long lossy link needs many connections, a short or shared one is not flooded at once.
   const done = new AbortController();
@@ -254,7 +294,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   };
   const ramping = ramp().catch(() => {});
   try {
-    const listing = Promise.all(SHARDS.map(list));
+    const listing = listAll();
     listing.catch(() => stop.abort()); // awaited below, once the workers have stopped
     // Workers the ramp adds while the first ones run are awaited too.
     for (let awaited = 0; awaited < workers.length;) {
@@ -263,18 +303,30 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
       await Promise.all(batch);
     }
     await listing;
+    await decided;
   } catch (error) {
     stop.abort();
     wake();
     throw error;
   } finally {
     done.abort();
-    await ramping;
+    await Promise.all([ramping, warming]);
     // Nothing still writing when the temporary folder goes.
     await Promise.allSettled(workers);
-    await Promise.all([folder.close(), reader?.close()]);
+    await Promise.all([folder.close(), o.reader ? undefined : reader?.close()]);
   }
   return result;
+}
+
+/**
+ * A reader for syncImages whose connections start opening now, so that they are open by the time
+ * the first keys are listed: a caller opens it before reading the splits' status.
+ */
+export async function openReader(s3: S3Client, bucket: string, o: { concurrency?: number; ramp?: boolean }): Promise<ObjectReader> {
+  const most = o.concurrency ?? DEFAULT_SYNC_CONCURRENCY;
+  const reader = await ObjectReader.open(s3, bucket, most);
+  void reader.warm(o.ramp ? Math.min(RAMP_START, most) : most);
+  return reader;
 }
 
 /**
@@ -283,16 +335,25 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
  * A dry run counts the same and writes neither.
  */
 export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
-  const [place, records] = await Promise.all([placement(o), fetchRecords(o.s3, o.bucket, o.split)]);
-  const hashes = new Map<string, string>();
-  for (const r of records.fetched.values()) if (r.sha256) hashes.set(r.key, r.sha256);
-  // Every function's hashes together: placeholders stored before a function knew them stay in the bucket.
-  const sameBytes = sameBytesOf(records, o.placeholderThreshold ?? DEFAULT_PLACEHOLDER_THRESHOLD);
+  // The records (for the downloads' decisions) and the failure listing (for the table) are read
+  // while the images are listed and downloaded, not before and after.
+  const reading = fetchRecords(o.s3, o.bucket, o.split).then((records) => {
+    // Every function's hashes together: placeholders stored before a function knew them stay in the bucket.
+    const sameBytes = sameBytesOf(records, o.placeholderThreshold ?? DEFAULT_PLACEHOLDER_THRESHOLD);
+    const hashes = new Map<string, string>();
+    for (const r of records.fetched.values()) if (r.sha256) hashes.set(r.key, r.sha256);
+    return { records, sameBytes, hashes, placeholders: placeholderKeys(records, sameBytes) };
+  });
+  const failures = failureReasons(o.s3, o.bucket, o.split);
+  failures.catch(() => {}); // awaited after the images
+  reading.catch(() => {}); // awaited by syncImages, and below
+  const place = await placement(o);
   // The sync's listing is the table's too: what it lists is what is stored (and now here).
   const stored = new Map<string, number>();
-  const images = await syncImages(o, place, stored, hashes, placeholderKeys(records, sameBytes));
+  const images = await syncImages(o, place, stored, reading);
+  const { records, sameBytes } = await reading;
   const indexFile = join(resolve(o.dir), `${o.split}.csv`);
-  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, queueBusy: o.queueBusy ?? false, records, sameBytes });
+  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, failures: await failures, queueBusy: o.queueBusy ?? false, records, sameBytes });
   if (o.dryRun) {
     const counts = emptyCounts();
     for await (const row of rows) count(counts, row);
