@@ -186,7 +186,8 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
         listers += SHARDS.length;
         shards = SHARDS.map((shard) => list(shard, seen));
       }
-      await take(first.objects);
+      // Only the keys a shard would list: one outside them is none of the split's images.
+      await take(first.objects.filter((x) => SHARDS.includes(x.key.charAt(prefix.length))));
     } finally {
       listers--;
       wake();
