@@ -141,6 +141,8 @@ export class Fetcher {
   #dispatcher: Dispatcher;
   #gate: HostGate;
   #headers: Record<string, string>;
+  /** Origins whose URL passed checkUrl: its verdict depends on the scheme and host alone. */
+  #allowed = new Set<string>();
 
   constructor(options: Partial<FetcherOptions> = {}) {
     this.options = { ...DEFAULT_FETCHER_OPTIONS, ...options };
@@ -209,20 +211,25 @@ export class Fetcher {
 
   async #fetchUrl(url: URL, deadline: Deadline, attemptsBefore: number, room: Room | undefined, patientUntil: number): Promise<FetchResult> {
     const signal = deadline.signal;
-    const refused = checkUrl(url, this.options.guard);
-    if (refused) return { ok: false, url: url.href, reason: refused.reason, detail: refused.message, attempts: attemptsBefore };
+    const origin = url.origin;
+    if (!this.#allowed.has(origin)) {
+      const refused = checkUrl(url, this.options.guard);
+      if (refused) return { ok: false, url: url.href, reason: refused.reason, detail: refused.message, attempts: attemptsBefore };
+      if (this.#allowed.size >= 10_000) this.#allowed.clear();
+      this.#allowed.add(origin);
+    }
     let attempts = attemptsBefore;
     for (let retry = 0; ; ) {
       let entry: Entry;
       try {
         // The origin's turn, pace and pauses are not the request's time.
-        entry = await deadline.outside(() => this.#gate.acquire(url.origin, patientUntil, signal));
+        entry = await deadline.outside(() => this.#gate.acquire(origin, patientUntil, signal));
       } catch (error) {
         return { ok: false, url: url.href, attempts, ...classifyError(error, 'headers', 0, signal) };
       }
       if (!entry.ok) return pausedFailure(url.href, attempts, entry.until, entry.reason);
       attempts++;
-      const result = await this.#attempt(url, signal, room).catch((error: unknown): Attempt => ({ ok: false, ...classifyError(error, 'headers', 0, signal) }));
+      const result = await this.#attempt(url, origin, signal, room).catch((error: unknown): Attempt => ({ ok: false, ...classifyError(error, 'headers', 0, signal) }));
       if (result.ok) {
         entry.grant.done('ok');
         const { body, format, httpStatus, sha256 } = result;
@@ -256,12 +263,12 @@ export class Fetcher {
     }
   }
 
-  async #attempt(url: URL, signal: AbortSignal, room: Room | undefined): Promise<Attempt> {
+  async #attempt(url: URL, origin: string, signal: AbortSignal, room: Room | undefined): Promise<Attempt> {
     let phase: 'headers' | 'body' = 'headers';
     let received = 0;
     try {
       const response = await this.#dispatcher.request({
-        origin: url.origin,
+        origin,
         path: `${url.pathname}${url.search}`,
         method: 'GET',
         headers: this.#headers,
