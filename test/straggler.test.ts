@@ -48,6 +48,20 @@ describe('a straggler', () => {
     for (const r of [slow, last, lastDelivery]) r!.dispose();
   });
 
+  test('waiting for memory does not use up its share', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+    const batch = new BatchProgress(2);
+    const waiting = recordDeadline(new AbortController().signal, 1_000, batch);
+    recordDeadline(new AbortController().signal, 1_000, batch).dispose();
+    waiting.pause();
+    t.mock.timers.tick(60_000);
+    waiting.resume();
+    assert.equal(waiting.signal.aborted, false, 'the share has not run while it waited');
+    t.mock.timers.tick(1_000);
+    assert.equal(waiting.signal.aborted, true, 'then its share ends, its peer done');
+    waiting.dispose();
+  });
+
   test('a batch of one is never cut: there is nothing to be behind', (t) => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
     const only = recordDeadline(new AbortController().signal, 1_000, new BatchProgress(1));

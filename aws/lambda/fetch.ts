@@ -89,7 +89,7 @@ export async function handler(event: SQSEvent | PlanEvent, context: Context): Pr
         // A straggler is returned once it has had its share and most of the batch is done (straggler.ts).
         const share = recordDeadline(deadline.signal, shareMs(Number(item.attributes.ApproximateReceiveCount ?? 1), container.maxReceiveCount, container.fetcher.options.timeoutMs), progress);
         try {
-          await withinBudget(budget, container, (fetcher) => handleRecord(item, { ...deps, fetcher: refusingPlaceholders(fetcher, container.sameBytes), signal: share.signal }));
+          await withinBudget(budget, container, (fetcher) => handleRecord(item, { ...deps, fetcher: refusingPlaceholders(fetcher, container.sameBytes), signal: share.signal }), share);
           return { ok: true };
         } catch (error) {
           if (error instanceof BadMessageError) {
@@ -135,12 +135,18 @@ export async function handler(event: SQSEvent | PlanEvent, context: Context): Pr
  * response says the body's size (the largest allowed when it does not), before the body is read,
  * and given back when the record is done, its put included.
  */
-async function withinBudget<T>(budget: ByteBudget, container: Container, run: (fetcher: ImageFetcher) => Promise<T>): Promise<T> {
+async function withinBudget<T>(budget: ByteBudget, container: Container, run: (fetcher: ImageFetcher) => Promise<T>, share?: { pause(): void; resume(): void }): Promise<T> {
   let held: Reservation | undefined;
   const room: Room = async (bytes, signal) => {
     // A retry or the next mirror: give back the last attempt's room before asking again.
     held?.release();
-    held = await budget.reserve(fetchReservation(bytes ?? container.maxBytes), signal);
+    // Waiting for memory is not the web's time: the record's share stops meanwhile (straggler.ts).
+    share?.pause();
+    try {
+      held = await budget.reserve(fetchReservation(bytes ?? container.maxBytes), signal);
+    } finally {
+      share?.resume();
+    }
   };
   try {
     return await run({ fetchImage: (urls, signal) => container.fetcher.fetchImage(urls, signal, room) });

@@ -64,27 +64,53 @@ export class BatchProgress {
 /**
  * A signal that aborts with `parent` (the invocation's deadline), or once the record has run `ms`
  * and most of `batch` is finished, whichever comes first; `shareEnded` says whether the share did
- * it. Call `dispose` when the record is done (it also counts the record as finished).
+ * it. The share stops between `pause` and `resume` (waiting for memory to hold the body is not the
+ * web's time, as the image's own deadline stops then too). Call `dispose` when the record is done
+ * (it also counts the record as finished).
  */
-export function recordDeadline(parent: AbortSignal, ms: number | undefined, batch: BatchProgress): { signal: AbortSignal; shareEnded: () => boolean; dispose: () => void } {
+export function recordDeadline(parent: AbortSignal, ms: number | undefined, batch: BatchProgress): { signal: AbortSignal; shareEnded: () => boolean; pause: () => void; resume: () => void; dispose: () => void } {
   const controller = new AbortController();
   let ended = false;
+  let elapsed = false;
+  let paused = false;
+  let left = ms ?? 0;
+  let since = Date.now();
+  let timer: NodeJS.Timeout | undefined;
   let unsubscribe = (): void => {};
   const onParent = (): void => controller.abort(parent.reason);
   const cut = (): void => {
-    if (!batch.mostlyDone || controller.signal.aborted) return;
+    if (paused || !batch.mostlyDone || controller.signal.aborted) return;
     ended = true;
     controller.abort(new DOMException('the record had its share of the invocation', 'TimeoutError'));
   };
-  const timer = ms === undefined ? undefined : setTimeout(() => {
-    cut();
-    if (!ended) unsubscribe = batch.onFinished(cut);
-  }, ms);
+  const start = (): void => {
+    since = Date.now();
+    timer = setTimeout(() => {
+      elapsed = true;
+      cut();
+      if (!ended) unsubscribe = batch.onFinished(cut);
+    }, left);
+  };
+  if (ms !== undefined) start();
   if (parent.aborted) onParent();
   else parent.addEventListener('abort', onParent, { once: true });
   return {
     signal: controller.signal,
     shareEnded: () => ended,
+    pause: () => {
+      if (paused || ms === undefined) return;
+      paused = true;
+      if (!elapsed) {
+        clearTimeout(timer);
+        left -= Date.now() - since;
+      }
+    },
+    resume: () => {
+      if (!paused) return;
+      paused = false;
+      if (elapsed) cut();
+      else start();
+    },
     dispose: () => {
       clearTimeout(timer);
       unsubscribe();

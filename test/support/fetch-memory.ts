@@ -13,8 +13,9 @@ import { DEFAULT_EMULATOR_REGION, EMULATOR_CREDENTIALS } from '../../local-cloud
 const [endpoint, bucket, memoryMb, ...urls] = process.argv.slice(2);
 if (!endpoint || !bucket || !memoryMb) throw new Error('usage: fetch-memory.ts ENDPOINT BUCKET MEMORY_MB URL...');
 // The function's longest limits: this measures memory, and a loaded machine must not turn slowness
-// into failures.
-const settings = { ...DEFAULT_SETTINGS, fetchTimeoutSeconds: 900, imageTimeoutSeconds: 600 };
+// into failures; one receive allowed, so this delivery is the last and no record is returned as a
+// straggler (aws/lambda/straggler.ts).
+const settings = { ...DEFAULT_SETTINGS, fetchTimeoutSeconds: 900, imageTimeoutSeconds: 600, maxReceiveCount: 1 };
 Object.assign(process.env, functionEnvironment(settings, 'fetch', { bucket, jobsQueueUrl: '' }), {
   AWS_REGION: DEFAULT_EMULATOR_REGION,
   AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
