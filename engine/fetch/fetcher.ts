@@ -66,23 +66,48 @@ export type FetchResult =
 export type Room = (bytes: number | undefined, signal: AbortSignal) => Promise<void>;
 
 /**
+ * Deadlines under way per caller's signal, aborted by one listener on it: a listener per image
+ * would cost a walk over all the others' on each add and remove (EventTarget keeps a list), and
+ * a run has up to 4 × --concurrency images on one signal.
+ */
+const underWay = new WeakMap<AbortSignal, Set<Deadline>>();
+
+function siblingsOn(parent: AbortSignal): Set<Deadline> {
+  let deadlines = underWay.get(parent);
+  if (!deadlines) {
+    const live = new Set<Deadline>();
+    parent.addEventListener('abort', () => {
+      for (const deadline of live) deadline.abort(parent.reason);
+    }, { once: true });
+    underWay.set(parent, live);
+    deadlines = live;
+  }
+  return deadlines;
+}
+
+/**
  * The time one image may take, stopped while it waits for room; its signal also aborts with the
- * caller's (a listener costs less per image than AbortSignal.any's composite signal).
+ * caller's (cheaper per image than AbortSignal.any's composite signal).
  */
 class Deadline {
   readonly #controller = new AbortController();
-  readonly #parent: AbortSignal | undefined;
-  readonly #onParentAbort = (): void => this.#controller.abort(this.#parent!.reason);
+  readonly #siblings: Set<Deadline> | undefined;
   #left: number;
   #since = 0;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(ms: number, parent?: AbortSignal) {
     this.#left = ms;
-    this.#parent = parent;
     if (parent?.aborted) this.#controller.abort(parent.reason);
-    else parent?.addEventListener('abort', this.#onParentAbort, { once: true });
+    else if (parent) {
+      this.#siblings = siblingsOn(parent);
+      this.#siblings.add(this);
+    }
     this.resume();
+  }
+
+  abort(reason: unknown): void {
+    this.#controller.abort(reason);
   }
 
   get signal(): AbortSignal {
@@ -114,10 +139,10 @@ class Deadline {
     clearTimeout(this.#timer);
   }
 
-  /** Ends the deadline: no timer left, no listener on the caller's signal. */
+  /** Ends the deadline: no timer left, no longer aborted with the caller's signal. */
   end(): void {
     this.clear();
-    this.#parent?.removeEventListener('abort', this.#onParentAbort);
+    this.#siblings?.delete(this);
   }
 }
 
