@@ -234,3 +234,24 @@ async function fetchBytes(path: string): Promise<Buffer> {
   const response = await fetch(`${origin.url}${path}`);
   return Buffer.from(await response.arrayBuffer());
 }
+
+test("the caller's signal aborts every image under way on it, and only those", async () => {
+  const caller = new AbortController();
+  // Finished before the abort: its deadline is no longer tied to the signal.
+  assertImage(await fetcher.fetchImage([`${origin.url}/img/before.jpg`], caller.signal), sampleImage('before'));
+  const sent = origin.totalRequests();
+  // In flight or waiting for their turn at the origin (its allowance starts small): both end.
+  const stalled = [1, 2, 3].map((n) => fetcher.fetchImage([`${origin.url}/stall-headers/s${n}`], caller.signal));
+  while (origin.totalRequests() === sent) await new Promise((resolve) => setImmediate(resolve));
+  caller.abort();
+  for (const result of await Promise.all(stalled)) {
+    assertFailed(result, 'timeout');
+    assert.ok(!result.ok && result.detail === 'aborted', `detail: ${result.ok ? '' : result.detail}`);
+  }
+  // Images on no signal, or another, are not touched by it.
+  assertImage(await fetcher.fetchImage([`${origin.url}/img/after.jpg`], new AbortController().signal), sampleImage('after'));
+  // A signal already aborted fails the image before any request.
+  const requests = origin.totalRequests();
+  assertFailed(await fetcher.fetchImage([`${origin.url}/img/late.jpg`], caller.signal), 'timeout');
+  assert.equal(origin.totalRequests(), requests);
+});
