@@ -189,7 +189,19 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     counts.requests++;
     inFlight++;
     counts.peakConcurrency = Math.max(counts.peakConcurrency, inFlight);
-    res.once('close', () => inFlight--);
+    // A request stops counting (in flight, and against a concurrency limit) when its answer is
+    // handed over, as a real server sees it. Waiting for 'close' raced with the client: its answer
+    // read, it sent the next request, which could arrive in the same poll before 'close' fired.
+    const done: Array<() => void> = [() => inFlight--];
+    const settle = (): void => {
+      for (const f of done.splice(0)) f();
+    };
+    const end = res.end.bind(res);
+    res.end = ((...args: Parameters<typeof end>) => {
+      settle();
+      return end(...args);
+    }) as typeof res.end;
+    res.once('close', settle);
     res.on('error', () => {});
     const path = (req.url ?? '/').split('?')[0]!;
     const now = clock();
@@ -205,12 +217,10 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
       return;
     }
     admitted++;
+    done.push(() => admitted--);
     // Stop the wait when the client goes away or the web closes.
     const left = new AbortController();
-    res.once('close', () => {
-      admitted--;
-      left.abort();
-    });
+    res.once('close', () => left.abort());
     const wait = Math.min(profile.maxMs, profile.medianMs * Math.exp(profile.sigma * normal(latency)));
     sleep(wait, undefined, { signal: AbortSignal.any([closing, left.signal]) }).then(
       () => answer(path, req.socket, res),

@@ -65,7 +65,10 @@ describe('the local cloud on moto_server', { skip }, () => {
       endpoint: moto.endpoint,
       allowPrivateNetwork: true,
       visibilityTimeoutSeconds: 5,
-      settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchSize: 10, hostConcurrency: 2 },
+      // Batches of 4: a group's records run one after another, ~0.4 s each against moto (a HEAD and a
+      // PUT), and a batch must end well inside the 5 s visibility timeout, as the stack's 720 s ensure
+      // there; past it moto hands the group out again and the host sees it twice (peak 3 seen under load).
+      settings: { maxReceiveCount: 2, imageTimeoutSeconds: 5, fetchTimeoutSeconds: 30, fetchBatchSize: 4, hostConcurrency: 2 },
       // More invocations than a host's groups: only the FIFO groups keep them off it.
       fetchConcurrency: 6,
       logLevel: 'SILENT',
@@ -137,6 +140,11 @@ describe('the local cloud on moto_server', { skip }, () => {
     const [host] = web.report();
     assert.ok(host!.requests >= 40, `${host!.requests} requests`);
     assert.equal(host!.peakConcurrency, 2, 'both groups at once, never more');
-    for (const id of ids) await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: `images/fleet/${id}.jpg` }));
+    // Every image stored, as its host serves it (each body read to its end: one left unread would
+    // hold its socket until the client is destroyed, and error then).
+    for (const id of ids) {
+      const stored = await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: `images/fleet/${id}.jpg` }));
+      assert.ok(Buffer.from(await stored.Body!.transformToByteArray()).equals(web.hosts[0]!.body(`/img/m${id}.jpg`)), `images/fleet/${id}.jpg`);
+    }
   });
 });
