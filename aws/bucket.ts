@@ -21,6 +21,8 @@ export const PREFIX = {
   originals: 'originals/',
   /** hosts/<origin hash>.json: a host paused for the whole fleet (Retry-After, a ban), written by the fetch function. */
   hosts: 'hosts/',
+  /** packs/<split>/<nnnnn>.tar and packs/<split>/manifest.json: a split's images in tar shards (sync --packed). */
+  packs: 'packs/',
 } as const;
 
 /** Manifest uploads that trigger a split: these endings, optionally gzipped. */
@@ -137,4 +139,47 @@ export interface FetchRecord {
   height?: number;
   originalBytes?: number;
   at: string;
+}
+
+/** packs/<split>/: a split's tar shards and their manifest, written by the pack function. */
+export const packsPrefix = (split: string): string => `${PREFIX.packs}${split}/`;
+export const packManifestKey = (split: string): string => `${packsPrefix(split)}manifest.json`;
+/** packs/<split>/00000.tar, …: numbered in the order they were packed (the index's). */
+export const packShardName = (n: number): string => `${String(n).padStart(5, '0')}.tar`;
+export const packShardKey = (split: string, name: string): string => `${packsPrefix(split)}${name}`;
+
+/**
+ * An image's key relative to images/ as the split writes them: <split>/<file> or
+ * <split>/<label>/<file>, every segment as safeSegment makes it. What is packed, and the only
+ * names sync --packed takes out of a shard.
+ */
+export function isImageKey(split: string, key: string): boolean {
+  const segments = key.split('/');
+  return segments[0] === split && (segments.length === 2 || segments.length === 3) && segments.every((s) => s !== '' && safeSegment(s) === s);
+}
+
+/** packs/<split>/manifest.json: the shards packed so far, in order; rewritten after each shard. */
+export interface PackManifest {
+  split: string;
+  /** The size a shard is closed at (its last image may carry it past). */
+  shardBytes: number;
+  startedAt: string;
+  /** Set once every image listed when packing started is in a shard. */
+  finishedAt?: string;
+  /** Images under images/<split>/ when packing started, and their bytes. */
+  listed: number;
+  listedBytes: number;
+  shards: PackShard[];
+}
+
+export interface PackShard {
+  /** 00000.tar, … (packShardName). */
+  name: string;
+  /** The tar's size and SHA-256. */
+  bytes: number;
+  sha256: string;
+  /** Images in it, and the first and last: their keys relative to images/ and positions in the packing order (the index's). */
+  images: number;
+  first: { position: number; key: string };
+  last: { position: number; key: string };
 }

@@ -188,8 +188,16 @@ export function shapesImages(s: Settings): boolean {
 export const FUNCTION_SERVICES = {
   manifest: 'cloudfetch-manifest',
   fetch: 'cloudfetch-fetch',
+  pack: 'cloudfetch-pack',
 } as const;
 export type FunctionId = keyof typeof FUNCTION_SERVICES;
+
+/**
+ * The pack function (invoked directly by `cloudfetch pack`): a shard of 256 MB streams through in
+ * a few minutes, the longest timeout lets one invocation pack several, and the memory buys network
+ * (Lambda's grows with it) while the function holds only 16 images and two 8 MiB upload parts.
+ */
+export const PACK_FUNCTION = { memoryMb: 1024, timeoutSeconds: 900 } as const;
 
 /** The CloudWatch namespace of the functions' metrics (the dashboard reads it). */
 export const METRICS_NAMESPACE = 'cloudfetch';

@@ -27,6 +27,7 @@ export interface DevConnection {
   /** The local Lambda Invoke API and the fetch function it serves (`plan --dev`). */
   lambdaEndpoint?: string;
   fetchFunction?: string;
+  packFunction?: string;
 }
 
 export async function readDevConnection(file = DEV_FILE): Promise<DevConnection> {
@@ -75,7 +76,7 @@ export async function devCommand(o: DevCommandOptions): Promise<never> {
   const connection: DevConnection = {
     endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials,
     bucket: cloud.bucket, queueUrl: cloud.queueUrl, dlqUrl: cloud.dlqUrl, pid: process.pid,
-    lambdaEndpoint: lambda.url, fetchFunction: lambda.fetchFunction,
+    lambdaEndpoint: lambda.url, fetchFunction: lambda.fetchFunction, packFunction: lambda.packFunction,
   };
   // Listening before the file exists: whoever reads it may send Ctrl-C at once.
   const stopRequested = new Promise<void>((done) => {

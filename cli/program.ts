@@ -10,7 +10,7 @@ import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../engine/same-bytes.ts';
 import { OutsideFolderError } from '../engine/fs-store.ts';
 import { printable } from '../engine/printable.ts';
 import { DEFAULT_IMAGE_OPTIONS, MAX_RESIZE, OUTPUT_FORMATS, RESIZE_MODES, shapes, type ImageOptions, type OutputFormat, type ResizeMode } from '../engine/resize.ts';
-import { EXIT, ManifestRefused, UsageError } from './errors.ts';
+import { CommandFailed, EXIT, ManifestRefused, UsageError } from './errors.ts';
 import { openManifestFile } from './manifest-file.ts';
 // The cloud commands load the AWS SDK: imported when one of them runs, so `run` and `inspect`
 // start fast and small.
@@ -272,15 +272,29 @@ targetOptions(
   .option('-q, --quiet', 'no progress output')
   .option('--dry-run', 'say what would be copied (files and bytes), write nothing')
   .option('--verify', 're-hash local files against the index\'s sha256 and copy damaged ones again (without it, a file of the right size is kept)')
+  .option('--packed', 'bring the split\'s tar shards (see pack) in ranges over -c connections, then what no shard holds object by object')
   .option('--json', 'print what was copied as JSON on stdout')
-  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; ramp?: boolean; bwlimit?: number; quiet?: boolean; dryRun?: boolean; verify?: boolean; json?: boolean }) => {
+  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; ramp?: boolean; bwlimit?: number; quiet?: boolean; dryRun?: boolean; verify?: boolean; packed?: boolean; json?: boolean }) => {
     const { syncCommand } = await import('./sync.ts');
     const dryRun = flags.dryRun === true;
     const results = await withTarget(flags, (t) => syncCommand(t, {
       dir, ...(flags.split ? { split: flags.split } : {}), layout: flags.layout, concurrency: flags.concurrency, ramp: flags.ramp === true, ...(flags.bwlimit ? { bwlimit: flags.bwlimit } : {}),
-      progress: !flags.quiet, dryRun, verify: flags.verify === true, log: process.stderr,
+      progress: !flags.quiet, dryRun, verify: flags.verify === true, packed: flags.packed === true, log: process.stderr,
     }), flags.concurrency);
-    if (flags.json) json(results.map(({ split, home, seconds }) => ({ split, ...(dryRun ? { dryRun } : {}), ...home.images, counts: home.counts, index: home.indexFile, seconds })));
+    if (flags.json) json(results.map(({ split, home, seconds, packed }) => ({ split, ...(dryRun ? { dryRun } : {}), ...home.images, counts: home.counts, index: home.indexFile, seconds, ...(packed ? { packed } : {}) })));
+  });
+
+targetOptions(
+  program
+    .command('pack')
+    .description('pack a split\'s images into tar shards in the bucket (packs/<split>/) for sync --packed: the stack\'s pack function, invoked until done')
+    .argument('<split>', 'the split to pack'),
+)
+  .addOption(new Option('--shard-size <size>', 'bytes per shard, K, M, G counting in 1024s').default(256 * 1024 * 1024, '256M').argParser(byteSize('--shard-size')))
+  .option('--repack', 'pack anew, even if packed already (images stored since are then in the shards)')
+  .action(async (split: string, flags: TargetFlags & { shardSize: number; repack?: boolean }) => {
+    const { packCommand } = await import('./pack.ts');
+    await withTarget(flags, (t) => packCommand(t, { split, shardBytes: flags.shardSize, repack: flags.repack === true, log: process.stderr }));
   });
 
 targetOptions(program.command('report').description('what is missing and why: by reason, host and HTTP status; CSV and HTML'))
@@ -392,6 +406,9 @@ try {
     process.exitCode = EXIT.usage;
   } else if (error instanceof OutsideFolderError) {
     process.stderr.write(`cloudfetch: ${error.message}\n`);
+    process.exitCode = EXIT.failure;
+  } else if (error instanceof CommandFailed) {
+    process.stderr.write(`cloudfetch: ${printable(error.message, 2000)}\n`);
     process.exitCode = EXIT.failure;
   } else {
     const debug = Boolean(process.env.CLOUDFETCH_DEBUG);

@@ -1,14 +1,15 @@
 // `cloudfetch sync`: brings images and index tables home, resumable, with a bar of bytes and rate.
 
 import cliProgress from 'cli-progress';
-import { bringSplitHome, openReader, type SplitHome } from '../aws/home/sync.ts';
+import { bringSplitHome, openReader, placement, type SplitHome } from '../aws/home/sync.ts';
+import { PackedSyncError, syncPacked, type PackedResult } from '../aws/home/packed-sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
 import { queuedSplits } from '../aws/home/cloud-state.ts';
 import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
 import type { Layout } from '../engine/keys.ts';
 import type { ObjectReader } from '../aws/home/object-reader.ts';
 import { formatBytes, formatDuration, plural } from '../engine/summary.ts';
-import { UsageError } from './errors.ts';
+import { CommandFailed, UsageError } from './errors.ts';
 import { command, type Target } from './target.ts';
 
 export interface SyncCommandOptions {
@@ -25,11 +26,13 @@ export interface SyncCommandOptions {
   dryRun?: boolean;
   /** Re-hash local files against the index's sha256 (HomeOptions.verify). */
   verify?: boolean;
+  /** Bring the split's tar shards (cloudfetch pack) first; then copy what no shard holds object by object. */
+  packed?: boolean;
   signal?: AbortSignal;
   log: NodeJS.WriteStream;
 }
 
-export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Array<{ split: string; home: SplitHome; seconds: number }>> {
+export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
   // The downloads' connections open while the splits' status is read (round trips of a long link).
   const reader = o.dryRun ? undefined : await openReader(t.s3, t.bucket, o);
   try {
@@ -39,7 +42,7 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
   }
 }
 
-async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined): Promise<Array<{ split: string; home: SplitHome; seconds: number }>> {
+async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
   // Whether a failed attempt may still be retried: then its row is pending, not failed. Read with
   // the splits: each is a round trip of a long link.
   const [statuses, queue] = await Promise.all([queuedSplits(t.s3, t.bucket, o.split), t.queueUrl ? readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null]);
@@ -68,6 +71,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
       : null;
     timer?.unref();
     try {
+      const packed = o.packed ? await packedShards(t, o, split, bandwidth) : undefined;
       const home = await bringSplitHome({
         s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? false,
         ...(reader ? { reader } : {}),
@@ -88,7 +92,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
         },
       });
       const seconds = (Date.now() - started) / 1000;
-      results.push({ split, home, seconds });
+      results.push({ split, home, seconds, ...(packed ? { packed } : {}) });
       bar?.stop();
       const c = home.counts;
       const { downloaded, skipped, repaired } = home.images;
@@ -110,4 +114,33 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
 /** A recorded threshold, when it is one (the status is bucket content, not trusted). */
 function threshold(value: unknown): { placeholderThreshold?: number } {
   return Number.isSafeInteger(value) && (value === 0 || (value as number) >= 2) ? { placeholderThreshold: value as number } : {};
+}
+
+/** The split's shards, before its object-by-object pass; a split not packed says so and is copied object by object. */
+async function packedShards(t: Target, o: SyncCommandOptions, split: string, bandwidth: TokenBucket | undefined): Promise<PackedResult | undefined> {
+  const started = Date.now();
+  let received = 0;
+  const timer = o.progress ? setInterval(() => o.log.write(`sync ${split}: ${formatBytes(received)} of shards received\n`), 10_000) : null;
+  timer?.unref();
+  try {
+    const place = await placement({ s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout });
+    const r = await syncPacked({
+      s3: t.s3, bucket: t.bucket, split, dir: o.dir, place, concurrency: o.concurrency, dryRun: o.dryRun ?? false,
+      ...(bandwidth ? { bandwidth } : {}), ...(o.signal ? { signal: o.signal } : {}),
+      onBytes: (n) => (received += n),
+    });
+    const seconds = (Date.now() - started) / 1000;
+    const unfinished = r.complete ? '' : ' (packing was not finished: the rest comes object by object)';
+    o.log.write(o.dryRun
+      ? `${split}: would read ${r.fetched} of ${r.shards} ${plural(r.shards, 'shard')} (${formatBytes(r.bytes)}), ${r.alreadyHere} here already${unfinished}\n`
+      : `${split}: ${r.fetched} of ${r.shards} ${plural(r.shards, 'shard')} read (${formatBytes(r.bytes)}, ${r.images} ${plural(r.images, 'image')}) in ${formatDuration(seconds)}, ${r.alreadyHere} here already${unfinished}; now what no shard holds\n`);
+    return r;
+  } catch (error) {
+    if (!(error instanceof PackedSyncError)) throw error;
+    if (!/is not packed/.test(error.message)) throw new CommandFailed(error.message);
+    o.log.write(`${split}: ${error.message.replace(/: pack it first.*$/, '')}; copied object by object (${command(t, `pack ${split}`)} packs it)\n`);
+    return undefined;
+  } finally {
+    if (timer) clearInterval(timer);
+  }
 }

@@ -31,6 +31,8 @@ export interface Target {
   /** The fetch function, for a direct invocation (`plan`), and where Lambda is reached when not at the region's endpoint (the local cloud's). */
   fetchFunction?: string;
   lambdaEndpoint?: string;
+  /** The pack function (`cloudfetch pack`), invoked the same way. */
+  packFunction?: string;
   s3: S3Client;
   sqs: SQSClient;
   /** Where the names came from, for messages. */
@@ -77,7 +79,7 @@ function clients(config: ClientConfig, sockets: number): { s3: S3Client; sqs: SQ
 }
 
 async function target(
-  names: { bucket: string; queueUrl?: string; dlqUrl?: string; fetchFunction?: string; lambdaEndpoint?: string },
+  names: { bucket: string; queueUrl?: string; dlqUrl?: string; fetchFunction?: string; lambdaEndpoint?: string; packFunction?: string },
   config: ClientConfig,
   o: { source: string; args: readonly string[]; dev?: boolean; sockets: number },
 ): Promise<Target> {
@@ -99,11 +101,12 @@ async function target(
 
 type Outputs = Record<string, string>;
 
-function namesFrom(outputs: Outputs): { bucket: string; queueUrl?: string; dlqUrl?: string; fetchFunction?: string } | null {
+function namesFrom(outputs: Outputs): { bucket: string; queueUrl?: string; dlqUrl?: string; fetchFunction?: string; packFunction?: string } | null {
   if (!outputs.BucketName) return null;
   return {
     bucket: outputs.BucketName, ...(outputs.QueueUrl ? { queueUrl: outputs.QueueUrl } : {}), ...(outputs.DlqUrl ? { dlqUrl: outputs.DlqUrl } : {}),
     ...(outputs.FetchFunctionName ? { fetchFunction: outputs.FetchFunctionName } : {}),
+    ...(outputs.PackFunctionName ? { packFunction: outputs.PackFunctionName } : {}),
   };
 }
 

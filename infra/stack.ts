@@ -65,6 +65,7 @@ export class CloudfetchStack extends Stack {
     output('AlarmTopicArn', this.operations.alarmTopic.topicArn, 'Alarm notifications: subscribe with cloudfetch:alarmEmail or in the SNS console');
     output('ManifestFunctionName', this.functions.manifest.functionName, 'Splits uploaded manifests into jobs');
     output('FetchFunctionName', this.functions.fetch.functionName, 'Fetches the images of queued jobs');
+    output('PackFunctionName', this.functions.pack.functionName, 'Packs a split into tar shards under packs/ (cloudfetch pack, sync --packed)');
     output(
       'DashboardUrl',
       `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${this.operations.dashboard.dashboardName}`,

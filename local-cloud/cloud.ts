@@ -247,6 +247,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     const env = {
       manifest: { ...functionEnvironment(settings, 'manifest', at), ...emulated },
       fetch: { ...functionEnvironment(settings, 'fetch', at), ...emulated },
+      pack: { ...functionEnvironment(settings, 'pack', at), ...emulated },
     };
     const shared = sharedEnv(env);
     // A session token from the developer's shell must not travel with the emulator's keys.

@@ -1,6 +1,7 @@
-// Lambda's Invoke API for the local cloud's fetch function (RequestResponse only): what
-// `cloudfetch plan --dev` calls for the fetch function's dry mode, the same signed POST it sends to
-// AWS. The real handler module runs in this process, in the environment the local cloud set up,
+// Lambda's Invoke API for the local cloud's fetch and pack functions (RequestResponse only): what
+// `cloudfetch plan --dev` calls for the fetch function's dry mode and `cloudfetch pack --dev` for
+// the pack function, the same signed POST each sends to AWS. The real handler modules run in this
+// process, in the environment the local cloud set up,
 // one invocation at a time per module instance (a container, as Lambda runs them: invocations at
 // once get containers of their own, with their own fetcher).
 
@@ -8,6 +9,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Context } from 'aws-lambda';
+import { PACK_FUNCTION } from '../aws/settings.ts';
 import { lambdaContext, type LocalCloud } from './cloud.ts';
 
 /** Lambda's limit on a synchronous invocation's payload. */
@@ -19,6 +21,7 @@ export interface LambdaApi {
   /** The endpoint, e.g. http://127.0.0.1:40123 */
   readonly url: string;
   readonly fetchFunction: string;
+  readonly packFunction: string;
   close(): Promise<void>;
 }
 
@@ -31,20 +34,16 @@ export async function startLambdaApi(cloud: LocalCloud, handler?: Handler): Prom
   const container = async (): Promise<Handler> => {
     const free = idle.pop() ?? handler;
     if (free) return free;
-    // Loaded with exactly the function's environment, as cloud.ts loads the poller's containers.
-    const saved = { ...process.env };
-    Object.assign(process.env, cloud.env.fetch);
-    try {
-      const module = (await import(`../aws/lambda/fetch.ts?container=invoke-${containers++}`)) as typeof import('../aws/lambda/fetch.ts');
-      return module.handler as unknown as Handler;
-    } finally {
-      for (const key of Object.keys(cloud.env.fetch)) {
-        if (saved[key] === undefined) delete process.env[key];
-        else process.env[key] = saved[key];
-      }
-    }
+    const module = await withEnv(cloud.env.fetch, () => import(`../aws/lambda/fetch.ts?container=invoke-${containers++}`) as Promise<typeof import('../aws/lambda/fetch.ts')>);
+    return module.handler as unknown as Handler;
   };
   const path = `/2015-03-31/functions/${encodeURIComponent(fn.name)}/invocations`;
+  // The pack function: one module, loaded with its environment; invocations at once share it (they
+  // hold no state between calls but their clients).
+  const packFn = { name: `${s.stackName}-pack`, memoryMb: PACK_FUNCTION.memoryMb, timeoutSeconds: PACK_FUNCTION.timeoutSeconds };
+  const packPath = `/2015-03-31/functions/${encodeURIComponent(packFn.name)}/invocations`;
+  let packHandler: Promise<Handler> | undefined;
+  const packContainer = (): Promise<Handler> => (packHandler ??= withEnv(cloud.env.pack, () => import('../aws/lambda/pack.ts')).then((m) => m.handler as unknown as Handler));
 
   const fail = (res: ServerResponse, status: number, type: string, message: string): void => {
     res.writeHead(status, { 'content-type': 'application/json', 'x-amzn-errortype': type });
@@ -54,7 +53,7 @@ export async function startLambdaApi(cloud: LocalCloud, handler?: Handler): Prom
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method !== 'POST' || !url.pathname.startsWith('/2015-03-31/functions/')) return fail(res, 404, 'UnknownOperationException', 'only Invoke is served here');
-    if (url.pathname !== path) return fail(res, 404, 'ResourceNotFoundException', `Function not found: ${decodeURIComponent(url.pathname.split('/')[3] ?? '')}`);
+    if (url.pathname !== path && url.pathname !== packPath) return fail(res, 404, 'ResourceNotFoundException', `Function not found: ${decodeURIComponent(url.pathname.split('/')[3] ?? '')}`);
     if ((req.headers['x-amz-invocation-type'] ?? 'RequestResponse') !== 'RequestResponse') return fail(res, 400, 'InvalidParameterValueException', 'only RequestResponse invocations');
     const chunks: Buffer[] = [];
     let size = 0;
@@ -69,9 +68,10 @@ export async function startLambdaApi(cloud: LocalCloud, handler?: Handler): Prom
     } catch {
       return fail(res, 400, 'InvalidRequestContentException', 'could not parse the request body as JSON');
     }
-    const run = await container();
+    const packing = url.pathname === packPath;
+    const run = packing ? await packContainer() : await container();
     try {
-      const answer = await run(event, lambdaContext(fn, cloud.emulator.region));
+      const answer = await run(event, lambdaContext(packing ? packFn : fn, cloud.emulator.region));
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(answer ?? null));
     } catch (error) {
@@ -79,7 +79,7 @@ export async function startLambdaApi(cloud: LocalCloud, handler?: Handler): Prom
       res.writeHead(200, { 'content-type': 'application/json', 'x-amz-function-error': 'Unhandled' });
       res.end(JSON.stringify({ errorType: error instanceof Error ? error.name : 'Error', errorMessage: error instanceof Error ? error.message : String(error) }));
     } finally {
-      idle.push(run);
+      if (!packing) idle.push(run);
     }
   }
 
@@ -97,10 +97,25 @@ export async function startLambdaApi(cloud: LocalCloud, handler?: Handler): Prom
   return {
     url: `http://127.0.0.1:${port}`,
     fetchFunction: fn.name,
+    packFunction: packFn.name,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const socket of sockets) socket.destroy();
       }),
   };
+}
+
+/** Loads a handler module with exactly its function's environment, as cloud.ts loads the poller's containers. */
+async function withEnv<T>(env: Readonly<Record<string, string>>, load: () => Promise<T>): Promise<T> {
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    return await load();
+  } finally {
+    for (const key of Object.keys(env)) {
+      if (saved[key] === undefined) delete process.env[key];
+      else process.env[key] = saved[key];
+    }
+  }
 }

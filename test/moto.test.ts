@@ -3,7 +3,7 @@
 // saying so, where moto_server is not installed.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,30 +18,7 @@ import { jobIds } from '../aws/fifo.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 import { startSimWeb, type SimWeb } from '../local-cloud/sim-web.ts';
-
-const motoInstalled = spawnSync('moto_server', ['-h'], { stdio: 'ignore' }).status === 0;
-const skip = motoInstalled ? false : 'moto_server is not installed (pip install "moto[server]"): the moto end-to-end test is skipped';
-
-/** moto_server on a port the OS picks; ready once it says where it listens and answers there. */
-async function startMoto(): Promise<{ endpoint: string; process: ChildProcess }> {
-  // Its own process group, so the kill at the end reaches the Python process behind any wrapper (pyenv shims).
-  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', '0'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let seen = '';
-    const look = (chunk: Buffer): void => {
-      seen += chunk.toString();
-      const found = /Running on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen);
-      if (found) resolve(found[1]!);
-    };
-    child.stdout!.on('data', look);
-    child.stderr!.on('data', look);
-    child.once('exit', (code) => reject(new Error(`moto_server exited (${code}) before listening: ${seen}`)));
-    child.once('error', reject);
-  });
-  // It prints the address after binding; one answered request confirms it serves.
-  assert.equal((await fetch(`${endpoint}/moto-api/`)).ok, true);
-  return { endpoint, process: child };
-}
+import { motoSkip as skip, startMoto } from './support/moto.ts';
 
 describe('the local cloud on moto_server', { skip }, () => {
   let moto: { endpoint: string; process: ChildProcess };

@@ -77,6 +77,7 @@ const ids = {
   failedManifests: logicalId(stack.queues.failedManifests),
   manifest: logicalId(stack.functions.manifest),
   fetch: logicalId(stack.functions.fetch),
+  pack: logicalId(stack.functions.pack),
   topic: logicalId(stack.operations.alarmTopic),
   key: logicalId(stack.operations.alarmTopic.masterKey!),
 };
@@ -293,14 +294,15 @@ test('Lambda never retries the manifest function: a failed upload event goes to 
 
 // --- functions
 
-test('both functions: nodejs24.x on arm64, settings for memory and timeout, their environment and log groups', () => {
+test('the three functions: nodejs24.x on arm64, settings for memory and timeout, their environment and log groups', () => {
   const fns = resources('AWS::Lambda::Function');
   const expected = {
     manifest: { memory: 1024, timeout: 900, service: 'cloudfetch-manifest' },
     fetch: { memory: 512, timeout: 120, service: 'cloudfetch-fetch' },
+    pack: { memory: 1024, timeout: 900, service: 'cloudfetch-pack' },
   };
   for (const [name, want] of Object.entries(expected)) {
-    const p = fns[ids[name as 'manifest' | 'fetch']]!.Properties;
+    const p = fns[ids[name as 'manifest' | 'fetch' | 'pack']]!.Properties;
     assert.equal(p.Runtime, 'nodejs24.x');
     assert.deepEqual(p.Architectures, ['arm64']);
     assert.equal(p.Handler, 'index.handler');
@@ -323,7 +325,7 @@ test('both functions: nodejs24.x on arm64, settings for memory and timeout, thei
     const groupId = p.LoggingConfig.LogGroup.Ref as string;
     assert.equal(resources('AWS::Logs::LogGroup')[groupId]!.Properties.RetentionInDays, 30);
   }
-  t.resourcePropertiesCountIs('AWS::Lambda::Function', { Runtime: 'nodejs24.x' }, 2);
+  t.resourcePropertiesCountIs('AWS::Lambda::Function', { Runtime: 'nodejs24.x' }, 3);
   t.resourceCountIs('Custom::LogRetention', 0);
 });
 
@@ -359,6 +361,10 @@ test('the local cloud loads each handler with the environment the stack gives th
     }
     assert.equal(loaded.manifest!.POWERTOOLS_SERVICE_NAME, 'cloudfetch-manifest');
     assert.equal(loaded.fetch!.USER_AGENT, 'agent/1');
+    // The pack function (loaded by lambda-api.ts with cloud.env.pack): the stack's literal values.
+    const { BUCKET_NAME, NODE_OPTIONS, ...packLiteral } = resources('AWS::Lambda::Function', template)[ids.pack]!.Properties.Environment.Variables as Record<string, unknown>;
+    assert.deepEqual(Object.fromEntries(Object.entries(cloud.env.pack).filter(([k]) => !k.startsWith('AWS_') && k !== 'BUCKET_NAME')), packLiteral);
+    assert.deepEqual([render(BUCKET_NAME), cloud.env.pack.BUCKET_NAME, NODE_OPTIONS], ['bucket', cloud.bucket, '--enable-source-maps']);
   } finally {
     await cloud.stop();
     await emulator.stop();
@@ -402,9 +408,26 @@ test('the fetch function may check and store images/, record failures/ and recor
   ]);
 });
 
+test('the pack function may read images/ and index/, list the bucket, and read and write packs/ (in parts): nothing else', () => {
+  const groupOf = (fn: string): string => resources('AWS::Lambda::Function')[fn]!.Properties.LoggingConfig.LogGroup.Ref;
+  assert.deepEqual(grantsOf(ids.pack).map(line), [
+    `logs:CreateLogStream ${groupOf(ids.pack)}.Arn`,
+    `logs:PutLogEvents ${groupOf(ids.pack)}.Arn`,
+    's3:AbortMultipartUpload bucket/packs/*',
+    's3:GetObject bucket/images/*',
+    's3:GetObject bucket/index/*',
+    's3:GetObject bucket/packs/*',
+    's3:ListBucket bucket',
+    's3:PutObject bucket/packs/*',
+  ]);
+  // Nothing invokes it but a user (cloudfetch pack): no event source, no permission for a service.
+  assert.deepEqual(Object.values(resources('AWS::Lambda::EventSourceMapping')).filter((m) => m.Properties.FunctionName?.Ref === ids.pack), []);
+  assert.deepEqual(Object.values(resources('AWS::Lambda::Permission')).filter((p) => JSON.stringify(p.Properties.FunctionName).includes(ids.pack)), []);
+});
+
 test('nothing the functions may write can trigger the manifest function, and neither may write the other\'s prefixes', () => {
   const writes = (fn: string): string[] => grantsOf(fn).filter((g) => /^s3:(PutObject|\*|Put\*|\*Object)/.test(g.action)).map((g) => g.resource);
-  const writableBy = { manifest: writes(ids.manifest), fetch: writes(ids.fetch) };
+  const writableBy = { manifest: writes(ids.manifest), fetch: writes(ids.fetch), pack: writes(ids.pack) };
   for (const writable of Object.values(writableBy)) {
     for (const r of writable) {
       assert.ok(!r.startsWith(`bucket/${PREFIX.manifests}`) && r !== 'bucket/*' && r !== 'bucket', `no writes to manifests/: ${r}`);
@@ -412,6 +435,7 @@ test('nothing the functions may write can trigger the manifest function, and nei
   }
   assert.ok(!writableBy.fetch.some((r) => r.startsWith(`bucket/${PREFIX.index}`) || r.startsWith(`bucket/${PREFIX.status}`)), 'fetch cannot write index/ or status/');
   assert.ok(!writableBy.manifest.some((r) => r.startsWith(`bucket/${PREFIX.images}`) || r.startsWith(`bucket/${PREFIX.failures}`)), 'manifest cannot write images/ or failures/');
+  assert.deepEqual(writableBy.pack, [`bucket/${PREFIX.packs}*`], 'pack writes packs/ only');
 });
 
 test('no Allow anywhere has a * action or resource, except CDK\'s auto-delete provider with removalPolicy=destroy', () => {
@@ -519,7 +543,7 @@ test('a dashboard of outcomes, queues and functions', () => {
 
 test('outputs name the bucket, queues, functions and the dashboard\'s console URL; everything is tagged project=cloudfetch', () => {
   const outputs = t.findOutputs('*');
-  assert.deepEqual(Object.keys(outputs).sort(), ['AlarmTopicArn', 'BucketName', 'DashboardUrl', 'DlqUrl', 'FailedManifestsUrl', 'FetchFunctionName', 'ManifestFunctionName', 'QueueUrl']);
+  assert.deepEqual(Object.keys(outputs).sort(), ['AlarmTopicArn', 'BucketName', 'DashboardUrl', 'DlqUrl', 'FailedManifestsUrl', 'FetchFunctionName', 'ManifestFunctionName', 'PackFunctionName', 'QueueUrl']);
   assert.equal(render(outputs.BucketName!.Value), 'bucket');
   assert.equal(render(outputs.QueueUrl!.Value), 'jobs');
   assert.equal(render(outputs.DlqUrl!.Value), 'dlq');
@@ -527,6 +551,7 @@ test('outputs name the bucket, queues, functions and the dashboard\'s console UR
   assert.equal(render(outputs.AlarmTopicArn!.Value), 'topic');
   assert.equal(render(outputs.ManifestFunctionName!.Value), 'manifest');
   assert.equal(render(outputs.FetchFunctionName!.Value), 'fetch');
+  assert.equal(render(outputs.PackFunctionName!.Value), 'pack');
   const dashboard = Object.keys(resources('AWS::CloudWatch::Dashboard'))[0]!;
   assert.equal(render(outputs.DashboardUrl!.Value), `https://ap-east-1.console.aws.amazon.com/cloudwatch/home?region=ap-east-1#dashboards:name=${dashboard}`);
 
@@ -622,6 +647,9 @@ test('cdk-nag AWS Solutions: no unacknowledged errors or warnings, and every ack
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/index/*]`,
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/manifests/*]`,
     `cloudfetch/Functions/ManifestRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/status/*]`,
+    `cloudfetch/Functions/PackRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/images/*]`,
+    `cloudfetch/Functions/PackRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/index/*]`,
+    `cloudfetch/Functions/PackRole AwsSolutions-IAM5[Resource::<${ids.bucket}.Arn>/packs/*]`,
     'cloudfetch/Queues/FailedManifests AwsSolutions-SQS3',
     'cloudfetch/Storage/Bucket AwsSolutions-S1',
   ]);
@@ -642,7 +670,7 @@ test('cfn-lint finds nothing wrong with the template (skipped when cfn-lint is n
 
 test('the app bundles and synthesizes with cdk-nag applied and prints nothing but CDK\'s bundling lines', async () => {
   const run = await appRuns.ok;
-  assert.equal(run.stderr, 'Bundling asset cloudfetch/Functions/Manifest/Code/Stage...\nBundling asset cloudfetch/Functions/Fetch/Code/Stage...\n');
+  assert.equal(run.stderr, 'Bundling asset cloudfetch/Functions/Manifest/Code/Stage...\nBundling asset cloudfetch/Functions/Fetch/Code/Stage...\nBundling asset cloudfetch/Functions/Pack/Code/Stage...\n');
   assert.equal(run.code, 0);
   const template = JSON.parse(await readFile(path.join(run.outdir, 'cloudfetch.template.json'), 'utf8'));
   assert.ok(template.Resources[ids.bucket]);
@@ -668,7 +696,7 @@ test('the bundles carry the AWS SDK (lib-storage too) and load with no node_modu
   const run = await appRuns.ok;
   assert.equal(run.code, 0);
   const template = JSON.parse(await readFile(path.join(run.outdir, 'cloudfetch.template.json'), 'utf8'));
-  for (const fn of ['manifest', 'fetch'] as const) {
+  for (const fn of ['manifest', 'fetch', 'pack'] as const) {
     const zip = template.Resources[ids[fn]].Properties.Code.S3Key as string;
     const file = path.join(run.outdir, `asset.${zip.replace(/\.zip$/, '')}`, 'index.mjs');
     const code = await readFile(file, 'utf8');
@@ -683,6 +711,7 @@ test('the bundles carry the AWS SDK (lib-storage too) and load with no node_modu
       assert.ok(code.includes('"AmazonSQS"'), 'manifest bundles @aws-sdk/client-sqs');
       assert.ok(code.includes('"Upload aborted."'), 'manifest bundles @aws-sdk/lib-storage');
     }
+    if (fn === 'pack') assert.ok(code.includes('"Upload aborted."') && code.includes('pack stream is already finalized'), 'pack bundles @aws-sdk/lib-storage and tar-stream');
     // The asset folder is under the OS temp dir, with no node_modules above it: an import left
     // external fails here (ERR_MODULE_NOT_FOUND) as it would in Lambda.
     const load = await new Promise<{ code: number | null; out: string }>((resolve) => {

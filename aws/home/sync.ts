@@ -89,7 +89,7 @@ const RAMP_START = 8;
 const RAMP_WINDOW_MS = 1000;
 
 /** Image key (relative to images/) → local path (relative to dir), per the layout. */
-async function placement(o: HomeOptions): Promise<(key: string) => string> {
+export async function placement(o: HomeOptions): Promise<(key: string) => string> {
   if (o.layout !== 'by-label') return (key) => key;
   const labels = new Map<string, string>();
   const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: indexKey(o.split) }));

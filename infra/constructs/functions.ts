@@ -1,6 +1,7 @@
-// The two Lambda functions (bundled from aws/lambda/*.ts by esbuild, no Docker), their roles with
+// The three Lambda functions (bundled from aws/lambda/*.ts by esbuild, no Docker), their roles with
 // explicit least-privilege statements, their log groups, and what invokes them: an S3 upload
-// under manifests/ for the manifest function, the jobs queue for the fetch function.
+// under manifests/ for the manifest function, the jobs queue for the fetch function, the user
+// (`cloudfetch pack`, a direct invocation) for the pack function.
 
 import * as path from 'node:path';
 import { Duration, RemovalPolicy, Size, Stack, Validations } from 'aws-cdk-lib';
@@ -14,7 +15,7 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { MANIFEST_SUFFIXES, PREFIX } from '../../aws/bucket.ts';
-import { FUNCTION_SERVICES, functionEnvironment, LOG_RETENTION_DAYS, shapesImages, type Settings } from '../../aws/settings.ts';
+import { FUNCTION_SERVICES, functionEnvironment, LOG_RETENTION_DAYS, PACK_FUNCTION, shapesImages, type Settings } from '../../aws/settings.ts';
 import { SHARP_EXTERNAL, sharpInstallCommand } from '../sharp-bundle.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -44,6 +45,7 @@ interface FunctionSpec {
 export class Functions extends Construct {
   readonly manifest: NodejsFunction;
   readonly fetch: NodejsFunction;
+  readonly pack: NodejsFunction;
 
   constructor(scope: Construct, id: string, props: FunctionsProps) {
     super(scope, id);
@@ -115,6 +117,26 @@ export class Functions extends Construct {
     // says so; under hosts/ only.
     allowObjects(this.fetch, 'ShareHostPauses', ['s3:GetObject', 's3:PutObject'], bucket, [PREFIX.hosts],
       'hosts/<origin hash>.json, one per host paused by Retry-After or a ban.');
+
+    // Pack function: reads the split's images and index, writes packs/ only (shards in parts).
+    this.pack = nodeFunction(this, 'Pack', {
+      entry: 'aws/lambda/pack.ts',
+      description: 'cloudfetch: packs a split\'s images into tar shards under packs/ for sync --packed',
+      service: FUNCTION_SERVICES.pack,
+      memoryMb: PACK_FUNCTION.memoryMb,
+      timeoutSeconds: PACK_FUNCTION.timeoutSeconds,
+      environment: functionEnvironment(settings, 'pack', at),
+      logRemovalPolicy,
+    });
+    allowObjects(this.pack, 'ReadImages', ['s3:GetObject'], bucket, [PREFIX.images],
+      'images/<split>/<id>.<ext>: the images it packs.');
+    allowObjects(this.pack, 'ReadIndex', ['s3:GetObject'], bucket, [PREFIX.index],
+      'index/<split>.csv: the order it packs in.');
+    allowObjects(this.pack, 'WritePacks', ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], bucket, [PREFIX.packs],
+      'packs/<split>/<n>.tar and manifest.json: the shards, uploaded in parts, and their manifest, read to carry on.');
+    // Listing images/, and a missing manifest or index answered 404 rather than 403 (unconditioned, as
+    // the fetch function's: key names of its own bucket, no contents outside the prefixes above).
+    this.pack.addToRolePolicy(new iam.PolicyStatement({ sid: 'ListImagesAndTellMissingApart', actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
 
     // The jobs: SQS polling by Lambda (the event source grants receive/delete/visibility on this
     // queue only). maxConcurrency caps the instances. From a FIFO queue Lambda takes at most 10

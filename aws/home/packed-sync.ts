@@ -1,0 +1,246 @@
+// sync --packed: brings a split's tar shards home (packs/<split>/, written by the pack function)
+// instead of its images one by one. Each shard is read in ranges over many connections at once (one
+// connection of a long lossy link carries little), written at their offsets into a part file, a
+// range cut midway resumed where it broke off; then checked against its SHA-256 and unpacked into
+// the same files plain sync writes. Shards done are remembered under <dir>/.cloudfetch-packs/, and
+// ranges done are logged beside the part file, so a sync stopped at any moment fetches neither again.
+
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { appendFile, mkdir, open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Readable } from 'node:stream';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { extract as tarExtract } from 'tar-stream';
+import { FsStore } from '../../engine/fs-store.ts';
+import { printable } from '../../engine/printable.ts';
+import type { TokenBucket } from '../../engine/token-bucket.ts';
+import { isImageKey, packManifestKey, packShardKey, packShardName, type PackManifest, type PackShard } from '../bucket.ts';
+
+/** Beside the split's folders: which shards are home, and the one being read. */
+export const PACK_STATE_DIR = '.cloudfetch-packs';
+const DEFAULT_RANGE_BYTES = 4 * 1024 * 1024;
+const RANGE_ATTEMPTS = 8;
+// The SDK's requestTimeout only warns (smithy's throwOnRequestTimeout is off): a body that stalls is ours to cut.
+const STALL_MS = 60_000;
+/** No image in a shard is larger than this (the stack's maxBytes is at most 1 GiB). */
+const MAX_ENTRY_BYTES = 1024 * 1024 * 1024;
+
+export class PackedSyncError extends Error {
+  override name = 'PackedSyncError';
+}
+
+export interface PackedOptions {
+  s3: S3Client;
+  bucket: string;
+  split: string;
+  /** Images go to <dir>/<split>/…, as plain sync puts them. */
+  dir: string;
+  /** Image key (relative to images/) → local path (relative to dir): sync's placement. */
+  place: (key: string) => string;
+  /** Ranges read at once (default 64). */
+  concurrency?: number;
+  /** Bytes per range (default 4 MiB). */
+  rangeBytes?: number;
+  /** A range that brings no byte for this long is asked for again from where it stopped (default 60 s). */
+  stallMs?: number;
+  bandwidth?: TokenBucket;
+  signal?: AbortSignal;
+  /** Count the shards a sync would read, read and write nothing. */
+  dryRun?: boolean;
+  onShard?: (shard: { name: string; bytes: number; images: number; fetched: boolean }) => void;
+  /** Bytes of shards received, as they come. */
+  onBytes?: (bytes: number) => void;
+}
+
+export interface PackedResult {
+  /** Shards in the manifest, and whether the pack covers every image listed when it began. */
+  shards: number;
+  complete: boolean;
+  /** Shards read now (or, dry, to read) and their bytes; shards home from an earlier sync. */
+  fetched: number;
+  bytes: number;
+  alreadyHere: number;
+  /** Images unpacked now. */
+  images: number;
+}
+
+/** Reads the split's shards home and unpacks them; the caller's plain sync then copies what no shard holds. */
+export async function syncPacked(o: PackedOptions): Promise<PackedResult> {
+  const manifest = await readPackManifest(o.s3, o.bucket, o.split);
+  const state = join(resolve(o.dir), PACK_STATE_DIR, o.split);
+  const result: PackedResult = { shards: manifest.shards.length, complete: manifest.finishedAt !== undefined, fetched: 0, bytes: 0, alreadyHere: 0, images: 0 };
+  const present = new Set(await readdir(state).catch(() => [] as string[]));
+  const todo = manifest.shards.filter((shard) => {
+    if (!present.has(`${stateName(shard)}.done`)) return true;
+    result.alreadyHere++;
+    o.onShard?.({ name: shard.name, bytes: shard.bytes, images: shard.images, fetched: false });
+    return false;
+  });
+  if (o.dryRun) {
+    result.fetched = todo.length;
+    result.bytes = todo.reduce((sum, s) => sum + s.bytes, 0);
+    return result;
+  }
+  await mkdir(state, { recursive: true });
+  // State of shards no longer in the manifest (packed anew since) goes.
+  const wanted = new Set(manifest.shards.map(stateName));
+  for (const name of present) if (!wanted.has(name.replace(/\.(done|part|ranges)$/, ''))) await rm(join(state, name), { force: true });
+  const store = await FsStore.open(o.dir);
+  try {
+    // A shard is unpacked while the next one is read.
+    let unpacking: Promise<void> = Promise.resolve();
+    for (const shard of todo) {
+      const part = await readShard(o, shard, state);
+      await unpacking;
+      unpacking = (async () => {
+        result.images += await unpack(o, shard, part, store);
+        await writeFile(join(state, `${stateName(shard)}.done`), `${shard.sha256}\n`);
+        await rm(part, { force: true });
+        await rm(join(state, `${stateName(shard)}.ranges`), { force: true });
+        result.fetched++;
+        result.bytes += shard.bytes;
+        o.onShard?.({ name: shard.name, bytes: shard.bytes, images: shard.images, fetched: true });
+      })();
+      unpacking.catch(() => {}); // awaited before the next unpack, or below
+    }
+    await unpacking;
+  } finally {
+    await store.close();
+  }
+  return result;
+}
+
+/** The split's pack manifest, its fields checked: it is bucket content, not trusted. */
+export async function readPackManifest(s3: S3Client, bucket: string, split: string): Promise<PackManifest> {
+  let text: string;
+  try {
+    const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: packManifestKey(split) }));
+    text = await answer.Body!.transformToString();
+  } catch (error) {
+    if ((error as { name?: string }).name === 'NoSuchKey') throw new PackedSyncError(`split ${printable(split)} is not packed: pack it first (cloudfetch pack ${printable(split)})`);
+    throw error;
+  }
+  const bad = (what: string): PackedSyncError => new PackedSyncError(`${packManifestKey(printable(split))} is not a pack manifest: ${what}`);
+  let manifest: PackManifest;
+  try {
+    manifest = JSON.parse(text) as PackManifest;
+  } catch {
+    throw bad('not JSON');
+  }
+  if (!manifest || typeof manifest !== 'object' || !Array.isArray(manifest.shards)) throw bad('no list of shards');
+  manifest.shards.forEach((s, n) => {
+    if (!s || s.name !== packShardName(n)) throw bad(`shard ${n + 1} is not named ${packShardName(n)}`);
+    if (!Number.isSafeInteger(s.bytes) || s.bytes < 0 || !/^[0-9a-f]{64}$/.test(String(s.sha256))) throw bad(`shard ${s.name} has no size or SHA-256`);
+    if (!Number.isSafeInteger(s.images) || s.images < 0) throw bad(`shard ${s.name} does not say how many images it holds`);
+  });
+  return manifest;
+}
+
+/** Local state files of a shard: its number and hash, so a shard packed anew is read anew. */
+const stateName = (shard: PackShard): string => `${shard.name.slice(0, -'.tar'.length)}-${shard.sha256.slice(0, 16)}`;
+
+/** Reads a shard into <state>/<name>.part, ranges at once, those done before skipped; returns the part file once whole and checked. */
+async function readShard(o: PackedOptions, shard: PackShard, state: string): Promise<string> {
+  const part = join(state, `${stateName(shard)}.part`);
+  const log = join(state, `${stateName(shard)}.ranges`);
+  for (let attempt = 1; ; attempt++) {
+    const rangeBytes = o.rangeBytes ?? DEFAULT_RANGE_BYTES;
+    const ranges = Math.max(1, Math.ceil(shard.bytes / rangeBytes));
+    const done = new Set((await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number));
+    let file: FileHandle;
+    try {
+      file = await open(part, done.size > 0 ? 'r+' : 'w');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      done.clear(); // the ranges' log outlived its part file
+      file = await open(part, 'w');
+    }
+    try {
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        for (let n = next++; n < ranges; n = next++) {
+          if (done.has(n)) continue;
+          const start = n * rangeBytes;
+          await readRange(o, packShardKey(o.split, shard.name), start, Math.min(shard.bytes, start + rangeBytes), file);
+          await appendFile(log, `${n}\n`);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 64, ranges) }, worker));
+      await file.truncate(shard.bytes);
+    } finally {
+      await file.close();
+    }
+    if ((await fileSha256(part)) === shard.sha256) return part;
+    await rm(log, { force: true });
+    if (attempt === 2) throw new PackedSyncError(`shard ${shard.name} of ${printable(o.split)} differs from its manifest's SHA-256 (read twice): pack the split anew (cloudfetch pack ${printable(o.split)} --repack)`);
+  }
+}
+
+/** Bytes [start, end) of the shard, written at their offsets; a transfer cut midway asks only for the rest. */
+async function readRange(o: PackedOptions, key: string, start: number, end: number, file: FileHandle): Promise<void> {
+  let at = start;
+  for (let attempt = 1; at < end; attempt++) {
+    const before = at;
+    const stalled = new AbortController();
+    let timer = setTimeout(() => stalled.abort(), o.stallMs ?? STALL_MS);
+    const signal = o.signal ? AbortSignal.any([o.signal, stalled.signal]) : stalled.signal;
+    try {
+      const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: key, Range: `bytes=${at}-${end - 1}` }), { abortSignal: signal });
+      const body = answer.Body as Readable;
+      signal.addEventListener('abort', () => body.destroy(new Error(`${key}: no byte for ${Math.round((o.stallMs ?? STALL_MS) / 1000)} s`)), { once: true });
+      for await (const piece of body as AsyncIterable<Buffer>) {
+        clearTimeout(timer);
+        timer = setTimeout(() => stalled.abort(), o.stallMs ?? STALL_MS);
+        const wait = o.bandwidth?.take(piece.length, o.signal);
+        if (wait) await wait;
+        const take = Math.min(piece.length, end - at);
+        await file.write(piece, 0, take, at);
+        at += take;
+        o.onBytes?.(take);
+      }
+      if (at < end) throw new Error(`${key}: the answer ended at byte ${at} of ${end}`);
+    } catch (error) {
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (o.signal?.aborted || (status !== undefined && status < 500 && status !== 429)) {
+        if (status === 404) throw new PackedSyncError(`shard ${printable(key)} is missing from the bucket: pack the split anew`);
+        throw error;
+      }
+      if (at > before) continue; // it brought bytes: ask for the rest at once
+      if (attempt >= RANGE_ATTEMPTS) throw error;
+      await sleep(Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2), undefined, o.signal ? { signal: o.signal } : {});
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Writes the shard's images through the store (temporary, then rename); any other entry stops the sync. */
+async function unpack(o: PackedOptions, shard: PackShard, part: string, store: FsStore): Promise<number> {
+  const extract = tarExtract();
+  const input = createReadStream(part);
+  input.pipe(extract);
+  let images = 0;
+  try {
+    for await (const entry of extract) {
+      const { name, type, size } = entry.header;
+      if (type !== 'file' || !isImageKey(o.split, name) || size === undefined || size > MAX_ENTRY_BYTES) {
+        throw new PackedSyncError(`refused ${printable(name)} (${type}) in shard ${shard.name} of ${printable(o.split)}: not an image of the split; nothing of it written`);
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      await store.replace(o.place(name), Buffer.concat(chunks));
+      images++;
+    }
+  } finally {
+    input.destroy();
+  }
+  return images;
+}
