@@ -9,6 +9,7 @@
 //   node bench/sim-web-cloud.ts [--entries 20000] [--hosts 40] [--seed 1] [--concurrency 20]
 
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { subscribe } from 'node:diagnostics_channel';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { fetchRecords, sameBytesOf, splitRows } from '../aws/home/cloud-state.ts';
@@ -36,6 +37,7 @@ if (![entryCount, hostCount, concurrency].every((n) => Number.isSafeInteger(n) &
   process.exit(2);
 }
 const say = (line = ''): void => void process.stdout.write(`${line}\n`);
+const mean = (xs: readonly number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 // On a shared machine the one process (web, emulator, 20 functions) may not get the CPU it needs,
 // and every invocation then lasts longer than on Lambda: shown by the event loop's delay.
 const loopDelay = monitorEventLoopDelay({ resolution: 20 });
@@ -43,6 +45,16 @@ loopDelay.enable();
 const cpuAtStart = process.cpuUsage();
 
 const web = await startSimWeb({ seed: Number(values.seed), hosts: hostCount });
+// The fleet's fetches in flight, from undici's own diagnostics channels (the functions fetch with
+// undici; the SDK's S3 and SQS calls do not go through it): counted per request to a web host.
+const webOrigins = new Set(web.hosts.map((h) => new URL(h.url).origin));
+const live = new Set<object>();
+subscribe('undici:request:create', (m) => {
+  const { request } = m as { request: { origin?: string } };
+  if (request.origin && webOrigins.has(new URL(request.origin).origin)) live.add(request);
+});
+for (const name of ['undici:request:trailers', 'undici:request:error']) subscribe(name, (m) => live.delete((m as { request: object }).request));
+const inFlight: number[] = [];
 const invocations: Invocation[] = [];
 const visibility = visibilityTimeoutSeconds(settings);
 const dev = await startDevCloud({
@@ -59,12 +71,19 @@ try {
   const started = performance.now();
   await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: 'manifests/sim.csv', Body: manifestCsv(entries) }));
   await dev.cloud.notifyObjectCreated('manifests/sim.csv');
+  const sampler = setInterval(() => inFlight.push(live.size), 250);
   // A line on stderr every 30 s: the drain has a long tail (retries wait, a lost batch waits out the visibility timeout).
+  let shown = 0;
   const progress = setInterval(() => {
     const f = dev.cloud.stats().fetch;
-    process.stderr.write(`${((performance.now() - started) / 1000).toFixed(0)} s: ${f.invocations} invocations, ${f.deleted} jobs done, ${f.failed} records returned, ${f.errors} invocations failed, ${f.deadLettered} dead-lettered\n`);
+    const recent = inFlight.slice(shown);
+    shown = inFlight.length;
+    process.stderr.write(`${((performance.now() - started) / 1000).toFixed(0)} s: ${f.invocations} invocations, ${f.deleted} jobs done, ${f.failed} records returned, ${f.errors} invocations failed, ${f.deadLettered} dead-lettered; fetches in flight ${mean(recent).toFixed(1)} (mean of the last 30 s)\n`);
   }, 30_000);
-  await dev.cloud.idle().finally(() => clearInterval(progress));
+  await dev.cloud.idle().finally(() => {
+    clearInterval(progress);
+    clearInterval(sampler);
+  });
   const seconds = (performance.now() - started) / 1000;
 
   const records = await fetchRecords(dev.s3, dev.cloud.bucket, 'sim');
@@ -96,7 +115,14 @@ try {
   say();
   for (const line of lines) say(line);
   say(`not stored, by reason:    ${JSON.stringify(Object.fromEntries([...byReason].sort((a, b) => b[1] - a[1])))}`);
+  // Which limits were crossed: a rate limit is learnt from its first 429 (the gate then paces), a concurrency limit should never be.
+  const crossed = web.report().flatMap((r, h) => (r.crossings > 0 ? [`host ${h} (${JSON.stringify(web.hosts[h]!.profile.limit)}): ${r.crossings}`] : []));
+  say(`crossings by host:        ${crossed.join('; ') || 'none'}`);
   say(`fetch invocations:        ${invocations.length}, ${(messages / invocations.length).toFixed(1)} records each (${messages} deliveries of ${entryCount} jobs); dead-lettered ${stats.deadLettered}`);
+  const oneGroup = invocations.filter((i) => i.groups === 1).length;
+  say(`message groups per batch: mean ${mean(invocations.map((i) => i.groups)).toFixed(2)}; ${oneGroup} of ${invocations.length} batches (${((100 * oneGroup) / invocations.length).toFixed(0)}%) from one group`);
+  const sorted = [...inFlight].sort((a, b) => a - b);
+  say(`fleet fetches in flight:  mean ${mean(inFlight).toFixed(1)}, median ${sorted[Math.floor(sorted.length / 2)] ?? 0}, max ${sorted.at(-1) ?? 0} (sampled every 250 ms)`);
   say(`invocation duration:      mean ${(totalMs / ms.length / 1000).toFixed(2)} s, median ${(at(0.5) / 1000).toFixed(2)}, p90 ${(at(0.9) / 1000).toFixed(2)}, p99 ${(at(0.99) / 1000).toFixed(2)}, max ${(ms.at(-1)! / 1000).toFixed(2)} s`);
   const cpu = process.cpuUsage(cpuAtStart);
   say(`this process:             ${((cpu.user + cpu.system) / 1e6).toFixed(0)} s of CPU in ${seconds.toFixed(0)} s (${((cpu.user + cpu.system) / 1e3 / entryCount).toFixed(1)} ms per entry); event loop delay median ${(loopDelay.percentile(50) / 1e6).toFixed(0)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms`);

@@ -6,6 +6,8 @@ import type { FetchHandler } from '../local-cloud/cloud.ts';
 export interface Invocation {
   ms: number;
   records: number;
+  /** Distinct message groups in the batch (FIFO hands out as many of one group as it can). */
+  groups: number;
 }
 
 /** A wrapFetch for startDevCloud that adds each invocation's duration and batch size to `into`. */
@@ -15,7 +17,7 @@ export function timedFetch(into: Invocation[]): (real: FetchHandler) => FetchHan
     try {
       return await real(event, context);
     } finally {
-      into.push({ ms: performance.now() - started, records: event.Records.length });
+      into.push({ ms: performance.now() - started, records: event.Records.length, groups: new Set(event.Records.map((r) => r.attributes.MessageGroupId)).size });
     }
   };
 }

@@ -5,6 +5,7 @@
 
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { buildApp } from 'fauxqs';
+import { batchFifoAsSqs } from './fifo-batches.ts';
 
 export interface Credentials {
   accessKeyId: string;
@@ -35,6 +36,7 @@ export const EMULATOR_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'tes
  */
 export async function startEmulator(options: { region?: string; /** default 127.0.0.1 */ host?: string } = {}): Promise<Emulator> {
   const region = options.region ?? DEFAULT_EMULATOR_REGION;
+  await batchFifoAsSqs();
   // defaultRegion only names resources created by requests that carry no SigV4 region; every SDK
   // request does, so the SDK clients' region is what matters (awsClientConfig uses `region`).
   const app = buildApp({ logger: false, defaultRegion: region });

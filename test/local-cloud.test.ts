@@ -9,7 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { DEFAULT_SETTINGS, type Settings } from '../aws/settings.ts';
 import { startLocalCloud, type FetchHandler, type LocalCloud, type LocalCloudOptions, type ManifestHandler } from '../local-cloud/cloud.ts';
@@ -301,6 +301,21 @@ describe('SQS event source emulation', () => {
     } finally {
       await cloud.stop();
     }
+  });
+
+  it('the embedded emulator fills a FIFO receive from one group first, as SQS does (fifo-batches.ts); a group in flight is not handed out again', async () => {
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: `batches-${randomUUID().slice(0, 8)}.fifo`, Attributes: { FifoQueue: 'true', VisibilityTimeout: '30' } }));
+    // 30 messages, groups interleaved a b c a b c …
+    const bodies = Array.from({ length: 30 }, (_, i) => `m${i}`);
+    await send(QueueUrl!, bodies, (_, i) => 'abc'[i % 3]!);
+    const receive = async () => (await sqs.send(new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, MessageSystemAttributeNames: ['MessageGroupId'] }))).Messages ?? [];
+    const first = await receive();
+    assert.deepEqual(first.map((m) => m.Body), bodies.filter((_, i) => i % 3 === 0), 'the ten of group a, in order');
+    const second = await receive();
+    assert.deepEqual(second.map((m) => m.Attributes?.MessageGroupId), Array(10).fill('b'));
+    // Groups a and b are in flight until deleted: the third receive is group c's, the fourth finds nothing.
+    assert.deepEqual((await receive()).map((m) => m.Attributes?.MessageGroupId), Array(10).fill('c'));
+    assert.equal((await sqs.send(new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }))).Messages?.length ?? 0, 0);
   });
 
   it('hands out a message group only while none of its messages is in flight, in order, batches of at most 10', async () => {
