@@ -1,7 +1,8 @@
-// The jobs queue is SQS FIFO: a job's message group is a slot of its host, so SQS itself keeps at
-// most hostConcurrency jobs of one origin in flight across every fetch function (FIFO hands out a
-// group's next message only once the previous one is deleted or visible again). Every sender of
-// jobs (the split, retry, redrive, tests) takes its ids from here, so they agree.
+// The jobs queue is SQS FIFO: a job's message group is a share of its host's slots, so SQS itself
+// keeps at most hostConcurrency jobs of one origin in flight across every fetch function (FIFO
+// hands out a group's next messages only once those in flight are deleted or visible again, and
+// the fetch function runs at most a group's width of its records at once: fifo-batch.ts). Every
+// sender of jobs (the split, retry, redrive, tests) takes its ids from here, so they agree.
 
 import { createHash, randomUUID } from 'node:crypto';
 import type { Job } from '../engine/job.ts';
@@ -21,12 +22,32 @@ export function originHash(origin: string): string {
 }
 
 /**
- * `<origin hash>-<slot>`, the slot `hash(id) mod hostConcurrency`: an origin's jobs spread evenly
- * over hostConcurrency groups, and the same job always lands in the same one.
+ * Message groups per origin. SQS fills a batch with as many messages of one group as it can, so
+ * an invocation mostly holds one group: a group of one slot would keep a function at one fetch at
+ * a time. Two groups per origin, each running half the host's slots at once, keep every function
+ * several fetches busy while a slow record or a delayed retry holds only half of its host.
+ */
+export const GROUPS_PER_ORIGIN = 2;
+
+/**
+ * `<origin hash>-<group>w<width>`: an origin's jobs spread evenly over min(hostConcurrency,
+ * GROUPS_PER_ORIGIN) groups by `hash(id)`, the same job always in the same one; the group's width
+ * is its share of the host's slots (the widths add up to hostConcurrency), what the fetch function
+ * runs of it at once.
  */
 export function messageGroupId(job: Pick<Job, 'urls' | 'id' | 'split'>, hostConcurrency: number): string {
-  const slot = Number.parseInt(hex('slot', job.split, job.id).slice(0, 8), 16) % Math.max(1, hostConcurrency);
-  return `${originHash(jobOrigin(job))}-${slot}`;
+  const slots = Math.max(1, hostConcurrency);
+  const groups = Math.min(slots, GROUPS_PER_ORIGIN);
+  const group = Number.parseInt(hex('slot', job.split, job.id).slice(0, 8), 16) % groups;
+  const width = Math.floor(slots / groups) + (group < slots % groups ? 1 : 0);
+  return `${originHash(jobOrigin(job))}-${group}w${width}`;
+}
+
+/** Records of a group the fetch function may run at once: its width, 1 for an id without one (jobs queued before widths). */
+export function groupWidth(groupId: string | undefined): number {
+  const width = Number(/w(\d{1,3})$/.exec(groupId ?? '')?.[1] ?? 1);
+  // A batch holds at most 10 records (a FIFO event source's largest), so a wider group runs as 10.
+  return Math.min(10, Math.max(1, width));
 }
 
 /**

@@ -1,5 +1,5 @@
-// Politeness across the fleet (issue #12): the FIFO jobs queue's message groups per host slot, the
-// fetch function's one-record-per-group batches, host pauses shared through hosts/ in the bucket,
+// Politeness across the fleet (issue #12): the FIFO jobs queue's message groups (shares of a host's
+// slots), the fetch function's batches running at most a group's width at once, host pauses shared through hosts/ in the bucket,
 // and retry/redrive sending into the same groups. On fauxqs (embedded); the same fleet limit on
 // moto_server is in moto.test.ts.
 
@@ -9,7 +9,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { hostKey, statusKey, type FailureRecord, type HostNote } from '../aws/bucket.ts';
-import { jobIds, jobOrigin, messageGroupId, originHash, splitDeduplicationId } from '../aws/fifo.ts';
+import { GROUPS_PER_ORIGIN, groupWidth, jobIds, jobOrigin, messageGroupId, originHash, splitDeduplicationId } from '../aws/fifo.ts';
 import { redriveDeadLetters, resendFailures, RetryLedger } from '../aws/home/redrive.ts';
 import { encodeJob } from '../aws/job-message.ts';
 import { processByGroup, type Settled } from '../aws/lambda/fifo-batch.ts';
@@ -23,17 +23,26 @@ import type { Job } from '../engine/job.ts';
 const job = (id: string, url: string, split = 'fleet'): Job => ({ split, id, urls: [url], labels: [], key: `${split}/${id}.jpg`, position: Number(id.replace(/\D/g, '')) || 1 });
 
 describe('message groups', () => {
-  test('an origin\'s jobs spread over hostConcurrency groups, the same job always in the same one; other origins apart', () => {
-    const groups = new Set(Array.from({ length: 400 }, (_, i) => messageGroupId(job(String(i), `https://a.example/${i}.jpg`), 4)));
+  test('an origin\'s jobs spread over its groups, whose widths add up to hostConcurrency; the same job always in the same one; other origins apart', () => {
+    const groupsOf = (hostConcurrency: number): string[] => [...new Set(Array.from({ length: 400 }, (_, i) => messageGroupId(job(String(i), `https://a.example/${i}.jpg`), hostConcurrency)))].sort();
     const hash = originHash('https://a.example');
-    assert.deepEqual([...groups].sort(), [0, 1, 2, 3].map((slot) => `${hash}-${slot}`));
+    assert.equal(GROUPS_PER_ORIGIN, 2);
+    assert.deepEqual(groupsOf(4), [`${hash}-0w2`, `${hash}-1w2`]);
+    assert.deepEqual(groupsOf(5), [`${hash}-0w3`, `${hash}-1w2`]);
+    assert.deepEqual(groupsOf(1), [`${hash}-0w1`]);
+    for (let hostConcurrency = 1; hostConcurrency <= 12; hostConcurrency++) {
+      assert.equal(groupsOf(hostConcurrency).reduce((sum, g) => sum + groupWidth(g), 0), hostConcurrency, `widths at ${hostConcurrency}`);
+    }
+    // A batch holds at most 10 records; an id without a width (queued before widths) runs one at a time.
+    assert.equal(groupWidth(`${hash}-0w40`), 10);
+    assert.deepEqual([groupWidth(`${hash}-3`), groupWidth(undefined), groupWidth('w'), groupWidth(`${hash}-0w0`)], [1, 1, 1, 1]);
     assert.equal(messageGroupId(job('7', 'https://a.example/7.jpg'), 4), messageGroupId(job('7', 'https://a.example/other-path.jpg'), 4));
     // An origin is scheme, name and port, as undici pools connections.
     for (const other of ['http://a.example/1.jpg', 'https://a.example:8443/1.jpg', 'https://b.example/1.jpg']) {
       assert.notEqual(messageGroupId(job('1', other), 1), messageGroupId(job('1', 'https://a.example/1.jpg'), 1), other);
     }
     assert.equal(jobOrigin(job('1', 'not a url')), 'none');
-    assert.match(messageGroupId(job('1', 'https://ü.example/x'), 8), /^[0-9a-f]{16}-[0-7]$/, 'only characters SQS takes in a group id');
+    assert.match(messageGroupId(job('1', 'https://ü.example/x'), 8), /^[0-9a-f]{16}-[01]w4$/, 'only characters SQS takes in a group id');
     // A resumed split re-sends with the same deduplication id; a new submission does not.
     assert.equal(splitDeduplicationId(job('1', 'u'), 's1'), splitDeduplicationId(job('1', 'u'), 's1'));
     assert.notEqual(splitDeduplicationId(job('1', 'u'), 's1'), splitDeduplicationId(job('1', 'u'), 's2'));
@@ -81,6 +90,34 @@ describe('a FIFO batch, one record at a time per group', () => {
     assert.deepEqual(held, [[['a3', 'a4'], 7]], 'the rest of A due with a2; b2 had no later record');
   });
 
+  test('a group of width 2 runs two of its records at once, never three; a failure sends back only those not started', async () => {
+    const records = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6'].map((id) => record(id, 'h-0w2'));
+    let running = 0;
+    let most = 0;
+    let a2Failed = false;
+    const started: string[] = [];
+    const held: Array<[string[], number]> = [];
+    const answer = await processByGroup(records, async (r): Promise<Settled> => {
+      started.push(r.messageId);
+      most = Math.max(most, ++running);
+      // a1 is quick; a2 fails once a3 has started, and a3 ends after that: a4 on never start.
+      const until = async (done: () => boolean): Promise<void> => {
+        while (!done()) await new Promise((resolve) => setImmediate(resolve));
+      };
+      if (r.messageId === 'a2') await until(() => started.includes('a3'));
+      if (r.messageId === 'a3') await until(() => a2Failed);
+      await new Promise((resolve) => setImmediate(resolve));
+      running--;
+      if (r.messageId !== 'a2') return { ok: true };
+      a2Failed = true;
+      return { ok: false, seconds: 9 };
+    }, { signal: new AbortController().signal, hold: async (rs, seconds) => void held.push([rs.map((r) => r.messageId), seconds]) });
+    assert.equal(most, 2, 'two at once, as its width says');
+    assert.deepEqual(started, ['a1', 'a2', 'a3']);
+    assert.deepEqual(answer.batchItemFailures.map((f) => f.itemIdentifier), ['a2', 'a4', 'a5', 'a6'], 'a3, already running, finished');
+    assert.deepEqual(held, [[['a4', 'a5', 'a6'], 9]]);
+  });
+
   test('at the deadline no record starts: those left go back at once', async () => {
     const deadline = new AbortController();
     const held: Array<[string[], number]> = [];
@@ -102,7 +139,8 @@ describe('the fleet on the local cloud (fauxqs)', () => {
   let dev: DevCloud;
   let origin: Origin;
   let web: SimWeb;
-  const HOST_CONCURRENCY = 2;
+  // Two groups of widths 2 and 1 (aws/fifo.ts): the host's peak is exactly 3 only if both run at once and the wide one two at a time.
+  const HOST_CONCURRENCY = 3;
 
   before(async () => {
     origin = await startOrigin();

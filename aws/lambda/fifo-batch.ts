@@ -1,11 +1,13 @@
-// A batch from the FIFO jobs queue, processed as its message groups require. A group is a slot of
-// one host (aws/fifo.ts): its records run one at a time, so the fleet never has more than
-// hostConcurrency requests at one origin however SQS batched them; different groups run at once.
-// When a record fails, it and the group's later records go back (ReportBatchItemFailures), the
-// later ones due at the same moment as the failed one: a delayed message holds its group, and so
-// a host that asked us to wait waits. At the deadline, records not started go back at once.
+// A batch from the FIFO jobs queue, processed as its message groups require. A group is a share of
+// one host's slots (aws/fifo.ts): at most its width of records run at once, so the fleet never has
+// more than hostConcurrency requests at one origin however SQS batched them; different groups run
+// at once. When a record fails, it and the group's records not yet started go back
+// (ReportBatchItemFailures), those due at the same moment as the failed one: a delayed message
+// holds its group, and so a host that asked us to wait waits. At the deadline, records not started
+// go back at once.
 
 import type { SQSBatchResponse, SQSRecord } from 'aws-lambda';
+import { groupWidth } from '../fifo.ts';
 
 /** How one record ended: done (deleted), or failed and due again in `seconds` (unknown: the queue's visibility timeout). */
 export type Settled = { ok: true } | { ok: false; seconds?: number };
@@ -34,15 +36,26 @@ export async function processByGroup(records: readonly SQSRecord[], run: (record
     if (rest.length === 0 || seconds === undefined) return;
     holds.set(seconds, [...(holds.get(seconds) ?? []), ...rest]);
   };
-  await Promise.all([...groups.values()].map(async (group) => {
-    for (let i = 0; i < group.length; i++) {
-      if (o.signal.aborted) return holdLater(group.slice(i), 0);
-      const settled = await run(group[i]!).catch((): Settled => ({ ok: false }));
-      if (!settled.ok) {
-        failed.add(group[i]!.messageId);
-        return holdLater(group.slice(i + 1), settled.seconds);
+  await Promise.all([...groups.entries()].map(async ([id, group]) => {
+    // The group's records in order, `width` lanes taking the next one; `next` past the end stops them all.
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < group.length) {
+        if (o.signal.aborted) {
+          holdLater(group.slice(next), 0);
+          next = group.length;
+          return;
+        }
+        const record = group[next++]!;
+        const settled = await run(record).catch((): Settled => ({ ok: false }));
+        if (!settled.ok) {
+          failed.add(record.messageId);
+          if (next < group.length) holdLater(group.slice(next), settled.seconds);
+          next = group.length;
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(groupWidth(id), group.length) }, lane));
   }));
   await Promise.all([...holds].map(([seconds, held]) => o.hold(held, seconds)));
   return { batchItemFailures: records.filter((r) => failed.has(r.messageId)).map((r) => ({ itemIdentifier: r.messageId })) };

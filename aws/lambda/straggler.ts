@@ -89,7 +89,8 @@ export function recordDeadline(parent: AbortSignal, ms: number | undefined, batc
       elapsed = true;
       cut();
       if (!ended) unsubscribe = batch.onFinished(cut);
-    }, left);
+      // Paused late (the timer was due, its callback not yet run), `left` can be below 0.
+    }, Math.max(0, left));
   };
   if (ms !== undefined) start();
   if (parent.aborted) onParent();
