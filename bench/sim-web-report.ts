@@ -3,7 +3,7 @@
 // web saw, and the run against the polite ideal (issue #12).
 
 import { createHash } from 'node:crypto';
-import { politeIdeal, type SimEntry, type SimWeb } from '../local-cloud/sim-web.ts';
+import { politeIdeal, type CrossingCause, type HostReport, type SimEntry, type SimWeb } from '../local-cloud/sim-web.ts';
 
 /** Stored images checked against their host's bytes; placeholders stored as images counted apart. */
 export function checkStored(web: SimWeb, entries: readonly SimEntry[], stored: Iterable<{ id: string; sha256: string | undefined }>): { stored: number; placeholdersKept: number } {
@@ -30,6 +30,14 @@ export interface SimWebFigures {
   seconds: number;
   idealSumSeconds: number;
   idealMaxHostSeconds: number;
+}
+
+/** Crossings by cause (local-cloud/sim-web.ts's CrossingCause), over all hosts, and the hosts of the avoidable ones. */
+function causes(reports: readonly HostReport[]): string {
+  const total: Record<CrossingCause, number> = { first: 0, burst: 0, 'after-pause': 0, 'after-a-minute': 0 };
+  for (const r of reports) for (const cause of Object.keys(total) as CrossingCause[]) total[cause] += r.crossingsByCause[cause];
+  const where = (cause: CrossingCause): string => reports.map((r, h) => (r.crossingsByCause[cause] > 0 ? `${h}` : '')).filter(Boolean).join(' ');
+  return `the host's first ${total.first} · same burst ${total.burst} (hosts ${where('burst') || '-'}) · back too soon after the pause ${total['after-pause']} (hosts ${where('after-pause') || '-'}) · after a quiet minute ${total['after-a-minute']} (hosts ${where('after-a-minute') || '-'})`;
 }
 
 /** The per-host table and the headline figures, as lines. */
@@ -68,6 +76,9 @@ export function simWebReport(web: SimWeb, entries: readonly SimEntry[], run: { s
     `images stored:            ${run.stored} of the ${ideal.images} a polite client gets (${((100 * run.stored) / ideal.images).toFixed(1)}%); placeholders kept as images: ${run.placeholdersKept}`,
     `bans triggered:           ${figures.bans} (on ${reports.filter((r) => r.bansTriggered > 0).length} hosts)`,
     `requests above a limit:   ${figures.crossings} (answered 429), and ${figures.refusedWhileBanned} refused while banned (403)`,
+    `  by cause:               ${causes(reports)}`,
+    `  per host (limit: first, burst, after the pause, after a minute): ${reports.map((r, h) => (r.crossings > 0 ? `${h} (${limitText(h)}: ${Object.values(r.crossingsByCause).join(',')})` : '')).filter(Boolean).join(' ')}`,
+    ...(sum((r) => r.answers.outage) > 0 ? [`outage answers:           ${reports.map((r, h) => (r.answers.outage > 0 ? `host ${h}: ${r.answers.outage}` : '')).filter(Boolean).join(', ')} (a ban or Retry-After not of the client's doing)`] : []),
     `time to drain:            ${run.seconds.toFixed(1)} s; polite ideal ${ideal.sumSeconds.toFixed(1)} s (sum over hosts of entries ÷ allowed rate), ${ideal.maxHostSeconds.toFixed(1)} s (the slowest host, hosts in parallel)`,
   );
   return { lines, figures };

@@ -3,8 +3,10 @@
 // for its peak RSS). Prints per host what the web saw, and against the polite ideal: images stored
 // as a share of those the web gives a polite client, bans, requests above a host's limit, time to
 // drain. Stored images are checked byte for byte (the index's sha256 against the host's bytes).
+// --outage: host 0 (a big host) goes down mid-run, at its 1,000th request: a 30 s ban (403 to
+// everything) or a 60 s Retry-After, not the client's doing; the other hosts should keep going.
 //
-//   node bench/sim-web.ts [--entries 20000] [--hosts 40] [--seed 1] [-- <more run flags>]
+//   node bench/sim-web.ts [--entries 20000] [--hosts 40] [--seed 1] [--outage ban|retry-after] [-- <more run flags>]
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -14,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse } from 'csv-parse/sync';
-import { manifestCsv, simManifest, startSimWeb } from '../local-cloud/sim-web.ts';
+import { manifestCsv, simManifest, startSimWeb, type HostProfile } from '../local-cloud/sim-web.ts';
 import { checkStored, simWebReport } from './sim-web-report.ts';
 
 const { values, positionals: runFlags } = parseArgs({
@@ -23,6 +25,7 @@ const { values, positionals: runFlags } = parseArgs({
     entries: { type: 'string', default: '20000' },
     hosts: { type: 'string', default: '40' },
     seed: { type: 'string', default: '1' },
+    outage: { type: 'string' },
   },
 });
 const entryCount = Number(values.entries);
@@ -31,13 +34,19 @@ if (!Number.isSafeInteger(entryCount) || entryCount < 1 || !Number.isSafeInteger
   process.stderr.write('bench:sim-web: --entries ≥ 1 and --hosts ≥ 4, integers\n');
   process.exit(2);
 }
+const outageKind = values.outage;
+if (outageKind !== undefined && outageKind !== 'ban' && outageKind !== 'retry-after') {
+  process.stderr.write('bench:sim-web: --outage ban or --outage retry-after\n');
+  process.exit(2);
+}
+const OUTAGE: HostProfile['outage'] = outageKind === 'ban' || outageKind === 'retry-after' ? { afterRequests: 1000, kind: outageKind, seconds: outageKind === 'ban' ? 30 : 60 } : undefined;
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = process.execPath;
 const TIME = '/usr/bin/time';
 const say = (line = ''): void => void process.stdout.write(`${line}\n`);
 
-const web = await startSimWeb({ seed: Number(values.seed), hosts: hostCount });
+const web = await startSimWeb({ seed: Number(values.seed), hosts: hostCount, ...(OUTAGE ? { adjust: (p, i) => (i === 0 ? { ...p, outage: OUTAGE } : p) } : {}) });
 const work = await mkdtemp(join(tmpdir(), 'cloudfetch-sim-web-'));
 try {
   const entries = simManifest(web, entryCount);
@@ -61,7 +70,7 @@ try {
   const rows = parse(await readFile(join(out, 'sim.csv')), { columns: true }) as Array<Record<string, string>>;
   if (rows.length !== entryCount) throw new Error(`the index has ${rows.length} rows for ${entryCount} entries`);
   const stored = checkStored(web, entries, rows.filter((row) => row.status === 'fetched').map((row) => ({ id: row.image_id!, sha256: row.sha256 })));
-  say(`cloudfetch run ${runFlags.join(' ') || '(defaults)'} — ${entryCount} entries over ${hostCount} hosts (seed ${values.seed}), 3 hosts hold 60%`);
+  say(`cloudfetch run ${runFlags.join(' ') || '(defaults)'} — ${entryCount} entries over ${hostCount} hosts (seed ${values.seed}), 3 hosts hold 60%${OUTAGE ? `; host 0: a ${OUTAGE.seconds} s ${OUTAGE.kind} from its ${OUTAGE.afterRequests}th request` : ''}`);
   say();
   for (const line of simWebReport(web, entries, { ...stored, seconds }).lines) say(line);
   say(`failures by reason:       ${JSON.stringify(summary.failuresByReason)}`);

@@ -67,6 +67,7 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
 
   const store = await FsStore.open(o.out);
   const fetcher = new Fetcher({ ...o.fetcher, concurrency: o.concurrency });
+  const hostConcurrency = fetcher.options.hostConcurrency;
   // Per entry, only the ids seen and the rows held behind a straggler are remembered, both on
   // disk here (swept by a later run if this one is killed) so memory stays flat at any size.
   const spill = await mkdtemp(join(store.root, TEMP_DIR, `${process.pid}-run-`));
@@ -85,7 +86,7 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   let repeated = 0;
   try {
     const watching = threshold > 0 ? refusingPlaceholders(fetcher, new SameBytes(threshold)) : fetcher;
-    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, watching, { concurrency: JOBS_PER_REQUEST * o.concurrency, ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
+    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, watching, { concurrency: JOBS_PER_REQUEST * o.concurrency, perOrigin: JOBS_PER_REQUEST * hostConcurrency, ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
       tally.add(record);
       if (record.outcome.sha256) digests.add(record.outcome.sha256, sequence);
       index.put(sequence, indexRow(record));
@@ -147,8 +148,9 @@ function shaping(image: ImageOptions): string {
 }
 
 /**
- * Jobs under way per request on the network: the jobs of a host that is busy or paused wait for it
- * at the fetcher's gate (engine/host-gate.ts) without holding back the other hosts.
+ * Jobs under way per request on the network (and per request to one host): the jobs of a host that
+ * is busy or paused wait for it at the fetcher's gate (engine/host-gate.ts); past this many, the
+ * pool parks them and reads on, so the other hosts keep going.
  */
 const JOBS_PER_REQUEST = 4;
 

@@ -3,8 +3,9 @@
 // connections), each with a profile: heavy-tailed latency (log-normal), a concurrency or request-rate
 // limit (beyond it 429 with Retry-After; too many crossings within a window: 403 to everything for a
 // while, as bot protection does), link rot (404/410), flaky 5xx and resets (the first request of
-// such a path fails, the next ones work), and placeholders (one host's many dead URLs answering 200
-// with the same bytes). It counts, per host, what a client did to it.
+// such a path fails, the next ones work), placeholders (one host's many dead URLs answering 200
+// with the same bytes), and optionally an outage mid-run (a ban or a long Retry-After that is not
+// the client's doing). It counts, per host, what a client did to it, and why each crossing came.
 //
 // Paths are /img/<name>.jpg; a path's fate is a hash of the seed, the host and the path, so the
 // same seed gives the same profiles and the same dead and placeholder paths.
@@ -28,6 +29,12 @@ export interface HostProfile {
   retryAfterSeconds: number;
   /** `crossings` limit crossings within `windowMs` ban the client for `banMs`: 403 to everything. */
   ban: { crossings: number; windowMs: number; banMs: number };
+  /**
+   * An outage that is not the client's doing, from the host's `afterRequests`-th request on: a ban
+   * (403 to everything) or 429 with a Retry-After of the time left, for `seconds` (Infinity: until
+   * the test calls `endOutage`).
+   */
+  outage?: { afterRequests: number; kind: 'ban' | 'retry-after'; seconds: number };
   /** Shares of paths: gone (404 or 410), placeholder, a 5xx first, a reset first. */
   deadShare: number;
   placeholderShare: number;
@@ -37,6 +44,14 @@ export interface HostProfile {
 
 export type Fate = 'ok' | 'dead' | 'placeholder' | 'flaky' | 'reset';
 
+/**
+ * Why a request crossed a host's limit, as the host can tell from when it came: the host's first
+ * crossing (how a client learns the limit); within the Retry-After of the one before (sent before
+ * the client could read that 429: the same burst); a minute or more after the one before (a client
+ * trying again after a quiet while); or in between (the client came back from the pause too fast).
+ */
+export type CrossingCause = 'first' | 'burst' | 'after-pause' | 'after-a-minute';
+
 export interface HostReport {
   url: string;
   /** Every request seen, whatever its answer. */
@@ -44,11 +59,12 @@ export interface HostReport {
   peakConcurrency: number;
   /** Requests beyond the limit (answered 429). */
   crossings: number;
+  crossingsByCause: Record<CrossingCause, number>;
   bansTriggered: number;
   /** Requests answered 403 while banned. */
   refusedWhileBanned: number;
   /** Answers by kind; they add up to `requests`. */
-  answers: { image: number; placeholder: number; gone: number; serverError: number; reset: number; tooMany: number; banned: number };
+  answers: { image: number; placeholder: number; gone: number; serverError: number; reset: number; tooMany: number; banned: number; outage: number };
 }
 
 export interface SimHost {
@@ -61,6 +77,8 @@ export interface SimHost {
   /** Requests per second a polite client can sustain here (a concurrency limit ÷ the mean latency). */
   allowedRate(): number;
   report(): HostReport;
+  /** Ends the host's outage now (one of `seconds: Infinity` included). */
+  endOutage(): void;
 }
 
 export interface SimWeb {
@@ -77,6 +95,8 @@ export interface SimWebOptions {
   adjust?: (profile: HostProfile, i: number) => HostProfile;
   /** The clock of rate windows and bans (default Date.now): a test moves it instead of waiting. */
   clock?: () => number;
+  /** Called as host `host` answers a request (or resets it), with the status (0 for a reset). */
+  onAnswer?: (host: number, status: number) => void;
 }
 
 /** mulberry32: small, fast, the same sequence everywhere for a seed. */
@@ -126,12 +146,15 @@ function normal(random: () => number): number {
 
 const HTML = (text: string): Buffer => Buffer.from(`<!doctype html><title>${text}</title><h1>${text}</h1>\n`);
 
-async function startHost(seed: number, i: number, profile: HostProfile, clock: () => number, closing: AbortSignal): Promise<{ host: SimHost; server: Server; sockets: Set<Socket> }> {
+async function startHost(seed: number, i: number, profile: HostProfile, clock: () => number, closing: AbortSignal, onAnswer: (host: number, status: number) => void): Promise<{ host: SimHost; server: Server; sockets: Set<Socket> }> {
   const latency = prng(seed * 7919 + i);
   const placeholder = sampleImage(`placeholder-${seed}-${i}`, 'jpeg', 6000);
   const attempts = new Map<string, number>();
   const crossingTimes: number[] = [];
   let bannedUntil = 0;
+  let lastCrossing = -Infinity;
+  /** When the outage began and ends (ms, this host's clock); null before it began. */
+  let outage: { from: number; until: number } | null = null;
   let inFlight = 0; // every open request, answered or refused
   let admitted = 0; // those within the limit, being answered
   let sent = 0; // rate limit: requests admitted in the current second
@@ -141,9 +164,10 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     requests: 0,
     peakConcurrency: 0,
     crossings: 0,
+    crossingsByCause: { first: 0, burst: 0, 'after-pause': 0, 'after-a-minute': 0 },
     bansTriggered: 0,
     refusedWhileBanned: 0,
-    answers: { image: 0, placeholder: 0, gone: 0, serverError: 0, reset: 0, tooMany: 0, banned: 0 },
+    answers: { image: 0, placeholder: 0, gone: 0, serverError: 0, reset: 0, tooMany: 0, banned: 0, outage: 0 },
   };
 
   function fate(path: string): Fate {
@@ -174,6 +198,10 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     }
     if (!over) return false;
     counts.crossings++;
+    const since = now - lastCrossing;
+    const cause: CrossingCause = lastCrossing === -Infinity ? 'first' : since < 1000 * profile.retryAfterSeconds ? 'burst' : since >= 60_000 ? 'after-a-minute' : 'after-pause';
+    counts.crossingsByCause[cause]++;
+    lastCrossing = now;
     crossingTimes.push(now);
     while (crossingTimes[0]! <= now - profile.ban.windowMs) crossingTimes.shift();
     if (crossingTimes.length >= profile.ban.crossings) {
@@ -203,8 +231,19 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     }) as typeof res.end;
     res.once('close', settle);
     res.on('error', () => {});
+    res.once('close', () => onAnswer(i, res.writableFinished ? res.statusCode : 0));
     const path = (req.url ?? '/').split('?')[0]!;
     const now = clock();
+    if (profile.outage && !outage && counts.requests > profile.outage.afterRequests) outage = { from: now, until: now + 1000 * profile.outage.seconds };
+    if (outage && now < outage.until) {
+      counts.answers.outage++;
+      if (profile.outage!.kind === 'ban') res.writeHead(403, { 'content-type': 'text/html' }).end(HTML('403 Forbidden'));
+      else {
+        const left = Number.isFinite(outage.until) ? Math.ceil((outage.until - now) / 1000) : 3600;
+        res.writeHead(429, { 'content-type': 'text/html', 'retry-after': String(left) }).end(HTML('429 Too Many Requests'));
+      }
+      return;
+    }
     if (now < bannedUntil) {
       counts.refusedWhileBanned++;
       counts.answers.banned++;
@@ -268,7 +307,10 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     fate,
     body,
     allowedRate: () => (profile.limit.kind === 'rate' ? profile.limit.perSecond : (profile.limit.max * 1000) / meanLatencyMs(profile)),
-    report: () => ({ ...counts, answers: { ...counts.answers } }),
+    report: () => ({ ...counts, crossingsByCause: { ...counts.crossingsByCause }, answers: { ...counts.answers } }),
+    endOutage: () => {
+      if (outage) outage.until = Math.min(outage.until, clock());
+    },
   };
   return { host, server, sockets };
 }
@@ -279,7 +321,7 @@ export async function startSimWeb(options: SimWebOptions): Promise<SimWeb> {
   try {
     for (let i = 0; i < options.hosts; i++) {
       const generated = generateProfile(options.seed, i);
-      started.push(await startHost(options.seed, i, options.adjust ? options.adjust(generated, i) : generated, options.clock ?? Date.now, closing.signal));
+      started.push(await startHost(options.seed, i, options.adjust ? options.adjust(generated, i) : generated, options.clock ?? Date.now, closing.signal, options.onAnswer ?? (() => {})));
     }
   } catch (error) {
     await closeAll();

@@ -95,6 +95,65 @@ test('sustained abuse bans the client: 403 for everything until the ban ends', a
   }
 });
 
+test('each crossing is counted by its cause: the first, the same burst, back too soon after the pause, after a quiet minute', async () => {
+  let now = 5_000_000;
+  const web = await startSimWeb({
+    seed: 2,
+    hosts: 1,
+    clock: () => now,
+    adjust: (p) => ({ ...quiet(p), limit: { kind: 'rate', perSecond: 1 }, retryAfterSeconds: 2 }),
+  });
+  try {
+    const get = async (n: number) => (await fetch(`${web.hosts[0]!.url}/img/p${n}.jpg`)).status;
+    assert.deepEqual([await get(0), await get(1), await get(2)], [200, 429, 429]);
+    now += 2000;
+    assert.deepEqual([await get(3), await get(4)], [200, 429]);
+    now += 60_000;
+    assert.deepEqual([await get(5), await get(6)], [200, 429]);
+    const report = web.report()[0]!;
+    assert.equal(report.crossings, 4);
+    assert.deepEqual(report.crossingsByCause, { first: 1, burst: 1, 'after-pause': 1, 'after-a-minute': 1 });
+  } finally {
+    await web.close();
+  }
+});
+
+test('an outage mid-run: from its Nth request the host bans everyone, or asks for a long wait until the test ends it', async () => {
+  let now = 7_000_000;
+  const answered: Array<[number, number]> = [];
+  const web = await startSimWeb({
+    seed: 3,
+    hosts: 2,
+    clock: () => now,
+    onAnswer: (host, status) => answered.push([host, status]),
+    adjust: (p, i) => ({ ...quiet(p), outage: i === 0 ? { afterRequests: 2, kind: 'retry-after', seconds: Infinity } : { afterRequests: 1, kind: 'ban', seconds: 30 } }),
+  });
+  try {
+    const [paused, banning] = web.hosts as [SimHost, SimHost];
+    const get = async (host: SimHost, n: number) => {
+      const response = await fetch(`${host.url}/img/p${n}.jpg`);
+      await response.arrayBuffer();
+      return [response.status, response.headers.get('retry-after')];
+    };
+    assert.deepEqual([await get(paused, 0), await get(paused, 1), await get(paused, 2), await get(paused, 0)], [[200, null], [200, null], [429, '3600'], [429, '3600']]);
+    now += 3_600_000;
+    assert.deepEqual(await get(paused, 3), [429, '3600'], 'until the test ends it');
+    paused.endOutage();
+    assert.deepEqual(await get(paused, 3), [200, null]);
+    assert.deepEqual([await get(banning, 0), await get(banning, 1)], [[200, null], [403, null]]);
+    now += 29_999;
+    assert.deepEqual(await get(banning, 1), [403, null]);
+    now += 1;
+    assert.deepEqual(await get(banning, 1), [200, null]);
+    const [p, b] = web.report();
+    assert.deepEqual([p!.requests, p!.answers.outage, p!.answers.image, p!.crossings, p!.bansTriggered], [6, 3, 3, 0, 0]);
+    assert.deepEqual([b!.requests, b!.answers.outage, b!.answers.image, b!.crossings, b!.bansTriggered], [4, 2, 2, 0, 0]);
+    assert.deepEqual(answered.filter(([host]) => host === 0).map(([, status]) => status), [200, 200, 429, 429, 429, 200]);
+  } finally {
+    await web.close();
+  }
+});
+
 test('placeholders: many URLs of one host answer 200 with the same bytes', async () => {
   const web = await startSimWeb({ seed: 3, hosts: 2, adjust: (p) => ({ ...quiet(p), placeholderShare: 0.3 }) });
   try {
@@ -153,7 +212,7 @@ test("the report's counts are the requests made, answer by answer", async () => 
     }
     const report = web.report()[0]!;
     assert.equal(report.requests, 120);
-    assert.deepEqual(report.answers, { ...seen, tooMany: 0, banned: 0 });
+    assert.deepEqual(report.answers, { ...seen, tooMany: 0, banned: 0, outage: 0 });
     assert.ok(Object.values(seen).every((n) => n > 0), JSON.stringify(seen));
     assert.equal(report.peakConcurrency, 1);
   } finally {
