@@ -86,7 +86,7 @@ async function fetchAll(o: RunCommandOptions, say: (text: string) => void, onPro
   let repeated = 0;
   try {
     const watching = threshold > 0 ? refusingPlaceholders(fetcher, new SameBytes(threshold)) : fetcher;
-    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, watching, { concurrency: JOBS_PER_REQUEST * o.concurrency, perOrigin: JOBS_PER_REQUEST * hostConcurrency, ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
+    await runPool(planJobs(manifest.entries(), split, o.layout, stats, seen, o.image && storedExtension(o.image.format)), store, watching, { concurrency: JOBS_PER_REQUEST * o.concurrency, perOrigin: Math.min(JOBS_PER_REQUEST * hostConcurrency, (JOBS_PER_REQUEST - 1) * o.concurrency), ...(o.signal ? { signal: o.signal } : {}), ...(o.image ? { image: { options: o.image } } : {}) }, (record, sequence) => {
       tally.add(record);
       if (record.outcome.sha256) digests.add(record.outcome.sha256, sequence);
       index.put(sequence, indexRow(record));
@@ -149,8 +149,8 @@ function shaping(image: ImageOptions): string {
 
 /**
  * Jobs under way per request on the network (and per request to one host): the jobs of a host that
- * is busy or paused wait for it at the fetcher's gate (engine/host-gate.ts); past this many, the
- * pool parks them and reads on, so the other hosts keep going.
+ * is busy or paused wait for it at the fetcher's gate (engine/host-gate.ts); past this many (or
+ * past all slots but -c of them), the pool parks them and reads on, so the other hosts keep going.
  */
 const JOBS_PER_REQUEST = 4;
 
