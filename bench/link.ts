@@ -8,13 +8,14 @@
 //                         [--runs 1] [--tools "cloudfetch,cloudfetch:--ramp -c 128,rclone,aws"]
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { S3Client } from '@aws-sdk/client-s3';
 import { EMULATOR_CREDENTIALS } from '../local-cloud/emulator.ts';
 import { defaultOutBase, hasGnuTime, killRunning, measure, startServer, table, versionOf, type ServerProcess } from './measure.ts';
+import { report } from './sync-trace.ts';
 import { REGION, ROOT, TOOL_ENV, awsS3Sync, benchImages, cloudfetchSync, fillBucket, rcloneCopy, verifyCopy, type Tool } from './sync-bucket.ts';
 
 const RELAY = join(ROOT, 'bench', 'link-relay.py');
@@ -34,9 +35,11 @@ const USAGE = `usage: node bench/link.ts [options]   (as root)
   --queue-ms Q           the bottleneck's drop-tail queue, ms of the rate (default 100)
   --runs N               copies by each tool (default 1)
   --tools LIST           of cloudfetch, rclone, rclone-defaults, aws (default cloudfetch,rclone,aws);
-                         cloudfetch:FLAGS runs cloudfetch sync with these flags too (space-separated)
+                         cloudfetch:FLAGS runs cloudfetch sync with these flags too (space-separated),
+                         cloudfetch@DIR the sync of another copy of the tree (before and after a change)
   --timeout S            longest one tool run may take, s (default 900)
-  --json                 the results as JSON on stdout (the table goes to stderr)`;
+  --json                 the results as JSON on stdout (the table goes to stderr)
+  --trace DIR            keep a timeline of each cloudfetch run in DIR (bench/sync-trace.ts) and print it`;
 
 function fail(message: string): never {
   process.stderr.write(`bench:link: ${message}\n${USAGE}\n`);
@@ -57,6 +60,7 @@ function parse() {
       tools: { type: 'string', default: 'cloudfetch,rclone,aws' },
       timeout: { type: 'string', default: '900' },
       json: { type: 'boolean', default: false },
+      trace: { type: 'string' },
       // Internal: fill the bucket at this endpoint (run inside the cloud's namespace).
       fill: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -105,10 +109,18 @@ const TOOLS: Record<string, Tool> = {
   'rclone-defaults': rcloneCopy('rclone copy (defaults)', []),
   aws: awsS3Sync,
 };
+// cloudfetch@DIR: the sync of another copy of the tree (DIR/cli/cloudfetch.js), to bench a change
+// before and after in the same run.
+function otherTree(dir: string): Tool {
+  const tool = cloudfetchSync(`cloudfetch sync (${dir})`);
+  const cli = join(ROOT, 'cli', 'cloudfetch.js');
+  return { ...tool, args: (endpoint, out) => tool.args(endpoint, out).map((a) => (a === cli ? join(dir, 'cli', 'cloudfetch.js') : a)) };
+}
 const chosen = values.tools.split(',').map((t) => t.trim()).filter(Boolean);
 for (const name of chosen) {
   if (name.startsWith('cloudfetch:')) TOOLS[name] = cloudfetchSync(`cloudfetch sync ${name.slice(11).trim()}`, name.slice(11).split(' ').filter(Boolean));
-  else if (!TOOLS[name]) fail(`--tools: unknown tool "${name}" (${Object.keys(TOOLS).join(', ')}, cloudfetch:FLAGS)`);
+  else if (name.startsWith('cloudfetch@')) TOOLS[name] = otherTree(name.slice(11));
+  else if (!TOOLS[name]) fail(`--tools: unknown tool "${name}" (${Object.keys(TOOLS).join(', ')}, cloudfetch:FLAGS, cloudfetch@DIR)`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,13 +265,17 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '—' : n.to
 async function runTool(tool: Tool, run: number, endpoint: string, useTime: boolean): Promise<RunResult> {
   const out = join(work!, `${tool.name.replace(/[^a-z0-9]+/gi, '-')}-${run}`);
   await mkdir(out, { recursive: true });
+  // A cloudfetch run traced: its requests' timeline (bench/sync-trace.ts) kept in --trace DIR.
+  const traced = values.trace && tool.command === process.execPath ? join(values.trace, `${tool.name.replace(/[^a-z0-9]+/gi, '-')}-${run}.json`) : null;
+  const args = traced ? ['--import', join(ROOT, 'bench', 'sync-trace.ts'), ...tool.args(endpoint, out)] : tool.args(endpoint, out);
   const before = await relay!.snapshot();
-  const result = await measure('nice', [...AHEAD, 'ip', 'netns', 'exec', ns.home, tool.command, ...tool.args(endpoint, out)], {
+  const result = await measure('nice', [...AHEAD, 'ip', 'netns', 'exec', ns.home, tool.command, ...args], {
     timeFile: useTime ? join(work!, 'time.txt') : null,
     timeoutMs: config.timeoutMs,
     cwd: work!,
-    env: TOOL_ENV,
+    env: traced ? { ...TOOL_ENV, SYNC_TRACE: traced } : TOOL_ENV,
   });
+  if (traced) say(`${tool.name} run ${run}, timeline:\n${report(JSON.parse(await readFile(traced, 'utf8')))}`);
   const after = await relay!.snapshot();
   let problem: string | null = null;
   if (result.timedOut) problem = `timed out after ${config.timeoutMs / 1000} s`;
@@ -293,6 +309,7 @@ async function main(): Promise<number> {
   emulator = await startServer(EMULATOR_SERVER, ['--host', CLOUD_ADDRESS], ['nice', ...AHEAD, 'ip', 'netns', 'exec', ns.cloud]);
   const fill = spawnSync('ip', ['netns', 'exec', ns.cloud, process.execPath, join(ROOT, 'bench', 'link.ts'), '--fill', emulator.url, '--objects', String(config.objects), '--kb', String(config.bytes / 1024)], { encoding: 'utf8' });
   if (fill.status !== 0) throw new Error(`filling the bucket: ${fill.stderr.trim()}`);
+  if (values.trace) await mkdir(values.trace, { recursive: true });
   work = await mkdtemp(join(defaultOutBase(), 'cloudfetch-bench-link-'));
 
   say(`Sync over a simulated link: ${fmt(config.objects)} objects × ${fmt(config.bytes / 1024, 0)} KiB (${fmt(totalBytes / 1e6, 1)} MB), ` +
@@ -311,10 +328,10 @@ async function main(): Promise<number> {
     }
   }
   say('');
-  const rows = [['tool', 'run', 'objects/s', 'MB/s', 'link use', 'wall s', 'CPU s', 'lost', 'queue drops', '']];
+  const rows = [['tool', 'run', 'objects/s', 'MB/s', 'link use', 'wall s', 'CPU s', 'peak RSS MB', 'lost', 'queue drops', '']];
   for (const r of results) {
     rows.push([r.tool, String(r.run), fmt(r.objectsPerSecond), fmt(r.megabytesPerSecond, 2), r.linkUse === null ? '—' : `${(r.linkUse * 100).toFixed(0)}%`,
-      r.wallSeconds.toFixed(1), r.cpuSeconds === null ? 'n/a' : r.cpuSeconds.toFixed(1), fmt(r.lost), fmt(r.queueDrops), r.ok ? '' : 'FAILED']);
+      r.wallSeconds.toFixed(1), r.cpuSeconds === null ? 'n/a' : r.cpuSeconds.toFixed(1), r.peakRssBytes === null ? 'n/a' : fmt(r.peakRssBytes / 1e6), fmt(r.lost), fmt(r.queueDrops), r.ok ? '' : 'FAILED']);
   }
   say(table(rows));
   say('');

@@ -79,6 +79,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
         queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false, verify: o.verify ?? false,
         // The threshold the split was made with (the stack's setting then), so the table says what the functions did.
         ...threshold(statuses.find((s) => s.split === split)?.placeholderThreshold),
+        ...expectedImages(statuses.find((s) => s.split === split)),
         ...(o.signal ? { signal: o.signal } : {}),
         onListed: (n, size) => {
           listed += n;
@@ -109,6 +110,12 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
     }
   }
   return results;
+}
+
+/** How many images the status says the split may hold: how it is listed (HomeOptions.expectedImages). */
+function expectedImages(status: { queued?: unknown; alreadyStored?: unknown } | undefined): { expectedImages?: number } {
+  const n = (value: unknown): number => (Number.isSafeInteger(value) && (value as number) > 0 ? (value as number) : 0);
+  return status ? { expectedImages: n(status.queued) + n(status.alreadyStored) } : {};
 }
 
 /** A recorded threshold, when it is one (the status is bucket content, not trusted). */

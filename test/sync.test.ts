@@ -27,8 +27,12 @@ let proxy: Server;
 let proxyUrl: string;
 let work: string;
 /** Key (path tail) → what the proxy does the first times it is asked for it. */
-const faults = new Map<string, { kind: 'status-503' | 'reset' | 'truncate' | 'status-403' | 'corrupt'; times: number; /** with truncate: the object is replaced by these bytes before the connection drops */ replaceWith?: Buffer }>();
+const faults = new Map<string, { kind: 'status-503' | 'reset' | 'truncate' | 'status-403' | 'corrupt' | 'stall'; times: number; /** with truncate: the object is replaced by these bytes before the connection drops */ replaceWith?: Buffer }>();
 const gets = new Map<string, number>();
+/** GETs and the end of a stalled one, in the order the proxy saw them. */
+const seen: string[] = [];
+/** Listing requests: their prefix. */
+const listed: string[] = [];
 /** Key → the Range header of each GET (undefined: the whole object). */
 const ranges = new Map<string, Array<string | undefined>>();
 const BIG = 24;
@@ -39,7 +43,10 @@ before(async () => {
   const target = new URL(emulator.address);
   proxy = createServer((req, res) => {
     const tail = (req.url ?? '').split('/').pop() ?? '';
+    const query = new URL(req.url ?? '/', 'http://x').searchParams;
+    if (query.get('list-type') === '2') listed.push(query.get('prefix') ?? '');
     if (req.method === 'GET') {
+      seen.push(`get ${tail}`);
       gets.set(tail, (gets.get(tail) ?? 0) + 1);
       ranges.set(tail, [...(ranges.get(tail) ?? []), req.headers.range]);
     }
@@ -47,6 +54,8 @@ before(async () => {
     const active = fault && fault.times > 0 ? fault.kind : null;
     if (fault && active) fault.times--;
     if (active === 'reset') return void req.socket.destroy();
+    // Never answered: held until the client gives up on it.
+    if (active === 'stall') return void res.once('close', () => seen.push(`closed ${tail}`));
     if (active === 'status-503' || active === 'status-403') {
       const status = active === 'status-503' ? 503 : 403;
       res.writeHead(status, { 'content-type': 'application/xml' });
@@ -262,15 +271,20 @@ test('a placeholder is never downloaded, even when its key is listed before the 
   for (const n of [1, 3, 4, 6]) assert.ok((await readFile(join(dir, 'late', `late${n}.jpg`))).equals(late(n)));
 });
 
-test('more than one page: the first page unsharded, then the shards without its keys: each key once', async () => {
-  // 250 keys over four shards: the first page (100) stops inside one of them.
-  const keys = [...[['0', 90], ['A', 80], ['a', 50], ['z', 30]] as const].flatMap(([c, n]) => Array.from({ length: n }, (_, i) => `many/${c}${i}.bin`));
+/** Stores each key under images/, its name as its bytes. */
+async function putKeys(keys: readonly string[]): Promise<void> {
   const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
   try {
     for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/${key}`, Body: key }))));
   } finally {
     direct.destroy();
   }
+}
+
+test('more than one page: the first page unsharded, then the shards without its keys: each key once', async () => {
+  // 250 keys over four shards: the first page (100) stops inside one of them.
+  const keys = [...[['0', 90], ['A', 80], ['a', 50], ['z', 30]] as const].flatMap(([c, n]) => Array.from({ length: n }, (_, i) => `many/${c}${i}.bin`));
+  await putKeys(keys);
   const s3 = client();
   const stored = new Map<string, number>();
   const dir = join(work, 'many');
@@ -283,4 +297,39 @@ test('more than one page: the first page unsharded, then the shards without its 
   assert.deepEqual([...stored.keys()].sort(), [...keys].sort());
   assert.equal((await readdir(join(dir, 'many'))).length, keys.length);
   assert.equal(await readFile(join(dir, 'many', 'a49.bin'), 'utf8'), 'many/a49.bin');
+});
+
+test('the tail: a download that hears nothing is asked for again on another connection, the first body wins, the other is aborted', async () => {
+  faults.set('9.jpg', { kind: 'stall', times: 1 });
+  seen.length = 0;
+  const s3 = client();
+  const dir = join(work, 'hedged');
+  try {
+    const result = await syncImages({ s3, bucket, split: 'train', dir, concurrency: 8 }, (key) => key);
+    assert.equal(result.downloaded, COUNT);
+  } finally {
+    s3.destroy();
+  }
+  for (let n = 1; n <= COUNT; n++) assert.ok((await readFile(join(dir, 'train', `${n}.jpg`))).equals(body(n)), `${n}.jpg`);
+  assert.deepEqual(await readdir(dir), ['train'], 'no temporary folder left behind');
+  // Without the second request the held one would end by undici's 60 s header time-out, and only then be asked again.
+  assert.deepEqual(seen.filter((e) => e.endsWith(' 9.jpg')), ['get 9.jpg', 'get 9.jpg', 'closed 9.jpg'], 'asked again while the first was held, which was then given up');
+});
+
+test('a split its status says is large is listed in the shards at once, without the first page: each key once', async () => {
+  const keys = Array.from({ length: 150 }, (_, i) => `sharded/${'0Aaz'[i % 4]}${i}.bin`);
+  await putKeys(keys);
+  const s3 = client();
+  const dir = join(work, 'sharded');
+  listed.length = 0;
+  try {
+    const result = await syncImages({ s3, bucket, split: 'sharded', dir, concurrency: 16, expectedImages: 150 }, (key) => key);
+    assert.deepEqual({ listed: result.listed, downloaded: result.downloaded }, { listed: keys.length, downloaded: keys.length });
+  } finally {
+    s3.destroy();
+  }
+  assert.ok(!listed.includes('images/sharded/'), 'no unsharded first page');
+  assert.ok(listed.includes('images/sharded/0') && listed.includes('images/sharded/z'), 'the shards');
+  assert.equal((await readdir(join(dir, 'sharded'))).length, keys.length);
+  assert.equal(await readFile(join(dir, 'sharded', 'z3.bin'), 'utf8'), 'sharded/z3.bin');
 });

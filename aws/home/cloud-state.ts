@@ -4,7 +4,7 @@
 // (a few objects per thousand images). No image and no failure record is read. The queues are
 // queue-state.ts's.
 
-import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, NoSuchKey, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
 import { safeSegment } from '../../engine/keys.ts';
@@ -171,11 +171,12 @@ export function placeholderKeys(records: FetchRecords, same: SameBytes): Set<str
  * pending, not failed. `sameBytes`
  * (with `records`): placeholders fail and repeated bytes name their first id, as `run` does.
  */
-export async function* splitRows(s3: S3Client, bucket: string, split: string, o: { listed?: Map<string, number>; failures?: Map<string, FailureReason>; queueBusy?: boolean; records?: FetchRecords; sameBytes?: SameBytes } = {}): AsyncGenerator<CloudRow> {
+export async function* splitRows(s3: S3Client, bucket: string, split: string, o: { listed?: Map<string, number>; failures?: Map<string, FailureReason>; queueBusy?: boolean; records?: FetchRecords; sameBytes?: SameBytes; index?: Promise<GetObjectCommandOutput> } = {}): AsyncGenerator<CloudRow> {
   const [stored, failures] = await Promise.all([o.listed ?? storedImages(s3, bucket, split), o.failures ?? failureReasons(s3, bucket, split)]);
   let body: Readable;
   try {
-    const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: indexKey(split) }));
+    // The index's GET, when the caller sent it already (sync: during its last downloads).
+    const answer = await (o.index ?? s3.send(new GetObjectCommand({ Bucket: bucket, Key: indexKey(split) })));
     body = answer.Body as Readable;
   } catch (error) {
     if ((error as { name?: string }).name === 'NoSuchKey') throw new CloudStateError(`no index for split "${split}" in the bucket: was its manifest submitted and split?`);

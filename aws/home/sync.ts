@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
 import { TableFile, type IndexRow } from '../../engine/index-table.ts';
@@ -66,6 +66,11 @@ export interface HomeOptions {
   queueBusy?: boolean;
   /** Count what would be copied (downloaded: files, bytes: their size) and write nothing. */
   dryRun?: boolean;
+  /**
+   * Images the split's status says it may hold (queued and already stored): more than a first
+   * page's worth are listed in shards at once, without a first page to wait for. Only a hint.
+   */
+  expectedImages?: number;
   /** Distinct URLs of one host with the same bytes that make them a placeholder (the split's, default 3); 0: no check. */
   placeholderThreshold?: number;
   /**
@@ -87,6 +92,22 @@ export const DEFAULT_SYNC_CONCURRENCY = 64;
 // The ramp: downloads at first, and how often the rate is looked at (a few round trips of a long link).
 const RAMP_START = 8;
 const RAMP_WINDOW_MS = 1000;
+// The tail: a download silent for this many times the median time to a first chunk (at least
+// HEDGE_MIN_MS) is asked for again.
+const HEDGE_STALL = 3;
+const HEDGE_MIN_MS = 200;
+
+/** A download under way, for the tail's second requests. */
+interface Flight {
+  /** When its last chunk (or its request) was. */
+  heard: number;
+  /** Its downloads waiting out a back-off. */
+  resting: number;
+  hedged: boolean;
+  /** Asks for the object a second time. */
+  hedge: () => void;
+  done: PromiseWithResolvers<void>;
+}
 
 /** Image key (relative to images/) → local path (relative to dir), per the layout. */
 export async function placement(o: HomeOptions): Promise<(key: string) => string> {
@@ -117,9 +138,10 @@ export interface Decisions {
 /**
  * Copies the split's images; `stored`, when given, receives every listed key (relative to images/)
  * and size. The listing and the connections start while `decisions` are still being read; no image
- * is looked at, let alone downloaded, before they are known.
+ * is looked at, let alone downloaded, before they are known. `lastDownloads` is called once the
+ * listing is done and about two rounds of downloads are left.
  */
-export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>, decisions: Decisions | Promise<Decisions> = {}): Promise<SyncResult> {
+export async function syncImages(o: HomeOptions, place: (key: string) => string, stored?: Map<string, number>, decisions: Decisions | Promise<Decisions> = {}, lastDownloads?: () => void): Promise<SyncResult> {
   // Read while the listing runs and connections open; no object is looked at before it is known.
   const decided = Promise.resolve(decisions);
   decided.catch(() => {}); // awaited by every copy, and after the listing
@@ -176,18 +198,23 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   // A short page of the whole prefix first: a split of up to FIRST_PAGE images is listed in one
   // round trip, and the downloads start with it (a page of 1,000 keys is ~300 KB: several round
   // trips of a long link). A larger split is listed again in shards, without the keys of that page
-  // (not from where it stopped: an emulator may not list in S3's binary order).
+  // (not from where it stopped: an emulator may not list in S3's binary order). A split whose
+  // status says it is larger is listed in shards at once: the first page's round trips would
+  // only delay them (measured ~0.7 s on the lossy link).
   const listAll = async (): Promise<void> => {
     let shards: Promise<void>[] = [];
     try {
-      const first = await listPage(o.s3, o.bucket, prefix, { signal, maxKeys: FIRST_PAGE });
-      if (first.next) {
-        const seen = new Set(first.objects.map((x) => x.key));
+      const sharded = (seen: Set<string>): void => {
         listers += SHARDS.length;
         shards = SHARDS.map((shard) => list(shard, seen));
+      };
+      if ((o.expectedImages ?? 0) > FIRST_PAGE) sharded(new Set());
+      else {
+        const first = await listPage(o.s3, o.bucket, prefix, { signal, maxKeys: FIRST_PAGE });
+        if (first.next) sharded(new Set(first.objects.map((x) => x.key)));
+        // Only the keys a shard would list: one outside them is none of the split's images.
+        await take(first.objects.filter((x) => SHARDS.includes(x.key.charAt(prefix.length))));
       }
-      // Only the keys a shard would list: one outside them is none of the split's images.
-      await take(first.objects.filter((x) => SHARDS.includes(x.key.charAt(prefix.length))));
     } finally {
       listers--;
       wake();
@@ -218,10 +245,23 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
       o.onFile?.({ key, bytes: object.size, downloaded: true });
       return;
     }
+    const body = await hedgeable(reader, object, expected);
+    await store.replace(local, body);
+    result.downloaded++;
+    result.bytes += body.length;
+    o.onFile?.({ key, bytes: body.length, downloaded: true });
+  };
+
+  /** The object's checked bytes: retried, a body cut midway resumed; `flight` hears of every chunk and each back-off. */
+  const download = async (reader: ObjectReader, object: ListedObject, expected: string | undefined, signal: AbortSignal, heard: () => void, flight: Flight): Promise<Buffer> => {
     let partial: PartialBody | undefined;
+    const told = (bytes: number, s?: AbortSignal): Promise<void> | undefined => {
+      heard();
+      return throttle(bytes, s);
+    };
     for (let attempt = 1; ; attempt++) {
       try {
-        const body = await reader.get(object.key, { signal, ...(partial ? { partial } : {}), throttle });
+        const body = await reader.get(object.key, { signal, ...(partial ? { partial } : {}), throttle: told });
         partial = undefined;
         if (body.length !== object.size) throw new ObjectReadError(`${object.key}: got ${body.length} of ${object.size} bytes`);
         if (expected !== undefined && createHash('sha256').update(body).digest('hex') !== expected) {
@@ -229,11 +269,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
           const message = `${object.key}: its bytes differ from the SHA-256 its fetch recorded`;
           throw attempt === 1 ? new ObjectReadError(`${message}; reading it again`) : new Error(`${message} (read twice): not written`);
         }
-        await store.replace(local, body);
-        result.downloaded++;
-        result.bytes += body.length;
-        o.onFile?.({ key, bytes: body.length, downloaded: true });
-        return;
+        return body;
       } catch (error) {
         const retry = error instanceof ObjectReadError && error.transient && attempt < FILE_ATTEMPTS;
         if (signal.aborted || !retry) throw error;
@@ -246,14 +282,113 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
           continue;
         }
         // Up to ~1 minute in all: a link across the border drops for tens of seconds at times.
-        await sleep(Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2), undefined, { signal });
+        // Not asked for a second time meanwhile: the back-off spares a server that is struggling.
+        flight.resting++;
+        try {
+          await sleep(Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2), undefined, { signal });
+        } finally {
+          flight.resting--;
+          flight.heard = performance.now();
+        }
       }
     }
   };
 
+  // The tail: once every key is taken, a download that has heard nothing for a while (a lost
+  // packet waiting out TCP's retransmission timer, ~1 s or more on a long lossy link) is asked for
+  // a second time on an idle connection, and the first whole, checked body wins; the other is
+  // aborted. Only one body is written, by copy(), so resume and verify hold as for one download.
+  const flights = new Set<Flight>();
+  let flightEnded = Promise.withResolvers<void>();
+  // One listener for every download's own controller (an AbortSignal.any per object costs CPU).
+  const running = new Set<AbortController>();
+  signal.addEventListener('abort', () => {
+    for (const controller of running) controller.abort(signal.reason);
+  }, { once: true });
+  // Times to the first chunk of recent downloads: "heard nothing for a while" is HEDGE_STALL of them.
+  const firstChunks: number[] = [];
+  const hedgeable = (reader: ObjectReader, object: ListedObject, expected: string | undefined): Promise<Buffer> => new Promise((resolveBody, reject) => {
+    const own: AbortController[] = [];
+    let runs = 0;
+    let error: unknown;
+    const flight: Flight = { heard: performance.now(), resting: 0, hedged: false, done: Promise.withResolvers<void>(), hedge: () => {} };
+    const settle = (): void => {
+      flights.delete(flight);
+      for (const controller of own) {
+        controller.abort();
+        running.delete(controller);
+      }
+      flight.done.resolve();
+      flightEnded.resolve();
+      flightEnded = Promise.withResolvers<void>();
+    };
+    const run = (): void => {
+      const controller = new AbortController();
+      if (signal.aborted) controller.abort(signal.reason);
+      own.push(controller);
+      running.add(controller);
+      runs++;
+      const began = performance.now();
+      let first = true;
+      const heard = (): void => {
+        flight.heard = performance.now();
+        if (!first) return;
+        first = false;
+        firstChunks.push(flight.heard - began);
+        if (firstChunks.length > 256) firstChunks.shift();
+      };
+      download(reader, object, expected, controller.signal, heard, flight).then((body) => {
+        if (!flights.has(flight)) return;
+        settle();
+        resolveBody(body);
+      }, (failure: unknown) => {
+        runs--;
+        if (!flights.has(flight)) return;
+        error ??= failure;
+        // The other download may still bring the body.
+        if (runs > 0 && !signal.aborted) return;
+        settle();
+        reject(error);
+      });
+    };
+    flight.hedge = () => {
+      flight.hedged = true;
+      flight.heard = performance.now();
+      run();
+    };
+    flights.add(flight);
+    run();
+  });
+  /** Waits for a download to stall, asks for it again and waits for its end; false when none is left. */
+  const hedgeOne = async (): Promise<boolean> => {
+    while (!signal.aborted) {
+      const candidates = [...flights].filter((f) => !f.hedged && f.resting === 0);
+      if (candidates.length === 0 || firstChunks.length === 0) return false;
+      const limit = Math.max(HEDGE_MIN_MS, HEDGE_STALL * [...firstChunks].sort((a, b) => a - b)[firstChunks.length >> 1]!);
+      const now = performance.now();
+      const stalled = candidates.find((f) => now - f.heard >= limit);
+      if (stalled) {
+        stalled.hedge();
+        await stalled.done.promise;
+        return true;
+      }
+      const wait = Math.min(...candidates.map((f) => limit - (now - f.heard)));
+      const woken = new AbortController();
+      await Promise.race([flightEnded.promise, sleep(wait, undefined, { signal: AbortSignal.any([signal, woken.signal]) }).catch(() => {})]);
+      woken.abort();
+    }
+    return false;
+  };
+
+  let nearEnd = false;
   const worker = async (): Promise<void> => {
     while (!signal.aborted) {
       const next = queue.shift();
+      // About two rounds of downloads left (under a second on the lossy link).
+      if (listers === 0 && queue.length <= 2 * most && !nearEnd) {
+        nearEnd = true;
+        lastDownloads?.();
+      }
       if (next) {
         if (queue.length < 10_000) wake();
         try {
@@ -263,8 +398,10 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
           wake();
           throw error;
         }
-      } else if (listers === 0) return;
-      else await new Promise<void>((r) => waiting.push(r));
+      } else if (listers === 0) {
+        // Not under --bwlimit: a second request would spend the rate the user set aside.
+        if (o.bandwidth || !(await hedgeOne())) return;
+      } else await new Promise<void>((r) => waiting.push(r));
     }
   };
 
@@ -351,10 +488,24 @@ export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   const place = await placement(o);
   // The sync's listing is the table's too: what it lists is what is stored (and now here).
   const stored = new Map<string, number>();
-  const images = await syncImages(o, place, stored, reading);
+  // The index is asked for while the last downloads run (0.4 s after them on the lossy link: a
+  // connection idle since the listing starts slowly again), not earlier: its answer waits unread
+  // meanwhile, and a long wait could be cut by the server.
+  let index: Promise<GetObjectCommandOutput> | undefined;
+  const readIndex = (): void => {
+    index = o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: indexKey(o.split) }), o.signal ? { abortSignal: o.signal } : {});
+    index.catch(() => {}); // awaited by splitRows
+  };
+  let images: SyncResult;
+  try {
+    images = await syncImages(o, place, stored, reading, readIndex);
+  } catch (error) {
+    void index?.then((answer) => (answer.Body as Readable).destroy(), () => {});
+    throw error;
+  }
   const { records, sameBytes } = await reading;
   const indexFile = join(resolve(o.dir), `${o.split}.csv`);
-  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, failures: await failures, queueBusy: o.queueBusy ?? false, records, sameBytes });
+  const rows = splitRows(o.s3, o.bucket, o.split, { listed: stored, failures: await failures, queueBusy: o.queueBusy ?? false, records, sameBytes, ...(index ? { index } : {}) });
   if (o.dryRun) {
     const counts = emptyCounts();
     for await (const row of rows) count(counts, row);
