@@ -5,8 +5,10 @@
 // writes every file), no Node client will match aria2c. Each tool is its own process under GNU
 // time; the runs alternate; every run is checked (every image answered, every file written).
 //
-//   node bench/cpu-floor.ts [--scenarios 64@1,256@50] [--urls 8000] [--runs 3] [--out-dir DIR]
+//   node bench/cpu-floor.ts [--scenarios 64@1,256@50] [--urls 8000] [--runs 3] [--out-dir DIR] [--before TREE]
 //
+// --before TREE also runs `cloudfetch run` from another checkout (a git worktree of an older
+// commit), alternating with the others: a change's before and after in the same run.
 // A scenario is connections@origin latency in ms; images are 20–40 KiB, as in bench/fetch.ts.
 
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     urls: { type: 'string', default: '8000' },
     runs: { type: 'string', default: '3' },
     'out-dir': { type: 'string' },
+    before: { type: 'string' },
   },
 });
 const scenarios = values.scenarios.split(',').map((s) => s.split('@').map(Number) as [number, number]);
@@ -51,8 +54,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => vo
 
 const sizeOf = (i: number): number => 20 * 1024 + ((i * 7919) % (20 * 1024));
 
-type Tool = 'bare undici' | 'bare undici + files' | 'aria2c -i' | 'cloudfetch run';
-const TOOLS: Tool[] = ['bare undici', 'bare undici + files', 'aria2c -i', 'cloudfetch run'];
+type Tool = 'bare undici' | 'bare undici + files' | 'aria2c -i' | 'cloudfetch run' | 'cloudfetch run (before)';
+const BEFORE_CLI = values.before ? join(resolve(values.before), 'cli', 'cloudfetch.js') : null;
+const TOOLS: Tool[] = ['bare undici', 'bare undici + files', 'aria2c -i', ...(BEFORE_CLI ? ['cloudfetch run (before)' as const] : []), 'cloudfetch run'];
 
 async function runTool(tool: Tool, list: string, connections: number, count: number, totalBytes: number): Promise<{ result: Measured; problem: string | null }> {
   const timeFile = join(workDir!, 'time.txt');
@@ -73,7 +77,7 @@ async function runTool(tool: Tool, list: string, connections: number, count: num
     const files = (await readdir(out)).length;
     return { result, problem: failed(result) ?? (files !== count ? `${files} files` : null) };
   }
-  const args = [CLI, 'run', list, '--out', out, '--concurrency', String(connections), '--per-host', String(connections), '--allow-private-network', '--quiet', '--json'];
+  const args = [tool === 'cloudfetch run (before)' ? BEFORE_CLI! : CLI, 'run', list, '--out', out, '--concurrency', String(connections), '--per-host', String(connections), '--allow-private-network', '--quiet', '--json'];
   const result = await measure(process.execPath, args, options);
   const fetched = failed(result) ? null : (JSON.parse(result.stdout) as { fetched: number; bytes: number });
   return { result, problem: failed(result) ?? (fetched!.fetched !== count || fetched!.bytes !== totalBytes ? `${fetched!.fetched} fetched, ${fetched!.bytes} bytes` : null) };

@@ -12,6 +12,10 @@ import type { ImageFetcher } from './worker.ts';
 /** Distinct URLs of one host with the same bytes that make them a placeholder; 0 turns the check off. */
 export const DEFAULT_PLACEHOLDER_THRESHOLD = 3;
 
+function placeholderDetail(others: number): string {
+  return `the same bytes as ${others} other ${others === 1 ? 'entry' : 'entries'} of this host: a placeholder, not kept`;
+}
+
 export function originOf(url: string): string {
   return URL.parse(url)?.origin ?? url;
 }
@@ -28,7 +32,11 @@ interface HostGroup {
  */
 export class SameBytes {
   readonly threshold: number;
-  readonly #groups = new Map<string, Map<string, HostGroup>>();
+  /**
+   * Per digest, the URL of its only entry so far, or its entries per host once it repeats: most
+   * digests are seen once, and cost one map entry (no URL parse, no objects) until they repeat.
+   */
+  readonly #groups = new Map<string, Map<string, HostGroup> | string>();
 
   constructor(threshold: number) {
     this.threshold = threshold;
@@ -41,9 +49,17 @@ export class SameBytes {
 
   /** One entry whose image (stored, or refused as a placeholder) had these bytes, from this URL. */
   add(sha256: string, url: string): void {
+    const seen = this.#groups.get(sha256);
+    if (seen === undefined) {
+      this.#groups.set(sha256, url);
+      return;
+    }
+    let hosts: Map<string, HostGroup>;
+    if (typeof seen === 'string') {
+      hosts = new Map([[originOf(seen), { urls: new Set([seen]), entries: 1 }]]);
+      this.#groups.set(sha256, hosts);
+    } else hosts = seen;
     const origin = originOf(url);
-    let hosts = this.#groups.get(sha256);
-    if (!hosts) this.#groups.set(sha256, (hosts = new Map()));
     let group = hosts.get(origin);
     if (!group) hosts.set(origin, (group = { urls: new Set(), entries: 0 }));
     group.entries++;
@@ -53,16 +69,22 @@ export class SameBytes {
   /** A placeholder's detail when these bytes from this URL's host are one, else null. */
   placeholder(sha256: string, url: string): string | null {
     if (this.threshold === 0) return null;
-    const group = this.#groups.get(sha256)?.get(originOf(url));
+    const seen = this.#groups.get(sha256);
+    if (seen === undefined) return null;
+    if (typeof seen === 'string') {
+      // One entry: a placeholder only when one URL is enough (threshold 1) and it is this host's.
+      if (this.threshold > 1 || originOf(seen) !== originOf(url)) return null;
+      return placeholderDetail(0);
+    }
+    const group = seen.get(originOf(url));
     if (!group || group.urls.size < this.threshold) return null;
-    const others = group.entries - 1;
-    return `the same bytes as ${others} other ${others === 1 ? 'entry' : 'entries'} of this host: a placeholder, not kept`;
+    return placeholderDetail(group.entries - 1);
   }
 
   /** Whether more than one entry had these bytes (on any hosts). */
   repeated(sha256: string): boolean {
     const hosts = this.#groups.get(sha256);
-    if (!hosts) return false;
+    if (hosts === undefined || typeof hosts === 'string') return false;
     let entries = 0;
     for (const group of hosts.values()) entries += group.entries;
     return entries > 1;

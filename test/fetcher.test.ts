@@ -2,6 +2,9 @@
 // retries only where a retry can help, and stored bytes equal to what the origin sent.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Fetcher, type FetchResult, type FetcherOptions } from '../engine/fetch/fetcher.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
@@ -254,4 +257,31 @@ test("the caller's signal aborts every image under way on it, and only those", a
   const requests = origin.totalRequests();
   assertFailed(await fetcher.fetchImage([`${origin.url}/img/late.jpg`], caller.signal), 'timeout');
   assert.equal(origin.totalRequests(), requests);
+});
+
+test('an error page is read to its end and its connection kept; a page over 64 KiB is dropped with its connection', async () => {
+  const connections: Socket[] = [];
+  const server = createServer((req, res) => {
+    const size = req.url === '/big' ? 200 * 1024 : 1000;
+    res.writeHead(404, { 'content-type': 'text/html', 'content-length': size });
+    res.end(Buffer.alloc(size, 'x'));
+  });
+  server.on('connection', (socket: Socket) => connections.push(socket));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const one = new Fetcher({ ...OPTIONS, hostConcurrency: 1 });
+  try {
+    for (let i = 0; i < 3; i++) assertFailed(await one.fetchImage([`${base}/small-${i}`]), 'http-404', 1);
+    assert.equal(connections.length, 1, 'small error pages: one connection for all');
+    const big = await one.fetchImage([`${base}/big`]);
+    assertFailed(big, 'http-404', 1);
+    assert.ok(!big.ok && big.httpStatus === 404);
+    assertFailed(await one.fetchImage([`${base}/small-after`]), 'http-404', 1);
+    assert.equal(connections.length, 2, 'the big page was not read to its end: its connection was closed');
+  } finally {
+    await one.destroy();
+    for (const socket of connections) socket.destroy();
+    server.close();
+  }
 });

@@ -296,6 +296,17 @@ describe('guardInterceptor', () => {
       }
     });
 
+    it('knows a URL object given as origin by identity: the same object allowed again, a refused one refused every time', async () => {
+      const allowed = new URL(origin.url);
+      for (let i = 0; i < 2; i++) {
+        const { statusCode, body } = await dispatcher.request({ origin: allowed, path: '/img/dog.jpg', method: 'GET' });
+        assert.equal(statusCode, 200);
+        assert.deepEqual(Buffer.from(await body.arrayBuffer()), sampleImage('dog'));
+      }
+      const refused = new URL('http://10.0.0.1');
+      for (let i = 0; i < 2; i++) assert.equal((await refusal(dispatcher.request({ origin: refused, path: '/', method: 'GET' }))).reason, 'blocked-address');
+    });
+
     it('never connected anywhere but the loopback origin', () => {
       assert.ok(connects.length > 0);
       assert.deepEqual(new Set(connects), new Set(['127.0.0.1']));

@@ -186,4 +186,18 @@ describe('the pieces', () => {
     assert.equal(same.repeated('x'), true);
     assert.equal(new SameBytes(0).placeholder('x', 'http://h/a'), null);
   });
+
+  test('SameBytes: bytes seen once are no placeholder unless the threshold is 1, and count once their digest repeats', () => {
+    const three = new SameBytes(3);
+    three.add('y', 'http://h/a');
+    assert.equal(three.placeholder('y', 'http://h/a'), null);
+    assert.equal(three.repeated('y'), false);
+    three.add('y', 'http://h/b');
+    three.add('y', 'http://h/c');
+    assert.match(three.placeholder('y', 'http://h/c')!, /as 2 other entries of this host/, 'the first URL counts once its digest repeats');
+    const one = new SameBytes(1);
+    one.add('z', 'http://h/a');
+    assert.match(one.placeholder('z', 'http://h/a')!, /as 0 other entries/);
+    assert.equal(one.placeholder('z', 'http://other/a'), null, 'another host');
+  });
 });

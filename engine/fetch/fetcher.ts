@@ -1,8 +1,9 @@
 // Fetches one image (trying its mirror URLs in order) with undici: guard, per-image deadline,
 // retries of transient failures only, byte-level validation. Knows nothing of where bytes go.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, interceptors, type Dispatcher } from 'undici';
 import { GuardError, checkUrl, dnsLookup, guardInterceptor, type GuardOptions } from './guard.ts';
 import { SNIFF_BYTES, contentTypeOf, detectImageFormat, type ImageFormat } from './image.ts';
@@ -106,8 +107,12 @@ class Deadline {
     this.resume();
   }
 
+  /** The request under way, aborted with the deadline (no abort listener per request). */
+  exchange: Exchange | null = null;
+
   abort(reason: unknown): void {
     this.#controller.abort(reason);
+    this.exchange?.abort(reason instanceof Error ? reason : new Error(String(reason)));
   }
 
   get signal(): AbortSignal {
@@ -131,7 +136,7 @@ class Deadline {
 
   resume(): void {
     this.#since = Date.now();
-    this.#timer = setTimeout(() => this.#controller.abort(new DOMException('the deadline passed', 'TimeoutError')), Math.max(0, this.#left));
+    this.#timer = setTimeout(() => this.abort(new DOMException('the deadline passed', 'TimeoutError')), Math.max(0, this.#left));
     this.#timer.unref();
   }
 
@@ -143,6 +148,130 @@ class Deadline {
   end(): void {
     this.clear();
     this.#siblings?.delete(this);
+  }
+}
+
+const REDIRECT_STATUSES = new Set([300, 301, 302, 303, 307, 308]);
+
+/** An error page is read to its end up to this size (the connection stays reusable), else dropped. */
+const ERROR_PAGE_BYTES = 64 * 1024;
+
+/**
+ * One request at undici's dispatch level: the body's chunks are collected as they come, checked
+ * on the way (size limit, the first bytes an image's), with no response stream, async iterator or
+ * abort listener per request. The fetcher awaits settled(): headers in hand while it waits for
+ * room (the socket paused meanwhile), or the end, or an error.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #maxBytes: number;
+  /** Pause at the headers until proceed(): the caller waits for room to hold the body. */
+  #holdAtHeaders: boolean;
+  #controller: Dispatcher.DispatchController | null = null;
+  #done = false;
+  #wake: (() => void) | null = null;
+  #sniffed = false;
+  /** Reading an error page: counted and dropped. */
+  #draining = false;
+  waitingForRoom = false;
+  /** A redirect's Location, to follow (the fetcher follows redirects itself: see #attempt). */
+  location: string | null = null;
+  statusCode = 0;
+  headers: IncomingHttpHeaders = {};
+  readonly chunks: Buffer[] = [];
+  received = 0;
+  error: Error | null = null;
+
+  constructor(maxBytes: number, holdAtHeaders: boolean) {
+    this.#maxBytes = maxBytes;
+    this.#holdAtHeaders = holdAtHeaders;
+  }
+
+  /** Resolves when the exchange ends (error included) or waits for room; never rejects. */
+  settled(): Promise<void> {
+    if (this.#done || this.waitingForRoom) return Promise.resolve();
+    return new Promise((resolve) => (this.#wake = resolve));
+  }
+
+  proceed(): void {
+    this.waitingForRoom = false;
+    this.#controller?.resume();
+  }
+
+  abort(reason: Error): void {
+    if (this.#done) return;
+    this.#finish(reason);
+    this.#controller?.abort(reason);
+  }
+
+  #finish(error: Error | null): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.waitingForRoom = false;
+    // A failed error page still says what the origin answered: its status decides.
+    this.error = this.#draining ? null : error;
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    // Aborted while it waited for a connection: stop before anything is sent.
+    if (this.#done) controller.abort(this.error ?? new Error('aborted'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (this.#done) return;
+    this.statusCode = statusCode;
+    this.headers = headers;
+    if (statusCode < 200 || statusCode >= 300) {
+      const location = REDIRECT_STATUSES.has(statusCode) ? headers.location : undefined;
+      this.location = (Array.isArray(location) ? location[0] : location) ?? null;
+      this.#draining = true;
+      return;
+    }
+    const declared = Number(headers['content-length']);
+    if (!headers['content-encoding'] && Number.isFinite(declared) && declared > this.#maxBytes) {
+      this.abort(new Failure('too-large', `Content-Length ${declared} exceeds ${this.#maxBytes} bytes`, statusCode));
+      return;
+    }
+    if (this.#holdAtHeaders) {
+      // Unread meanwhile, the body pauses the socket (undici's body timeout waits while paused).
+      this.#holdAtHeaders = false;
+      controller.pause();
+      this.waitingForRoom = true;
+      const wake = this.#wake;
+      this.#wake = null;
+      wake?.();
+    }
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#done) return;
+    this.received += chunk.length;
+    if (this.#draining) {
+      if (this.received > ERROR_PAGE_BYTES) this.abort(new Error('error page dropped'));
+      return;
+    }
+    if (this.received > this.#maxBytes) {
+      this.abort(new Failure('too-large', `body exceeds ${this.#maxBytes} bytes`, this.statusCode));
+      return;
+    }
+    this.chunks.push(chunk);
+    if (!this.#sniffed && this.received >= SNIFF_BYTES) {
+      this.#sniffed = true;
+      // Stop downloading an HTML page or other non-image as soon as its first bytes show it.
+      const head = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks);
+      if (!detectImageFormat(head)) this.abort(new Failure('not-image', describeNonImage(head, this.headers['content-type']), this.statusCode));
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#finish(null);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
+    this.#finish(error);
   }
 }
 
@@ -166,8 +295,12 @@ export class Fetcher {
   #dispatcher: Dispatcher;
   #gate: HostGate;
   #headers: Record<string, string>;
-  /** Origins whose URL passed checkUrl: its verdict depends on the scheme and host alone. */
-  #allowed = new Set<string>();
+  /**
+   * Origins whose URL passed checkUrl (its verdict depends on the scheme and host alone), each with
+   * the URL the dispatcher is given: a URL object, so the DNS interceptor does not parse it again
+   * for every request, and the same one each time, so the guard knows it by identity.
+   */
+  #allowed = new Map<string, URL>();
 
   constructor(options: Partial<FetcherOptions> = {}) {
     this.options = { ...DEFAULT_FETCHER_OPTIONS, ...options };
@@ -180,12 +313,13 @@ export class Fetcher {
       bodyTimeout: o.idleTimeoutMs,
       keepAliveTimeout: 30_000,
     });
-    // compose() wraps from the first to the last, so the last is outermost: every redirect hop
-    // is resolved by the DNS cache and then checked by the guard, which sees the IP it connects to.
+    // compose() wraps from the first to the last, so the last is outermost: every request (each
+    // redirect hop is one, see #attempt) is resolved by the DNS cache and then checked by the
+    // guard, which sees the IP it connects to. Redirects are followed here rather than by undici's
+    // interceptor, which parses a URL and builds a handler for every response, redirected or not.
     this.#dispatcher = this.#agent.compose(
       guardInterceptor(o.guard),
       interceptors.dns({ maxTTL: 60_000, lookup: dnsLookup }),
-      interceptors.redirect({ maxRedirections: o.maxRedirects, throwOnMaxRedirect: true }),
       interceptors.decompress({ maxSize: o.maxBytes }),
     );
     this.#headers = {
@@ -237,12 +371,8 @@ export class Fetcher {
   async #fetchUrl(url: URL, deadline: Deadline, attemptsBefore: number, room: Room | undefined, patientUntil: number): Promise<FetchResult> {
     const signal = deadline.signal;
     const origin = url.origin;
-    if (!this.#allowed.has(origin)) {
-      const refused = checkUrl(url, this.options.guard);
-      if (refused) return { ok: false, url: url.href, reason: refused.reason, detail: refused.message, attempts: attemptsBefore };
-      if (this.#allowed.size >= 10_000) this.#allowed.clear();
-      this.#allowed.add(origin);
-    }
+    const target = this.#admit(url, origin);
+    if (target instanceof GuardError) return { ok: false, url: url.href, reason: target.reason, detail: target.message, attempts: attemptsBefore };
     let attempts = attemptsBefore;
     for (let retry = 0; ; ) {
       let entry: Entry;
@@ -254,7 +384,7 @@ export class Fetcher {
       }
       if (!entry.ok) return pausedFailure(url.href, attempts, entry.until, entry.reason);
       attempts++;
-      const result = await this.#attempt(url, origin, signal, room).catch((error: unknown): Attempt => ({ ok: false, ...classifyError(error, 'headers', 0, signal) }));
+      const result = await this.#attempt(url, target, deadline, room).catch((error: unknown): Attempt => ({ ok: false, ...classifyError(error, 'headers', 0, signal) }));
       if (result.ok) {
         entry.grant.done('ok');
         const { body, format, httpStatus, sha256 } = result;
@@ -288,68 +418,72 @@ export class Fetcher {
     }
   }
 
-  async #attempt(url: URL, origin: string, signal: AbortSignal, room: Room | undefined): Promise<Attempt> {
-    let phase: 'headers' | 'body' = 'headers';
-    let received = 0;
-    try {
-      const response = await this.#dispatcher.request({
-        origin,
-        path: `${url.pathname}${url.search}`,
-        method: 'GET',
-        headers: this.#headers,
-        signal,
-      });
-      const { statusCode, headers, body } = response;
-      if (statusCode < 200 || statusCode >= 300) {
-        // Read a small error page to the end so the connection stays reusable; drop a big one.
-        await body.dump({ limit: 64 * 1024 }).catch(() => {});
-        const retryAfterMs = statusCode === 429 || statusCode === 503 ? parseRetryAfter(headers['retry-after']) : undefined;
-        return { ok: false, ...statusFailure(statusCode), httpStatus: statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
-      }
-      const declared = Number(headers['content-length']);
-      if (!headers['content-encoding'] && Number.isFinite(declared) && declared > this.options.maxBytes) {
-        discard(body);
-        throw new Failure('too-large', `Content-Length ${declared} exceeds ${this.options.maxBytes} bytes`, statusCode);
-      }
-      // Unread meanwhile, the body pauses the socket (undici's body timeout waits while paused).
-      await room?.(!headers['content-encoding'] && Number.isFinite(declared) ? declared : undefined, signal).catch((error: unknown) => {
-        discard(body);
-        throw error;
-      });
-      phase = 'body';
-      const chunks: Buffer[] = [];
-      // Hashed as it streams in: the stored bytes are never read a second time.
-      const hash = createHash('sha256');
-      let sniffed = false;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        received += chunk.length;
-        if (received > this.options.maxBytes) {
-          discard(body);
-          throw new Failure('too-large', `body exceeds ${this.options.maxBytes} bytes`, statusCode);
-        }
-        chunks.push(chunk);
-        hash.update(chunk);
-        if (!sniffed && received >= SNIFF_BYTES) {
-          sniffed = true;
-          // Stop downloading an HTML page or other non-image as soon as its first bytes show it.
-          const head = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-          if (!detectImageFormat(head)) {
-            discard(body);
-            throw new Failure('not-image', describeNonImage(head, headers['content-type']), statusCode);
+  /** The URL the dispatcher is given for `url`'s origin, once checkUrl let it pass; else the refusal. */
+  #admit(url: URL, origin = url.origin): URL | GuardError {
+    let target = this.#allowed.get(origin);
+    if (!target) {
+      const refused = checkUrl(url, this.options.guard);
+      if (refused) return refused;
+      if (this.#allowed.size >= 10_000) this.#allowed.clear();
+      target = new URL(origin);
+      this.#allowed.set(origin, target);
+    }
+    return target;
+  }
+
+  /** One request for `url`, and its redirects (each hop checked, at most maxRedirects, no loops). */
+  async #attempt(url: URL, origin: URL, deadline: Deadline, room: Room | undefined): Promise<Attempt> {
+    const signal = deadline.signal;
+    const visited: string[] = [];
+    for (let hop = url, hopOrigin = origin; ; ) {
+      const exchange = new Exchange(this.options.maxBytes, room !== undefined);
+      deadline.exchange = exchange;
+      try {
+        this.#dispatcher.dispatch({ origin: hopOrigin, path: `${hop.pathname}${hop.search}`, method: 'GET', headers: this.#headers }, exchange);
+        await exchange.settled();
+        if (exchange.waitingForRoom) {
+          const declared = Number(exchange.headers['content-length']);
+          try {
+            await room!(!exchange.headers['content-encoding'] && Number.isFinite(declared) ? declared : undefined, signal);
+          } catch (error) {
+            exchange.abort(error instanceof Error ? error : new Error(String(error)));
+            throw error;
           }
+          exchange.proceed();
+          await exchange.settled();
         }
+      } finally {
+        deadline.exchange = null;
       }
-      if (received === 0) throw new Failure('empty', 'the body was empty', statusCode);
-      // A body that came in one chunk is kept as it is: no copy.
-      const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
-      const format = detectImageFormat(bytes);
-      if (!format) throw new Failure('not-image', describeNonImage(bytes, headers['content-type']), statusCode);
-      return { ok: true, body: bytes, format, httpStatus: statusCode, sha256: hash.digest('hex') };
-    } catch (error) {
+      const { statusCode, headers, error, location } = exchange;
       if (error instanceof Failure) {
         return { ok: false, reason: error.reason, detail: error.message, ...(error.httpStatus ? { httpStatus: error.httpStatus } : {}) };
       }
-      return { ok: false, ...classifyError(error, phase, received, signal) };
+      if (location !== null && signal.aborted) return { ok: false, ...classifyError(error ?? signal.reason, 'headers', 0, signal) };
+      const next = location === null ? null : URL.parse(location, hop);
+      if (next !== null) {
+        visited.push(hop.href);
+        if (visited.length > this.options.maxRedirects) return { ok: false, reason: 'redirect-loop', detail: `more than ${this.options.maxRedirects} redirects`, httpStatus: statusCode };
+        if (visited.includes(next.href)) return { ok: false, reason: 'redirect-loop', detail: `redirect loop: back to a URL already visited`, httpStatus: statusCode };
+        const admitted = this.#admit(next);
+        if (admitted instanceof GuardError) return { ok: false, reason: admitted.reason, detail: admitted.message };
+        [hop, hopOrigin] = [next, admitted];
+        continue;
+      }
+      if (statusCode !== 0 && (statusCode < 200 || statusCode >= 300)) {
+        // The error page was read to its end (up to 64 KiB, so the connection stays reusable) or dropped.
+        const retryAfterMs = statusCode === 429 || statusCode === 503 ? parseRetryAfter(headers['retry-after']) : undefined;
+        return { ok: false, ...statusFailure(statusCode), httpStatus: statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
+      }
+      if (error) return { ok: false, ...classifyError(error, statusCode === 0 ? 'headers' : 'body', exchange.received, signal) };
+      const { chunks, received } = exchange;
+      if (received === 0) return { ok: false, reason: 'empty', detail: 'the body was empty', httpStatus: statusCode };
+      // A body that came in one chunk is kept as it is: no copy.
+      const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
+      const format = detectImageFormat(bytes);
+      if (!format) return { ok: false, reason: 'not-image', detail: describeNonImage(bytes, headers['content-type']), httpStatus: statusCode };
+      // One-shot over the whole body: no Hash object and no update per chunk (the body is in hand anyway).
+      return { ok: true, body: bytes, format, httpStatus: statusCode, sha256: hash('sha256', bytes, 'hex') };
     }
   }
 
@@ -381,11 +515,6 @@ function pausedFailure(url: string, attempts: number, until: number, reason: Pau
   }
   const why = reason === 'fleet' ? 'its host is paused for the whole fleet' : reason === 'retry-after' ? 'its host asked us to wait (Retry-After)' : 'its host is throttling us';
   return { ok: false, url, reason: 'rate-limited', detail: `${why} until ${at}`, attempts, retryAfterMs: Math.max(0, until - Date.now()), hostPausedUntil: until };
-}
-
-function discard(body: Dispatcher.ResponseData['body']): void {
-  body.on('error', () => {});
-  body.destroy();
 }
 
 function statusFailure(status: number): { reason: FailureReason; detail: string } {

@@ -309,14 +309,15 @@ export function guardInterceptor(opts: GuardOptions = {}): Dispatcher.Dispatcher
     handler.onResponseError?.(refusedController(error), error);
     return true;
   };
-  // Allowed origins as the dns interceptor spells them (e.g. "http://93.184.215.14:80"), with
+  // Allowed origins as the dns interceptor spells them (e.g. "http://93.184.215.14:80"), or the
+  // URL object a caller dispatches with again and again (the fetcher keeps one per origin), with
   // their parsed URL: a connection to a known address costs one lookup instead of a URL parse and
   // an address check. Only allowed ones are kept (refusals are rare, each builds its message);
   // the verdict depends on the origin alone, the servername only words a refusal.
-  const allowed = new Map<string, URL>();
+  const allowed = new Map<string | URL, URL>();
   return (dispatch) =>
     function guard(dispatchOpts, handler) {
-      const key = typeof dispatchOpts.origin === 'string' ? dispatchOpts.origin : undefined;
+      const key = typeof dispatchOpts.origin === 'string' || dispatchOpts.origin instanceof URL ? dispatchOpts.origin : undefined;
       const known = key === undefined ? undefined : allowed.get(key);
       if (known) return dispatch(dispatchOpts, new GuardHandler(handler, known));
       const origin = toUrl(dispatchOpts.origin);
