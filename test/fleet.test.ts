@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { hostKey, statusKey, type FailureRecord, type HostNote } from '../aws/bucket.ts';
 import { GROUPS_PER_ORIGIN, groupWidth, jobIds, jobOrigin, messageGroupId, originHash, splitDeduplicationId } from '../aws/fifo.ts';
@@ -14,6 +14,9 @@ import { redriveDeadLetters, resendFailures, RetryLedger } from '../aws/home/red
 import { encodeJob } from '../aws/job-message.ts';
 import { processByGroup, type Settled } from '../aws/lambda/fifo-batch.ts';
 import { S3HostPauses } from '../aws/lambda/host-pauses.ts';
+import { MAX_REQUEUES, REQUEUES_ATTRIBUTE, Redelivery } from '../aws/lambda/redelivery.ts';
+import { awsClientConfig, startEmulator } from '../local-cloud/emulator.ts';
+import { sqsRecord } from '../local-cloud/sqs-poller.ts';
 import { lambdaContext } from '../local-cloud/cloud.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
 import { startOrigin, type Origin } from '../local-cloud/origin.ts';
@@ -51,7 +54,7 @@ describe('message groups', () => {
   });
 });
 
-describe('a FIFO batch, one record at a time per group', () => {
+describe('a FIFO batch, at most a group\'s width at once', () => {
   const record = (id: string, group: string): SQSRecord => ({
     messageId: id, receiptHandle: `r-${id}`, body: id, md5OfBody: '', eventSource: 'aws:sqs', eventSourceARN: 'arn:aws:sqs:us-east-1:0:q.fifo', awsRegion: 'us-east-1', messageAttributes: {},
     attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', SenderId: 'x', ApproximateFirstReceiveTimestamp: '0', MessageGroupId: group },
@@ -132,6 +135,43 @@ describe('a FIFO batch, one record at a time per group', () => {
     assert.deepEqual(ran, ['a1', 'b1']);
     assert.deepEqual(answer.batchItemFailures.map((f) => f.itemIdentifier), ['a2']);
     assert.deepEqual(held, [[['a2'], 0]]);
+  });
+});
+
+describe('a job going back untried on its last allowed delivery', () => {
+  test('is sent anew into its group with a fresh receive count, at most MAX_REQUEUES times; the batch counts it done', async () => {
+    const emulator = await startEmulator();
+    const sqs = new SQSClient(awsClientConfig(emulator));
+    try {
+      const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'requeue.fifo', Attributes: { FifoQueue: 'true', VisibilityTimeout: '30' } }));
+      const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }))).Attributes!.QueueArn!;
+      for (const body of ['last', 'early', 'given-up']) {
+        await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: body, MessageGroupId: `g-${body}`, MessageDeduplicationId: body, ...(body === 'given-up' ? { MessageAttributes: { [REQUEUES_ATTRIBUTE]: { DataType: 'Number', StringValue: String(MAX_REQUEUES) } } } : {}) }));
+      }
+      const received = async () => (await sqs.send(new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, MessageSystemAttributeNames: ['All'], MessageAttributeNames: ['All'] }))).Messages ?? [];
+      const records = (await received()).map((m) => sqsRecord(m, arn, emulator.region));
+      // 'early' is on its first of 3 allowed deliveries: left to hold(); the others on their last.
+      const limit = (r: SQSRecord): number => (r.body === 'early' ? 3 : 1);
+      const redelivery = new Redelivery(sqs, 5);
+      const sent = new Set<string>();
+      for (const r of records) for (const id of await redelivery.requeue([r], limit(r))) sent.add(id);
+      assert.deepEqual(records.filter((r) => sent.has(r.messageId)).map((r) => r.body), ['last']);
+      // The caller acknowledges what was sent anew: a batch's record behind a failed one of its
+      // group, sent anew by hold(), is left out of the failures (fifo-batch.ts).
+      const group = ['x1', 'x2', 'x3'].map((id) => ({ ...records[0]!, messageId: id, attributes: { ...records[0]!.attributes, MessageGroupId: 'x' } }));
+      const answer = await processByGroup(group, async (r) => (r.messageId === 'x1' ? { ok: false, seconds: 60 } : { ok: true }), {
+        signal: new AbortController().signal,
+        hold: async (held, seconds) => (assert.deepEqual([held.map((r) => r.messageId), seconds], [['x2', 'x3'], 60]), new Set(['x2'])),
+      });
+      assert.deepEqual(answer.batchItemFailures.map((f) => f.itemIdentifier), ['x1', 'x3']);
+      await sqs.send(new DeleteMessageBatchCommand({ QueueUrl, Entries: records.filter((r) => sent.has(r.messageId)).map((r, i) => ({ Id: String(i), ReceiptHandle: r.receiptHandle })) }));
+      const [again, ...rest] = await received();
+      assert.equal(rest.length, 0, 'the two others are still in flight');
+      assert.deepEqual([again?.Body, again?.Attributes?.MessageGroupId, again?.Attributes?.ApproximateReceiveCount, again?.MessageAttributes?.[REQUEUES_ATTRIBUTE]?.StringValue], ['last', 'g-last', '1', '1']);
+    } finally {
+      sqs.destroy();
+      await emulator.stop();
+    }
   });
 });
 

@@ -388,7 +388,7 @@ test('the manifest function may read manifests/, write index/ and status/, list 
   ]);
 });
 
-test('the fetch function may check and store images/, record failures/ and records/, read and write host pauses under hosts/ and consume the queue: nothing else', () => {
+test('the fetch function may check and store images/, record failures/ and records/, read and write host pauses under hosts/, consume the queue and send a job anew: nothing else', () => {
   const groupOf = (fn: string): string => resources('AWS::Lambda::Function')[fn]!.Properties.LoggingConfig.LogGroup.Ref;
   assert.deepEqual(grantsOf(ids.fetch).map(line), [
     `logs:CreateLogStream ${groupOf(ids.fetch)}.Arn`,
@@ -405,6 +405,7 @@ test('the fetch function may check and store images/, record failures/ and recor
     'sqs:GetQueueAttributes jobs',
     'sqs:GetQueueUrl jobs',
     'sqs:ReceiveMessage jobs',
+    'sqs:SendMessage jobs',
   ]);
 });
 

@@ -101,6 +101,11 @@ export async function handler(event: SQSEvent | PlanEvent, context: Context): Pr
           // Each way back says when the record is due again; the later records of its group follow then.
           let seconds: number | undefined;
           if (error instanceof HostPaused) {
+            // Waiting is not failing: on its last allowed delivery the job is sent anew instead.
+            if ((await container.redelivery.requeue([item], container.maxReceiveCount)).has(item.messageId)) {
+              metrics.addMetric('paused', MetricUnit.Count, 1);
+              return { ok: true };
+            }
             seconds = await container.redelivery.pause(item, error.until);
             metrics.addMetric('paused', MetricUnit.Count, 1);
             logger.info('image waits for its host', { messageId: item.messageId, reason: error.message, seconds });
@@ -118,7 +123,15 @@ export async function handler(event: SQSEvent | PlanEvent, context: Context): Pr
           share.dispose();
         }
       },
-      { signal: deadline.signal, hold: (records, seconds) => container.redelivery.hold(records, seconds).then(() => {}) },
+      {
+        signal: deadline.signal,
+        // Records going back untried: those on their last allowed delivery are sent anew, the rest held.
+        hold: async (records, seconds) => {
+          const sent = await container.redelivery.requeue(records, container.maxReceiveCount);
+          await container.redelivery.hold(records.filter((r) => !sent.has(r.messageId)), seconds);
+          return sent;
+        },
+      },
     );
   } finally {
     clearTimeout(timer);

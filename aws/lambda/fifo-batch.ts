@@ -15,8 +15,11 @@ export type Settled = { ok: true } | { ok: false; seconds?: number };
 export interface GroupOptions {
   /** Aborts at the invocation's deadline: no record starts after it. */
   signal: AbortSignal;
-  /** Makes records visible again in `seconds` (ChangeMessageVisibility). */
-  hold: (records: SQSRecord[], seconds: number) => Promise<void>;
+  /**
+   * Makes records visible again in `seconds` (ChangeMessageVisibility); answers the ids of those it
+   * sent anew instead (redelivery.ts: requeue), which count as done.
+   */
+  hold: (records: SQSRecord[], seconds: number) => Promise<ReadonlySet<string> | void>;
 }
 
 /** The group a record belongs to; a record without one (not from a FIFO queue) is a group of its own. */
@@ -57,6 +60,8 @@ export async function processByGroup(records: readonly SQSRecord[], run: (record
     };
     await Promise.all(Array.from({ length: Math.min(groupWidth(id), group.length) }, lane));
   }));
-  await Promise.all([...holds].map(([seconds, held]) => o.hold(held, seconds)));
+  for (const taken of await Promise.all([...holds].map(([seconds, held]) => o.hold(held, seconds)))) {
+    for (const id of taken ?? []) failed.delete(id);
+  }
   return { batchItemFailures: records.filter((r) => failed.has(r.messageId)).map((r) => ({ itemIdentifier: r.messageId })) };
 }

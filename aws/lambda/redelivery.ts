@@ -4,10 +4,13 @@
 // manifest with a few flaky hosts would drain in hours. ChangeMessageVisibility sets the wait per
 // message: exponential in the deliveries so far, with jitter so a host's failures do not return
 // together. A job whose host is paused (Retry-After, a ban) waits out the pause the same way, and
-// on the FIFO queue the later jobs of its message group are held as long (fifo-batch.ts).
+// on the FIFO queue the later jobs of its message group are held as long (fifo-batch.ts). Every
+// such return counts a receive, tried or not: a job on its last allowed one that goes back untried
+// is sent anew instead (requeue), so waiting alone never parks it in the dead-letter queue.
 
-import { ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, GetQueueUrlCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, GetQueueUrlCommand, SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSRecord } from 'aws-lambda';
+import { resendDeduplicationId } from '../fifo.ts';
 import { RETURN_VISIBILITY_SECONDS } from './straggler.ts';
 
 const FACTOR = 3;
@@ -18,6 +21,13 @@ const MAX_DELAY_SECONDS = 900;
  * less the function's longest run; a longer pause is met again at the next delivery.
  */
 export const MAX_PAUSE_SECONDS = 12 * 3600 - 900;
+
+/** The message attribute counting a job's requeues; past MAX_REQUEUES it is left to the dead-letter queue. */
+export const REQUEUES_ATTRIBUTE = 'cloudfetchRequeues';
+/** A host paused through this many rounds of maxReceiveCount deliveries is given up on. */
+export const MAX_REQUEUES = 3;
+
+const requeues = (record: SQSRecord): number => Number(record.messageAttributes?.[REQUEUES_ATTRIBUTE]?.stringValue ?? 0) || 0;
 
 /** Seconds until a paused host's pause ends (at least 1), as a visibility timeout. */
 export function pauseDelaySeconds(untilMs: number, now = Date.now()): number {
@@ -64,6 +74,36 @@ export class Redelivery {
 
   async #comeBackIn(record: SQSRecord, seconds: number): Promise<number | undefined> {
     return (await this.hold([record], seconds)) ? seconds : undefined;
+  }
+
+  /**
+   * Sends anew, into the same message group, the records on their last allowed delivery
+   * (`maxReceiveCount`) that go back untried, at most MAX_REQUEUES times per job: their next receive
+   * would park them in the dead-letter queue. Answers the message ids sent, whose originals the
+   * caller acknowledges; the others are left to hold(). A FIFO message has no delay of its own: the
+   * new one waits behind its group's held messages, or meets its paused host again and is held then.
+   */
+  async requeue(records: readonly SQSRecord[], maxReceiveCount: number): Promise<Set<string>> {
+    const sent = new Set<string>();
+    const last = records.filter((r) => Number(r.attributes.ApproximateReceiveCount ?? 1) >= maxReceiveCount && requeues(r) < MAX_REQUEUES);
+    for (let i = 0; i < last.length; i += 10) {
+      const chunk = last.slice(i, i + 10);
+      try {
+        const answer = await this.#sqs.send(new SendMessageBatchCommand({
+          QueueUrl: await this.#queueUrl(chunk[0]!.eventSourceARN),
+          Entries: chunk.map((r, j) => ({
+            Id: String(j),
+            MessageBody: r.body,
+            MessageAttributes: { [REQUEUES_ATTRIBUTE]: { DataType: 'Number', StringValue: String(requeues(r) + 1) } },
+            ...(r.attributes.MessageGroupId ? { MessageGroupId: r.attributes.MessageGroupId, MessageDeduplicationId: resendDeduplicationId() } : {}),
+          })),
+        }));
+        for (const ok of answer.Successful ?? []) sent.add(chunk[Number(ok.Id)]!.messageId);
+      } catch {
+        // Not sent: they are held as the others, and may reach the dead-letter queue.
+      }
+    }
+    return sent;
   }
 
   /** Makes records (of one queue) visible again in `seconds`; false when SQS refused any (they keep the visibility timeout). */

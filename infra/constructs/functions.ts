@@ -146,6 +146,9 @@ export class Functions extends Construct {
       reportBatchItemFailures: true,
       maxConcurrency: settings.fetchMaxConcurrency,
     }));
+    // A job on its last allowed delivery going back untried (behind a failed job of its message
+    // group, or its host paused) is sent anew rather than dead-lettered (aws/lambda/redelivery.ts).
+    this.fetch.addToRolePolicy(new iam.PolicyStatement({ sid: 'RequeueUntriedJobs', actions: ['sqs:SendMessage'], resources: [jobs.queueArn] }));
 
     // The trigger: one notification per manifest ending (S3 filters take one suffix each).
     for (const suffix of MANIFEST_SUFFIXES) {
