@@ -8,6 +8,7 @@ interface FifoQueue {
   fifoMessages: Map<string, Array<{ messageGroupId?: string }>>;
   fifoLockedGroups: Map<string, number>;
   inflightMessages: Map<string, { message: { messageGroupId?: string } }>;
+  processTimers(): void;
   dequeueFifo(maxCount: number, visibilityTimeout?: number, dlqResolver?: unknown): Array<{ ReceiptHandle: string }>;
 }
 
@@ -31,21 +32,21 @@ export function batchFifoAsSqs(): Promise<void> {
         const group = this.inflightMessages.get(first[0]!.ReceiptHandle)?.message.messageGroupId;
         if (group === undefined) continue;
         // ...then more of the same group: fauxqs is shown that group alone, unlocked, and the
-        // lock is put back counting what it handed out.
+        // lock is put back counting what it handed out. Its timers ran in the first call; run
+        // again now, one expiring meanwhile would unlock a group whose lock is held aside here.
         while (taken.length < count && this.fifoMessages.get(group)?.length) {
           const all = this.fifoMessages;
           const locks = this.fifoLockedGroups.get(group) ?? 0;
           this.fifoMessages = new Map([[group, all.get(group)!]]);
           this.fifoLockedGroups.delete(group);
+          this.processTimers = () => {};
           let more: typeof taken;
           try {
             more = oneEach.call(this, 1, visibilityTimeout, dlqResolver);
           } finally {
-            const alone = this.fifoMessages;
+            delete (this as Partial<FifoQueue>).processTimers;
+            if (!this.fifoMessages.has(group)) all.delete(group);
             this.fifoMessages = all;
-            if (!alone.has(group)) all.delete(group);
-            // Anything fauxqs's timers moved in meanwhile joins the real map.
-            for (const [other, messages] of alone) if (other !== group) all.set(other, [...(all.get(other) ?? []), ...messages]);
             this.fifoLockedGroups.set(group, (this.fifoLockedGroups.get(group) ?? 0) + locks);
           }
           if (more.length === 0) break;
