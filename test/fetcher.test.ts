@@ -101,6 +101,23 @@ describe('permanent failures are not retried', () => {
     }
   });
 
+  test('a redirect to another origin is followed there, whatever the redirect status; a 304 is not followed (http-other)', async () => {
+    const other = await startOrigin();
+    try {
+      for (const status of [301, 302, 303, 307, 308]) {
+        const target = `${other.url}/img/moved-${status}.jpg`;
+        assertImage(await get(`/redirect-to?status=${status}&location=${encodeURIComponent(target)}`), sampleImage(`moved-${status}`), 'jpeg');
+        assert.equal(other.hits(`/img/moved-${status}.jpg`), 1);
+      }
+      // Relative to the hop that sent it, not to the first URL.
+      assertImage(await get(`/redirect-to?location=${encodeURIComponent(`${other.url}/redirect-to?location=${encodeURIComponent('/img/rel.jpg')}`)}`), sampleImage('rel'), 'jpeg');
+      assert.equal(other.hits('/img/rel.jpg'), 1);
+    } finally {
+      await other.close();
+    }
+    assertFailed(await get('/redirect-to?status=304&location='), 'http-other', 1);
+  });
+
   test('a redirect loop and too many hops are redirect-loop', async () => {
     assertFailed(await get('/loop/l'), 'redirect-loop', 1);
     assertFailed(await get('/redirect/9/deep.jpg'), 'redirect-loop', 1);
