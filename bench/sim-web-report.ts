@@ -50,16 +50,16 @@ export function simWebReport(web: SimWeb, entries: readonly SimEntry[], run: { s
     const limit = web.hosts[h]!.profile.limit;
     return limit.kind === 'concurrency' ? `${limit.max} at once` : `${limit.perSecond}/s`;
   };
-  const lines = ['host  entries  limit       allowed/s  requests  peak  crossings  bans  403s'];
+  const lines = ['host  entries  limit       allowed/s  requests  peak  crossings  bans  403s  last request (s)'];
   reports.forEach((r, h) => {
     if (h >= 6 && h < hostCount - 2 && r.bansTriggered === 0) return; // the small hosts: only the unusual ones
     lines.push(
       `${String(h).padStart(4)}  ${String(perHost[h]).padStart(7)}  ${limitText(h).padEnd(10)}  ${web.hosts[h]!.allowedRate().toFixed(1).padStart(9)}  ` +
-        `${String(r.requests).padStart(8)}  ${String(r.peakConcurrency).padStart(4)}  ${String(r.crossings).padStart(9)}  ${String(r.bansTriggered).padStart(4)}  ${String(r.refusedWhileBanned).padStart(4)}`,
+        `${String(r.requests).padStart(8)}  ${String(r.peakConcurrency).padStart(4)}  ${String(r.crossings).padStart(9)}  ${String(r.bansTriggered).padStart(4)}  ${String(r.refusedWhileBanned).padStart(4)}  ${(r.lastRequestMs / 1000).toFixed(1).padStart(16)}`,
     );
   });
   const sum = (pick: (r: (typeof reports)[number]) => number, from = 0): number => reports.slice(from).reduce((total, r) => total + pick(r), 0);
-  lines.push(`3–${hostCount - 1}  ${String(entries.length - perHost[0]! - perHost[1]! - perHost[2]!).padStart(7)}  ${'(small)'.padEnd(10)}  ${''.padStart(9)}  ${String(sum((r) => r.requests, 3)).padStart(8)}  ${String(Math.max(...reports.slice(3).map((r) => r.peakConcurrency))).padStart(4)}  ${String(sum((r) => r.crossings, 3)).padStart(9)}  ${String(sum((r) => r.bansTriggered, 3)).padStart(4)}  ${String(sum((r) => r.refusedWhileBanned, 3)).padStart(4)}`);
+  lines.push(`3–${hostCount - 1}  ${String(entries.length - perHost[0]! - perHost[1]! - perHost[2]!).padStart(7)}  ${'(small)'.padEnd(10)}  ${''.padStart(9)}  ${String(sum((r) => r.requests, 3)).padStart(8)}  ${String(Math.max(...reports.slice(3).map((r) => r.peakConcurrency))).padStart(4)}  ${String(sum((r) => r.crossings, 3)).padStart(9)}  ${String(sum((r) => r.bansTriggered, 3)).padStart(4)}  ${String(sum((r) => r.refusedWhileBanned, 3)).padStart(4)}  ${(Math.max(...reports.slice(3).map((r) => r.lastRequestMs)) / 1000).toFixed(1).padStart(16)}`);
   lines.push(`  all  ${String(entries.length).padStart(7)}  ${''.padEnd(10)}  ${''.padStart(9)}  ${String(sum((r) => r.requests)).padStart(8)}  ${''.padStart(4)}  ${String(sum((r) => r.crossings)).padStart(9)}  ${String(sum((r) => r.bansTriggered)).padStart(4)}  ${String(sum((r) => r.refusedWhileBanned)).padStart(4)}`);
   const figures: SimWebFigures = {
     stored: run.stored,

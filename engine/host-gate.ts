@@ -83,6 +83,8 @@ export interface OriginState {
 }
 
 const MAX_PROBE_AFTER_MS = 15 * 60_000;
+/** How late we may read an answer the origin already sent (a loaded machine reads late). */
+const ANSWER_LAG_MS = 100;
 const MAX_BAN_PAUSE_MS = 60 * 60_000;
 
 interface Waiter {
@@ -102,6 +104,12 @@ interface Start {
   nth: number;
   /** In flight at the origin, this one included. */
   level: number;
+  /**
+   * The level the origin surely saw with it: `level`, less requests of ours that ended just after
+   * it started (the origin may have counted them ended before it arrived, while we had not yet read
+   * their answers). Only this much is proven by its answer.
+   */
+  held: number;
   /** Starts at the origin within the last second, this one included. */
   recent: number;
   epoch: number;
@@ -115,8 +123,10 @@ class Origin {
   credit = 0;
   /** In flight when a 429 came (a concurrency limit learnt); the allowance stays below it. */
   ceiling = Infinity;
-  /** The most in flight, and the most starts within a second, that were answered within limits. */
+  /** The most in flight (held), and the most starts within a second, that were answered within limits. */
   proven = 0;
+  /** Requests in flight. */
+  open = new Set<Start>();
   provenRate = 0;
   /** Requests granted here so far, and the count at the last 429 at a proven level (-Infinity: none). */
   granted = 0;
@@ -293,13 +303,14 @@ export class HostGate {
     if (old > 0) state.starts.splice(0, old);
     state.starts.push(now);
     state.nextStart = now + state.spacingMs;
-    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, recent: state.starts.length, epoch: state.epoch };
-    let open = true;
+    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, held: state.inFlight, recent: state.starts.length, epoch: state.epoch };
+    state.open.add(start);
     const release = (): boolean => {
-      if (!open) return false;
-      open = false;
+      if (!state.open.delete(start)) return false;
       state.inFlight--;
       this.#inFlight--;
+      const at = this.#clock.now();
+      for (const other of state.open) if (at - other.at < ANSWER_LAG_MS) other.held = Math.min(other.held, state.inFlight);
       return true;
     };
     const grant: Grant = {
@@ -336,7 +347,7 @@ export class HostGate {
         state.streak = 0;
         this.#resolveVerdicts(state, false);
       }
-      state.proven = Math.max(state.proven, start.level);
+      state.proven = Math.max(state.proven, start.held);
       state.provenRate = Math.max(state.provenRate, start.recent);
       // Grown only when the allowance was in use, so an idle origin is not credited with a load it never took.
       // Until the origin first pushes back, one more per answer (doubling each round, as TCP's slow start).
@@ -349,26 +360,33 @@ export class HostGate {
     }
     if (answer === 'failed') return;
     this.#decrease(state, start, answer === 'throttled');
-    if (answer === 'throttled') this.#learn(state, start, now);
+    // A wait longer than the quiet time before a probe is an outage or a quota, not a load to learn.
+    if (answer === 'throttled' && !(retryAfterMs !== undefined && retryAfterMs >= this.#probeAfterMs)) this.#learn(state, start, now);
     if (answer === 'throttled' || retryAfterMs !== undefined) {
       this.#pause(state, now + (retryAfterMs ?? this.#throttlePauseMs), retryAfterMs !== undefined ? 'retry-after' : 'throttled');
     }
   }
 
   /**
-   * What a 429 teaches: the number in flight it came at is too many (a concurrency limit, or a
-   * rate limit at that number); at one request at a time, the pace of the last second is too fast.
-   * At a level answered before, the first 429 may be a moment's overlap (the origin still counting
-   * a request whose answer we have read): only a second one within 200 requests lowers the ceiling.
+   * What a 429 teaches. At a level never answered, the number in flight is too many (a concurrency
+   * limit, or a rate limit at that number). At a level answered before and a pace never answered,
+   * it is the pace: the starts of the last second, less this one, were too many (so a rate limit
+   * is learnt at once, not by halving down to one at a time, a 429 each step). At a level and a
+   * pace answered before it may be a moment's overlap (the origin still counting a request whose
+   * answer we have read): only a second one within 200 requests lowers the ceiling. A level counts
+   * as answered only as `held` (see Start).
    */
   #learn(state: Origin, start: Start, now: number): void {
-    if (start.level > state.proven || start.nth - state.struck < 200) {
+    const answeredLevel = start.level <= state.proven;
+    // The pace, when none as fast was answered before (at one at a time: unless well under the
+    // fastest answered). A slower pace may be the origin still counting one of ours that we saw answered.
+    const atPace = start.level === 1 ? 2 * start.recent >= state.provenRate : answeredLevel && start.recent >= state.provenRate;
+    if (!answeredLevel || (!atPace && start.nth - state.struck < 200)) {
       state.ceiling = Math.min(state.ceiling, start.level);
       state.struck = -Infinity;
-    } else state.struck = start.nth;
-    // Unless the pace was well under the fastest answered: then it was not the pace (a moment's overlap at the origin).
-    if (start.level === 1 && 2 * start.recent >= state.provenRate) {
-      // The requests of the last second, less this one, were already too many: keep 10% under.
+    } else if (!atPace) state.struck = start.nth;
+    if (atPace && (answeredLevel || start.level === 1)) {
+      // Keep 10% under the pace that was too fast.
       state.minSpacingMs = Math.max(state.minSpacingMs, 1000 / (0.9 * Math.max(1, start.recent - 1)));
       this.#space(state, state.minSpacingMs);
     }

@@ -63,6 +63,8 @@ export interface HostReport {
   bansTriggered: number;
   /** Requests answered 403 while banned. */
   refusedWhileBanned: number;
+  /** When the host's last request came, ms after the web started (its own drain). */
+  lastRequestMs: number;
   /** Answers by kind; they add up to `requests`. */
   answers: { image: number; placeholder: number; gone: number; serverError: number; reset: number; tooMany: number; banned: number; outage: number };
 }
@@ -165,6 +167,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     peakConcurrency: 0,
     crossings: 0,
     crossingsByCause: { first: 0, burst: 0, 'after-pause': 0, 'after-a-minute': 0 },
+    lastRequestMs: 0,
     bansTriggered: 0,
     refusedWhileBanned: 0,
     answers: { image: 0, placeholder: 0, gone: 0, serverError: 0, reset: 0, tooMany: 0, banned: 0, outage: 0 },
@@ -212,6 +215,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     return true;
   }
 
+  const startedAt = clock();
   const sockets = new Set<Socket>();
   const server = createServer((req, res) => {
     counts.requests++;
@@ -234,6 +238,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     res.once('close', () => onAnswer(i, res.writableFinished ? res.statusCode : 0));
     const path = (req.url ?? '/').split('?')[0]!;
     const now = clock();
+    counts.lastRequestMs = now - startedAt;
     if (profile.outage && !outage && counts.requests > profile.outage.afterRequests) outage = { from: now, until: now + 1000 * profile.outage.seconds };
     if (outage && now < outage.until) {
       counts.answers.outage++;

@@ -107,12 +107,16 @@ describe('allowance (AIMD)', () => {
     assert.equal(g.state(A)!.limit, 9);
   });
 
-  test('at a level answered before, one 429 may be the origin still counting a finished request; a second soon after lowers the ceiling', async () => {
+  test('at a level and a pace answered before, one 429 may be the origin still counting a finished request; a second soon after lowers the ceiling', async () => {
     const { gate: g, clock } = gate({ hostConcurrency: 4 });
     const { granted } = ask(g, A, 1000);
     await answerRounds(granted, 8);
     assert.equal(g.state(A)!.inFlight, 4);
     const throttleOne = async (): Promise<void> => {
+      // A quiet second first: the round with the 429 starts at a slower pace than answered before.
+      await clock.advance(1_000);
+      for (const grant of granted.splice(0)) grant.done('ok');
+      await settled();
       const [first, ...rest] = granted.splice(0);
       first!.done('throttled');
       for (const grant of rest) grant.done('ok');
@@ -123,6 +127,46 @@ describe('allowance (AIMD)', () => {
     assert.equal(g.state(A)!.limit, 4, 'grown back to where it was');
     await throttleOne();
     assert.equal(g.state(A)!.limit, 3);
+  });
+
+  test('at a level answered before, a 429 at a pace never answered is the pace: starts are spaced at once, the ceiling kept', async () => {
+    const { gate: g, clock } = gate({ hostConcurrency: 4 });
+    const { granted } = ask(g, A, 1000);
+    // Up to 4 in flight, a round every 250 ms: about 16 starts a second answered.
+    for (let round = 0; round < 12; round++) {
+      await answerRounds(granted, 1);
+      await clock.advance(250);
+    }
+    assert.equal(g.state(A)!.limit, 4);
+    // Then faster, and a 429 at 3 in flight: the pace of the last second was too fast.
+    await answerRounds(granted, 4);
+    const round = granted.splice(0);
+    round[0]!.done('throttled', 1_000);
+    for (const grant of round.slice(1)) grant.done('ok');
+    const spacing = g.state(A)!.spacingMs;
+    // Slower than the last second's 25 starts, less the refused one, by 10%; not as slow as the 16 a second answered before.
+    assert.ok(Math.abs(spacing - 1000 / (0.9 * 24)) < 1e-9, `${spacing} ms between starts`);
+    await clock.advance(1_000);
+    for (let n = 0; n < 40; n++) {
+      await answerRounds(granted, 1);
+      await clock.advance(spacing);
+    }
+    assert.equal(g.state(A)!.limit, 4, 'the number in flight was not what the origin refused');
+  });
+
+  test('a Retry-After longer than the quiet time before a probe is an outage: the origin waits it out, nothing is learnt', async () => {
+    const { gate: g, clock } = gate({ hostConcurrency: 4 });
+    const { granted } = ask(g, A, 1000);
+    await answerRounds(granted, 8);
+    assert.equal(g.state(A)!.inFlight, 4);
+    const [first, ...rest] = granted.splice(0);
+    first!.done('throttled', 300_000);
+    for (const grant of rest) grant.done('ok');
+    assert.equal(g.state(A)!.pauseReason, 'retry-after');
+    assert.equal(g.state(A)!.inFlight, 0, 'nothing starts during the wait');
+    await clock.advance(300_000);
+    await answerRounds(granted, 12);
+    assert.deepEqual([g.state(A)!.limit, g.state(A)!.spacingMs], [4, 0]);
   });
 
   test('a 503 and a refused connection halve it too, once per round of requests', async () => {
