@@ -16,7 +16,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { EMULATOR_CREDENTIALS } from '../local-cloud/emulator.ts';
 import { defaultOutBase, hasGnuTime, killRunning, measure, startServer, table, versionOf, type ServerProcess } from './measure.ts';
 import { report } from './sync-trace.ts';
-import { REGION, ROOT, TOOL_ENV, awsS3Sync, benchImages, cloudfetchSync, fillBucket, rcloneCopy, verifyCopy, type Tool } from './sync-bucket.ts';
+import { REGION, ROOT, TOOL_ENV, awsS3Sync, benchImages, cloudfetchSync, fillBucket, packBucket, rcloneCopy, verifyCopy, type Tool } from './sync-bucket.ts';
 
 const RELAY = join(ROOT, 'bench', 'link-relay.py');
 const EMULATOR_SERVER = join(ROOT, 'bench', 'emulator-server.ts');
@@ -38,6 +38,7 @@ const USAGE = `usage: node bench/link.ts [options]   (as root)
                          cloudfetch:FLAGS runs cloudfetch sync with these flags too (space-separated),
                          cloudfetch@DIR the sync of another copy of the tree (before and after a change)
   --timeout S            longest one tool run may take, s (default 900)
+  --pack-mib M           also pack the bucket into shards of M MiB (cloudfetch pack), for cloudfetch:--packed
   --json                 the results as JSON on stdout (the table goes to stderr)
   --trace DIR            keep a timeline of each cloudfetch run in DIR (bench/sync-trace.ts) and print it`;
 
@@ -59,6 +60,7 @@ function parse() {
       runs: { type: 'string', default: '1' },
       tools: { type: 'string', default: 'cloudfetch,rclone,aws' },
       timeout: { type: 'string', default: '900' },
+      'pack-mib': { type: 'string' },
       json: { type: 'boolean', default: false },
       trace: { type: 'string' },
       // Internal: fill the bucket at this endpoint (run inside the cloud's namespace).
@@ -97,6 +99,7 @@ const totalBytes = config.objects * config.bytes;
 if (values.fill) {
   const s3 = new S3Client({ endpoint: values.fill, region: REGION, credentials: EMULATOR_CREDENTIALS, forcePathStyle: true });
   await fillBucket(s3, images);
+  if (values['pack-mib']) await packBucket(s3, Math.round(num('pack-mib', values['pack-mib'], 1, 4096) * 1024 * 1024));
   s3.destroy();
   process.exit(0);
 }
@@ -307,7 +310,7 @@ async function main(): Promise<number> {
   linkUp();
   relay = await Relay.start();
   emulator = await startServer(EMULATOR_SERVER, ['--host', CLOUD_ADDRESS], ['nice', ...AHEAD, 'ip', 'netns', 'exec', ns.cloud]);
-  const fill = spawnSync('ip', ['netns', 'exec', ns.cloud, process.execPath, join(ROOT, 'bench', 'link.ts'), '--fill', emulator.url, '--objects', String(config.objects), '--kb', String(config.bytes / 1024)], { encoding: 'utf8' });
+  const fill = spawnSync('ip', ['netns', 'exec', ns.cloud, process.execPath, join(ROOT, 'bench', 'link.ts'), '--fill', emulator.url, '--objects', String(config.objects), '--kb', String(config.bytes / 1024), ...(values['pack-mib'] ? ['--pack-mib', values['pack-mib']] : [])], { encoding: 'utf8' });
   if (fill.status !== 0) throw new Error(`filling the bucket: ${fill.stderr.trim()}`);
   if (values.trace) await mkdir(values.trace, { recursive: true });
   work = await mkdtemp(join(defaultOutBase(), 'cloudfetch-bench-link-'));

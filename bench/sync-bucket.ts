@@ -5,6 +5,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { packSplit } from '../aws/lambda/packer.ts';
 import { INDEX_HEADER, formatIndexRow } from '../engine/index-table.ts';
 import { EMULATOR_CREDENTIALS } from '../local-cloud/emulator.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
@@ -41,6 +42,11 @@ export async function fillBucket(s3: S3Client, images: readonly Image[]): Promis
       await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `images/${SPLIT}/${image.name}.jpg`, Body: sampleImage(image.name, 'jpeg', image.size), ContentType: 'image/jpeg' }));
     }
   }));
+}
+
+/** Packs the split into shards of `shardBytes` as the pack function does, for `sync --packed`. */
+export async function packBucket(s3: S3Client, shardBytes: number): Promise<void> {
+  await packSplit({ split: SPLIT, shardBytes, repack: true }, { s3, bucket: BUCKET, remainingMs: () => Number.POSITIVE_INFINITY });
 }
 
 /** Every image in `dir` with the bucket's bytes, and no other file (partial or temporary). */

@@ -20,6 +20,7 @@ import { packSplit } from '../aws/lambda/packer.ts';
 import { packRequest } from '../aws/pack-event.ts';
 import { packManifestKey, packShardKey, type PackManifest } from '../aws/bucket.ts';
 import { packCommand } from '../cli/pack.ts';
+import { syncCommand } from '../cli/sync.ts';
 import type { Target } from '../cli/target.ts';
 import { startDevCloud } from '../local-cloud/dev-cloud.ts';
 import { startLambdaApi } from '../local-cloud/lambda-api.ts';
@@ -198,6 +199,32 @@ function scenario(name: string, open: () => Promise<Backend>): void {
         proxy.closeAllConnections();
         proxy.close();
       }
+    });
+
+    test('sync --packed as the command runs it: shards, then the rest and the table; a split not packed is copied object by object, saying so', async () => {
+      const run = async (dir: string, split?: string): Promise<{ log: string; results: Awaited<ReturnType<typeof syncCommand>> }> => {
+        let log = '';
+        const t = { bucket, s3, sqs: undefined, source: 'test', where: { endpoint: backend.endpoint }, args: ['--dev'], close() {} } as unknown as Target;
+        const results = await syncCommand(t, {
+          dir, ...(split ? { split } : {}), layout: 'flat', concurrency: 4, progress: false, packed: true,
+          log: { isTTY: false, write: (text: string) => ((log += text), true) } as unknown as NodeJS.WriteStream,
+        });
+        return { log, results };
+      };
+      const dir = join(work, 'command');
+      const shards = (await manifestOf(s3, bucket)).shards.length;
+      const first = await run(dir, SPLIT);
+      assert.match(first.log, new RegExp(`^${SPLIT}: ${shards} of ${shards} shards read \\(.*, 14 images\\) in .*, 0 here already; now what no shard holds\\n${SPLIT}: 0 files copied .*, 14 already here`));
+      assert.deepEqual(first.results[0]!.packed, { shards, complete: true, fetched: shards, bytes: first.results[0]!.packed!.bytes, alreadyHere: 0, images: 14 });
+      assert.equal((await readdir(join(dir, SPLIT))).length, 14);
+      assert.match(await readFile(join(dir, `${SPLIT}.csv`), 'utf8'), /^image_id,/);
+      // Another split, not packed.
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'status/plain.json', Body: JSON.stringify({ split: 'plain', manifest: 'manifests/plain.csv', state: 'queued', startedAt: '2026-12-01T00:00:00.000Z', queued: 1 }) }));
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'index/plain.csv', Body: 'image_id,label,url,path,status\n1,,https://a.example/1.jpg,plain/1.jpg,queued\n' }));
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'images/plain/1.jpg', Body: 'one' }));
+      const other = await run(dir, 'plain');
+      assert.match(other.log, /^plain: split plain is not packed; copied object by object \(`cloudfetch pack plain --dev` packs it\)\nplain: 1 file copied/);
+      assert.equal(await readFile(join(dir, 'plain', '1.jpg'), 'utf8'), 'one');
     });
 
     test('an image stored after packing is copied object by object', async () => {

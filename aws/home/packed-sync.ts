@@ -20,8 +20,17 @@ import { isImageKey, packManifestKey, packShardKey, packShardName, type PackMani
 
 /** Beside the split's folders: which shards are home, and the one being read. */
 export const PACK_STATE_DIR = '.cloudfetch-packs';
-const DEFAULT_RANGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Short ranges, as short transfers: on the lossy link (bench/link.ts, 1% loss) 64 connections each
+ * holding a long transfer overflowed the bottleneck's queue and carried a third of the link; ranges
+ * of 64-128 KiB, each its own short request, carried half, as many small objects do (1 MiB: 30-35%,
+ * 256 KiB: 39-47%).
+ */
+const DEFAULT_RANGE_BYTES = 128 * 1024;
+/** Shards read ahead of the one being unpacked (each a part file on disk). */
+const AHEAD = 2;
 const RANGE_ATTEMPTS = 8;
+const WRITE_BYTES = 256 * 1024;
 // The SDK's requestTimeout only warns (smithy's throwOnRequestTimeout is off): a body that stalls is ours to cut.
 const STALL_MS = 60_000;
 /** No image in a shard is larger than this (the stack's maxBytes is at most 1 GiB). */
@@ -41,7 +50,7 @@ export interface PackedOptions {
   place: (key: string) => string;
   /** Ranges read at once (default 64). */
   concurrency?: number;
-  /** Bytes per range (default 4 MiB). */
+  /** Bytes per range (default 128 KiB). */
   rangeBytes?: number;
   /** A range that brings no byte for this long is asked for again from where it stopped (default 60 s). */
   stallMs?: number;
@@ -88,25 +97,84 @@ export async function syncPacked(o: PackedOptions): Promise<PackedResult> {
   const wanted = new Set(manifest.shards.map(stateName));
   for (const name of present) if (!wanted.has(name.replace(/\.(done|part|ranges)$/, ''))) await rm(join(state, name), { force: true });
   const store = await FsStore.open(o.dir);
-  try {
-    // A shard is unpacked while the next one is read.
-    let unpacking: Promise<void> = Promise.resolve();
-    for (const shard of todo) {
-      const part = await readShard(o, shard, state);
-      await unpacking;
-      unpacking = (async () => {
-        result.images += await unpack(o, shard, part, store);
-        await writeFile(join(state, `${stateName(shard)}.done`), `${shard.sha256}\n`);
-        await rm(part, { force: true });
-        await rm(join(state, `${stateName(shard)}.ranges`), { force: true });
-        result.fetched++;
-        result.bytes += shard.bytes;
-        o.onShard?.({ name: shard.name, bytes: shard.bytes, images: shard.images, fetched: true });
-      })();
-      unpacking.catch(() => {}); // awaited before the next unpack, or below
+  const stop = new AbortController();
+  const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
+  const readings = new Map<number, Promise<Reading>>();
+  const reading = (i: number): Promise<Reading> => {
+    let r = readings.get(i);
+    if (!r) readings.set(i, (r = openReading(o, todo[i]!, state, false)));
+    return r;
+  };
+  // Every connection takes the next range, across shards: the next shard's ranges start while
+  // the last of this one are still coming, up to AHEAD shards before the one being unpacked.
+  let shardAt = 0;
+  let rangeAt = 0;
+  let unpacked = 0;
+  let moved = Promise.withResolvers<void>();
+  const next = async (): Promise<{ r: Reading; n: number } | null> => {
+    for (;;) {
+      const i = shardAt;
+      if (i >= todo.length || signal.aborted) return null;
+      if (i >= unpacked + AHEAD) {
+        await moved.promise;
+        continue;
+      }
+      const r = await reading(i);
+      if (shardAt !== i) continue;
+      while (rangeAt < r.ranges && r.done.has(rangeAt)) rangeAt++;
+      if (rangeAt < r.ranges) return { r, n: rangeAt++ };
+      shardAt = i + 1;
+      rangeAt = 0;
     }
-    await unpacking;
+  };
+  const failed = Promise.withResolvers<never>();
+  failed.promise.catch(() => {}); // raced below
+  const worker = async (): Promise<void> => {
+    try {
+      for (let job = await next(); job; job = await next()) await readRangeOf(o, job.r, job.n, signal);
+    } catch (error) {
+      stop.abort();
+      moved.resolve();
+      failed.reject(error);
+    }
+  };
+  const workers = Array.from({ length: Math.max(1, o.concurrency ?? 64) }, worker);
+  const extra: Reading[] = [];
+  try {
+    for (let i = 0; i < todo.length; i++) {
+      const shard = todo[i]!;
+      let r = await Promise.race([reading(i), failed.promise]);
+      await Promise.race([r.whole.promise, failed.promise]);
+      if (!(await r.finish())) {
+        // Read once more, on its own, from the start; the same answer twice is what the bucket holds.
+        r = await openReading(o, shard, state, true);
+        const again = r;
+        extra.push(again);
+        let n = 0;
+        await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 64, r.ranges) }, async () => {
+          for (let k = n++; k < again.ranges; k = n++) await readRangeOf(o, again, k, signal);
+        }));
+        if (!(await r.finish())) throw new PackedSyncError(`shard ${shard.name} of ${printable(o.split)} differs from its manifest's SHA-256 (read twice): pack the split anew (cloudfetch pack ${printable(o.split)} --repack)`);
+      }
+      result.images += await unpack(o, shard, r.part, store);
+      await writeFile(join(state, `${stateName(shard)}.done`), `${shard.sha256}\n`);
+      await rm(r.part, { force: true });
+      await rm(r.log, { force: true });
+      result.fetched++;
+      result.bytes += shard.bytes;
+      o.onShard?.({ name: shard.name, bytes: shard.bytes, images: shard.images, fetched: true });
+      unpacked++;
+      moved.resolve();
+      moved = Promise.withResolvers<void>();
+    }
+  } catch (error) {
+    stop.abort();
+    throw error;
   } finally {
+    stop.abort();
+    moved.resolve();
+    await Promise.allSettled(workers);
+    await Promise.allSettled([...[...readings.values()].map(async (r) => (await r).close()), ...extra.map((r) => r.close())]);
     await store.close();
   }
   return result;
@@ -141,46 +209,79 @@ export async function readPackManifest(s3: S3Client, bucket: string, split: stri
 /** Local state files of a shard: its number and hash, so a shard packed anew is read anew. */
 const stateName = (shard: PackShard): string => `${shard.name.slice(0, -'.tar'.length)}-${shard.sha256.slice(0, 16)}`;
 
-/** Reads a shard into <state>/<name>.part, ranges at once, those done before skipped; returns the part file once whole and checked. */
-async function readShard(o: PackedOptions, shard: PackShard, state: string): Promise<string> {
+/** A shard being read into <state>/<name>.part, its ranges done logged in <name>.ranges. */
+interface Reading {
+  shard: PackShard;
+  part: string;
+  log: string;
+  file: FileHandle;
+  rangeBytes: number;
+  ranges: number;
+  done: Set<number>;
+  /** Resolves once every range is in the part file. */
+  whole: PromiseWithResolvers<void>;
+  /** Closes the part file; whether it is the shard (its SHA-256). */
+  finish(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Opens a shard's part file, with the ranges an earlier sync finished (none when `restart`). */
+async function openReading(o: PackedOptions, shard: PackShard, state: string, restart: boolean): Promise<Reading> {
   const part = join(state, `${stateName(shard)}.part`);
   const log = join(state, `${stateName(shard)}.ranges`);
-  for (let attempt = 1; ; attempt++) {
-    const rangeBytes = o.rangeBytes ?? DEFAULT_RANGE_BYTES;
-    const ranges = Math.max(1, Math.ceil(shard.bytes / rangeBytes));
-    const done = new Set((await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number));
-    let file: FileHandle;
-    try {
-      file = await open(part, done.size > 0 ? 'r+' : 'w');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      done.clear(); // the ranges' log outlived its part file
-      file = await open(part, 'w');
-    }
-    try {
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        for (let n = next++; n < ranges; n = next++) {
-          if (done.has(n)) continue;
-          const start = n * rangeBytes;
-          await readRange(o, packShardKey(o.split, shard.name), start, Math.min(shard.bytes, start + rangeBytes), file);
-          await appendFile(log, `${n}\n`);
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 64, ranges) }, worker));
-      await file.truncate(shard.bytes);
-    } finally {
-      await file.close();
-    }
-    if ((await fileSha256(part)) === shard.sha256) return part;
-    await rm(log, { force: true });
-    if (attempt === 2) throw new PackedSyncError(`shard ${shard.name} of ${printable(o.split)} differs from its manifest's SHA-256 (read twice): pack the split anew (cloudfetch pack ${printable(o.split)} --repack)`);
+  if (restart) await rm(log, { force: true });
+  const rangeBytes = o.rangeBytes ?? DEFAULT_RANGE_BYTES;
+  const ranges = Math.max(1, Math.ceil(shard.bytes / rangeBytes));
+  const done = new Set((await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number).filter((n) => Number.isInteger(n) && n >= 0 && n < ranges));
+  let file: FileHandle;
+  try {
+    file = await open(part, done.size > 0 ? 'r+' : 'w');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    done.clear(); // the ranges' log outlived its part file
+    file = await open(part, 'w');
   }
+  const whole = Promise.withResolvers<void>();
+  if (done.size === ranges) whole.resolve();
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await file.close();
+  };
+  return {
+    shard, part, log, file, rangeBytes, ranges, done, whole, close,
+    async finish() {
+      await file.truncate(shard.bytes);
+      await close();
+      return (await fileSha256(part)) === shard.sha256;
+    },
+  };
+}
+
+/** Range `n` of the shard into its part file, then logged as done. */
+async function readRangeOf(o: PackedOptions, r: Reading, n: number, signal: AbortSignal): Promise<void> {
+  const start = n * r.rangeBytes;
+  await readRange({ ...o, signal }, packShardKey(o.split, r.shard.name), start, Math.min(r.shard.bytes, start + r.rangeBytes), r.file);
+  await appendFile(r.log, `${n}\n`);
+  r.done.add(n);
+  if (r.done.size === r.ranges) r.whole.resolve();
 }
 
 /** Bytes [start, end) of the shard, written at their offsets; a transfer cut midway asks only for the rest. */
 async function readRange(o: PackedOptions, key: string, start: number, end: number, file: FileHandle): Promise<void> {
   let at = start;
+  // Received bytes go to the file in writes of up to WRITE_BYTES, not one per socket read.
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  const flush = async (): Promise<void> => {
+    if (heldBytes === 0) return;
+    const bytes = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+    held = [];
+    heldBytes = 0;
+    await file.write(bytes, 0, bytes.length, at);
+    at += bytes.length;
+  };
   for (let attempt = 1; at < end; attempt++) {
     const before = at;
     const stalled = new AbortController();
@@ -195,13 +296,17 @@ async function readRange(o: PackedOptions, key: string, start: number, end: numb
         timer = setTimeout(() => stalled.abort(), o.stallMs ?? STALL_MS);
         const wait = o.bandwidth?.take(piece.length, o.signal);
         if (wait) await wait;
-        const take = Math.min(piece.length, end - at);
-        await file.write(piece, 0, take, at);
-        at += take;
+        const take = Math.min(piece.length, end - at - heldBytes);
+        if (take <= 0) continue;
+        held.push(take === piece.length ? piece : piece.subarray(0, take));
+        heldBytes += take;
         o.onBytes?.(take);
+        if (heldBytes >= WRITE_BYTES) await flush();
       }
+      await flush();
       if (at < end) throw new Error(`${key}: the answer ended at byte ${at} of ${end}`);
     } catch (error) {
+      await flush(); // what came before the break is kept: the next attempt asks for the rest
       const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
       if (o.signal?.aborted || (status !== undefined && status < 500 && status !== 429)) {
         if (status === 404) throw new PackedSyncError(`shard ${printable(key)} is missing from the bucket: pack the split anew`);
