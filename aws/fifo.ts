@@ -43,6 +43,12 @@ export function messageGroupId(job: Pick<Job, 'urls' | 'id' | 'split'>, hostConc
   return `${originHash(jobOrigin(job))}-${group}w${width}`;
 }
 
+/** The widest group of an origin: the most images one fetch function fetches at once from a batch of one group. */
+export function widestGroup(hostConcurrency: number): number {
+  const slots = Math.max(1, hostConcurrency);
+  return Math.ceil(slots / Math.min(slots, GROUPS_PER_ORIGIN));
+}
+
 /** Records of a group the fetch function may run at once: its width, 1 for an id without one (jobs queued before widths). */
 export function groupWidth(groupId: string | undefined): number {
   const width = Number(/w(\d{1,3})$/.exec(groupId ?? '')?.[1] ?? 1);

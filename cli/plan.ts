@@ -10,6 +10,7 @@ import { probeJobs, type ProbeJob, type ProbeOptions, type ProbeResult } from '.
 import { shapeImage, type ImageOptions } from '../engine/resize.ts';
 import { interleave, OriginSampler, type SampleOptions } from '../engine/sample.ts';
 import { formatBytes, formatDuration, plural } from '../engine/summary.ts';
+import { widestGroup } from '../aws/fifo.ts';
 import { costOf, type Cost } from '../aws/prices.ts';
 import type { Settings } from '../aws/settings.ts';
 import { openManifestFile, type ManifestFileOptions } from './manifest-file.ts';
@@ -92,6 +93,9 @@ export async function planCommand(o: PlanCommandOptions): Promise<PlanReport> {
   }
 
   const s = o.settings;
+  // A FIFO batch is mostly one message group, run at most its width at once (aws/fifo.ts): what a
+  // function fetches at once, and the share of its billed time each image takes.
+  const perFunction = Math.min(s.fetchBatchSize, widestGroup(o.hostConcurrency));
   const byOrigin = new Map(sample.origins.map((origin) => [origin.origin, { here: [] as Array<ProbeResult | null>, cloud: [] as Array<ProbeResult | null> }]));
   jobs.forEach((job, i) => {
     const side = byOrigin.get(job.origin)!;
@@ -101,9 +105,9 @@ export async function planCommand(o: PlanCommandOptions): Promise<PlanReport> {
   const f = forecast({
     origins: sample.origins.map((origin) => ({ origin: origin.origin, entries: origin.entries, here: byOrigin.get(origin.origin)!.here, ...(cloud ? { cloud: byOrigin.get(origin.origin)!.cloud } : {}) })),
     unusable,
-    fleetConcurrency: s.fetchMaxConcurrency * s.fetchBatchSize,
+    fleetConcurrency: s.fetchMaxConcurrency * perFunction,
     hostConcurrency: o.hostConcurrency,
-    batchSize: s.fetchBatchSize,
+    batchSize: perFunction,
     memoryMb: s.fetchMemoryMb,
     linkMbps: o.linkMbps,
     ...(o.resizeRatio !== undefined ? { shrinkRatio: o.resizeRatio } : {}),
@@ -126,7 +130,7 @@ export async function planCommand(o: PlanCommandOptions): Promise<PlanReport> {
     prediction: {
       ...rest,
       assumptions: {
-        functions: s.fetchMaxConcurrency, imagesPerFunction: s.fetchBatchSize, hostConcurrency: o.hostConcurrency, memoryMb: s.fetchMemoryMb, linkMbps: o.linkMbps,
+        functions: s.fetchMaxConcurrency, imagesPerFunction: perFunction, hostConcurrency: o.hostConcurrency, memoryMb: s.fetchMemoryMb, linkMbps: o.linkMbps,
         ...(o.resizeRatio !== undefined ? { resizeRatio: o.resizeRatio } : {}),
         ...(o.image ? { image: o.image } : {}),
       },

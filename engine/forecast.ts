@@ -36,7 +36,7 @@ export interface ForecastInput {
   fleetConcurrency: number;
   /** Images of one origin in flight across the fleet at once. */
   hostConcurrency: number;
-  /** Images per fetch invocation, and the function's memory: its GB-s per image. */
+  /** Images a fetch invocation runs at once (from a FIFO queue, its batch's group width), and the function's memory: its GB-s per image, each round billing its slowest. */
   batchSize: number;
   memoryMb: number;
   /** The user's home link in Mbit/s. */

@@ -9,7 +9,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { hostKey, statusKey, type FailureRecord, type HostNote } from '../aws/bucket.ts';
-import { GROUPS_PER_ORIGIN, groupWidth, jobIds, jobOrigin, messageGroupId, originHash, splitDeduplicationId } from '../aws/fifo.ts';
+import { GROUPS_PER_ORIGIN, groupWidth, widestGroup, jobIds, jobOrigin, messageGroupId, originHash, splitDeduplicationId } from '../aws/fifo.ts';
 import { redriveDeadLetters, resendFailures, RetryLedger } from '../aws/home/redrive.ts';
 import { encodeJob } from '../aws/job-message.ts';
 import { processByGroup, type Settled } from '../aws/lambda/fifo-batch.ts';
@@ -36,6 +36,8 @@ describe('message groups', () => {
     for (let hostConcurrency = 1; hostConcurrency <= 12; hostConcurrency++) {
       assert.equal(groupsOf(hostConcurrency).reduce((sum, g) => sum + groupWidth(g), 0), hostConcurrency, `widths at ${hostConcurrency}`);
     }
+    // What one function fetches at once from a batch of one group (plan's time in the cloud).
+    assert.deepEqual([1, 2, 4, 5, 8].map(widestGroup), [1, 1, 2, 3, 4]);
     // A batch holds at most 10 records; an id without a width (queued before widths) runs one at a time.
     assert.equal(groupWidth(`${hash}-0w40`), 10);
     assert.deepEqual([groupWidth(`${hash}-3`), groupWidth(undefined), groupWidth('w'), groupWidth(`${hash}-0w0`)], [1, 1, 1, 1]);
