@@ -110,7 +110,7 @@ export function report(trace: Trace): string {
   if (gets.length === 0) return lines.join('\n');
   const ended = gets.filter((r) => r.done !== undefined).map((r) => r.done!).sort((a, b) => a - b);
   const at = (q: number): number => ended[Math.min(ended.length - 1, Math.floor(q * ended.length))]!;
-  lines.push(`downloads: ${gets.length} GETs (${gets.filter((r) => r.error).length} errors, ${gets.filter((r) => r.status !== 200).length} not 200) on ${new Set(gets.map((r) => r.connection)).size} connections`);
+  lines.push(`downloads: ${gets.length} GETs (${gets.filter((r) => r.error).length} errors or aborted, ${gets.filter((r) => r.status !== undefined && r.status !== 200).length} answered other than 200) on ${new Set(gets.map((r) => r.connection)).size} connections`);
   lines.push(`  first GET sent ${s(gets[0]!.sent)} s, first body done ${s(ended[0])} s; 10% ${s(at(0.1))}, 50% ${s(at(0.5))}, 90% ${s(at(0.9))}, 99% ${s(at(0.99))}, last ${s(ended.at(-1))} s`);
   const durations = gets.filter((r) => r.done !== undefined).map((r) => r.done! - r.sent).sort((a, b) => a - b);
   const dq = (q: number): number => durations[Math.min(durations.length - 1, Math.floor(q * durations.length))]!;

@@ -106,7 +106,6 @@ interface Flight {
   hedged: boolean;
   /** Asks for the object a second time. */
   hedge: () => void;
-  done: PromiseWithResolvers<void>;
 }
 
 /** Image key (relative to images/) → local path (relative to dir), per the layout. */
@@ -299,7 +298,13 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   // a second time on an idle connection, and the first whole, checked body wins; the other is
   // aborted. Only one body is written, by copy(), so resume and verify hold as for one download.
   const flights = new Set<Flight>();
-  let flightEnded = Promise.withResolvers<void>();
+  // Wakes the tail's watcher: a download ended, a copy ended, or the sync stopped.
+  let changed = Promise.withResolvers<void>();
+  const nudge = (): void => {
+    changed.resolve();
+    changed = Promise.withResolvers<void>();
+  };
+  signal.addEventListener('abort', nudge, { once: true });
   // One listener for every download's own controller (an AbortSignal.any per object costs CPU).
   const running = new Set<AbortController>();
   signal.addEventListener('abort', () => {
@@ -308,26 +313,28 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   // Times to the first chunk of recent downloads: "heard nothing for a while" is HEDGE_STALL of them.
   const firstChunks: number[] = [];
   const hedgeable = (reader: ObjectReader, object: ListedObject, expected: string | undefined): Promise<Buffer> => new Promise((resolveBody, reject) => {
-    const own: AbortController[] = [];
-    let runs = 0;
+    // The downloads of this object still under way (two once hedged).
+    const own = new Set<AbortController>();
     let error: unknown;
-    const flight: Flight = { heard: performance.now(), resting: 0, hedged: false, done: Promise.withResolvers<void>(), hedge: () => {} };
+    const flight: Flight = { heard: performance.now(), resting: 0, hedged: false, hedge: () => {} };
     const settle = (): void => {
       flights.delete(flight);
+      // Only a download still under way is aborted: an abort builds an error, which costs CPU.
       for (const controller of own) {
         controller.abort();
         running.delete(controller);
       }
-      flight.done.resolve();
-      flightEnded.resolve();
-      flightEnded = Promise.withResolvers<void>();
+      nudge();
     };
     const run = (): void => {
       const controller = new AbortController();
       if (signal.aborted) controller.abort(signal.reason);
-      own.push(controller);
+      own.add(controller);
       running.add(controller);
-      runs++;
+      const ended = (): void => {
+        own.delete(controller);
+        running.delete(controller);
+      };
       const began = performance.now();
       let first = true;
       const heard = (): void => {
@@ -338,15 +345,16 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
         if (firstChunks.length > 256) firstChunks.shift();
       };
       download(reader, object, expected, controller.signal, heard, flight).then((body) => {
+        ended();
         if (!flights.has(flight)) return;
         settle();
         resolveBody(body);
       }, (failure: unknown) => {
-        runs--;
+        ended();
         if (!flights.has(flight)) return;
         error ??= failure;
         // The other download may still bring the body.
-        if (runs > 0 && !signal.aborted) return;
+        if (own.size > 0 && !signal.aborted) return;
         settle();
         reject(error);
       });
@@ -359,25 +367,31 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
     flights.add(flight);
     run();
   });
-  /** Waits for a download to stall, asks for it again and waits for its end; false when none is left. */
-  const hedgeOne = async (): Promise<boolean> => {
-    while (!signal.aborted) {
-      const candidates = [...flights].filter((f) => !f.hedged && f.resting === 0);
-      if (candidates.length === 0 || firstChunks.length === 0) return false;
-      const limit = Math.max(HEDGE_MIN_MS, HEDGE_STALL * [...firstChunks].sort((a, b) => a - b)[firstChunks.length >> 1]!);
-      const now = performance.now();
-      const stalled = candidates.find((f) => now - f.heard >= limit);
-      if (stalled) {
-        stalled.hedge();
-        await stalled.done.promise;
-        return true;
+  // One watcher for the tail (started by the first worker to find nothing left to take) asks
+  // again for stalled downloads while connections are idle, until the last copy ends.
+  let copying = 0;
+  let watching: Promise<void> | undefined;
+  const watchTail = async (): Promise<void> => {
+    while (!signal.aborted && (flights.size > 0 || copying > 0)) {
+      let wait = 1000; // a download back from a back-off, or a copy not yet downloading
+      if (firstChunks.length > 0) {
+        const limit = Math.max(HEDGE_MIN_MS, HEDGE_STALL * [...firstChunks].sort((a, b) => a - b)[firstChunks.length >> 1]!);
+        const now = performance.now();
+        let idle = most - flights.size;
+        for (const f of flights) if (f.hedged) idle--;
+        for (const f of flights) {
+          if (f.hedged || f.resting > 0) continue;
+          const silent = now - f.heard;
+          if (silent >= limit && idle > 0) {
+            f.hedge();
+            idle--;
+          } else wait = Math.min(wait, Math.max(1, limit - silent));
+        }
       }
-      const wait = Math.min(...candidates.map((f) => limit - (now - f.heard)));
-      const woken = new AbortController();
-      await Promise.race([flightEnded.promise, sleep(wait, undefined, { signal: AbortSignal.any([signal, woken.signal]) }).catch(() => {})]);
-      woken.abort();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([changed.promise, new Promise<void>((r) => (timer = setTimeout(r, wait)))]);
+      clearTimeout(timer);
     }
-    return false;
   };
 
   let nearEnd = false;
@@ -391,16 +405,21 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
       }
       if (next) {
         if (queue.length < 10_000) wake();
+        copying++;
         try {
           await copy(next);
         } catch (error) {
           stop.abort();
           wake();
           throw error;
+        } finally {
+          copying--;
+          if (watching) nudge();
         }
       } else if (listers === 0) {
         // Not under --bwlimit: a second request would spend the rate the user set aside.
-        if (o.bandwidth || !(await hedgeOne())) return;
+        if (reader && !o.bandwidth) watching ??= watchTail();
+        return;
       } else await new Promise<void>((r) => waiting.push(r));
     }
   };
@@ -448,7 +467,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
     throw error;
   } finally {
     done.abort();
-    await Promise.all([ramping, warming]);
+    await Promise.all([ramping, warming, watching]);
     // Nothing still writing when the temporary folder goes.
     await Promise.allSettled(workers);
     await Promise.all([folder.close(), o.reader ? undefined : reader?.close()]);
