@@ -11,6 +11,8 @@
 
 import { CreateBucketCommand, paginateListObjectsV2, S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
+import { subscribe } from 'node:diagnostics_channel';
+import type { Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -34,6 +36,9 @@ interface DriverResult {
   warmMs: number;
   warmCpuMs: number;
   memoryMb: number;
+  /** TCP connections the function's process opened to S3 (the emulator) and to the origin, warm invocations only. */
+  s3Connections: number;
+  originConnections: number;
 }
 
 const { values } = parseArgs({
@@ -74,7 +79,17 @@ async function driver(tree: string): Promise<void> {
     eventSourceARN: `arn:aws:sqs:${REGION}:000000000000:bench-jobs.fifo`,
     awsRegion: REGION,
   });
-  const result: DriverResult = { images, invocations: 0, failedRecords: 0, coldMs: 0, coldCpuMs: 0, warmMs: 0, warmCpuMs: 0, memoryMb };
+  const result: DriverResult = { images, invocations: 0, failedRecords: 0, coldMs: 0, coldCpuMs: 0, warmMs: 0, warmCpuMs: 0, memoryMb, s3Connections: 0, originConnections: 0 };
+  // Every client socket (the SDK's and undici's alike), told apart by the port it connects to.
+  const originPort = Number(new URL(origin).port);
+  subscribe('net.client.socket', (message) => {
+    const socket = (message as { socket: Socket }).socket;
+    if (result.invocations === 0) return;
+    socket.once('connect', () => {
+      if (socket.remotePort === originPort) result.originConnections++;
+      else result.s3Connections++;
+    });
+  });
   for (let first = 1; first <= images; first += batchSize) {
     const jobs: Job[] = [];
     for (let i = first; i < first + batchSize && i <= images; i++) {
@@ -173,7 +188,7 @@ async function main(): Promise<void> {
         const result = await runFunction(tree, bucket, env, s3);
         seen.get(name)!.push(result);
         const warm = result.images - Math.min(result.images, settings.fetchBatchSize);
-        process.stderr.write(`  ${name}: ${(result.warmCpuMs / warm).toFixed(2)} CPU ms and ${((result.warmMs / 1000) * (result.memoryMb / 1024) / warm).toFixed(4)} GB-s per image; cold start ${result.coldCpuMs.toFixed(0)} CPU ms in ${result.coldMs.toFixed(0)} ms\n`);
+        process.stderr.write(`  ${name}: ${(result.warmCpuMs / warm).toFixed(2)} CPU ms and ${((result.warmMs / 1000) * (result.memoryMb / 1024) / warm).toFixed(4)} GB-s per image; cold start ${result.coldCpuMs.toFixed(0)} CPU ms in ${result.coldMs.toFixed(0)} ms; warm: ${result.s3Connections} connections to S3, ${result.originConnections} to the origin\n`);
       }
     }
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

@@ -40,6 +40,14 @@ export async function startEmulator(options: { region?: string; /** default 127.
   // defaultRegion only names resources created by requests that carry no SigV4 region; every SDK
   // request does, so the SDK clients' region is what matters (awsClientConfig uses `region`).
   const app = buildApp({ logger: false, defaultRegion: region });
+  // fauxqs answers a HEAD it cannot find (HeadObject's 404, the fetch function's skip check on
+  // every image) with neither Content-Length nor Transfer-Encoding, and Node's HTTP client then
+  // closes the connection: every image cost the function a new connection to the emulator. S3's
+  // error answers say Transfer-Encoding: chunked; so does this one now (a HEAD still has no body).
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.method === 'HEAD' && !reply.hasHeader('content-length') && !reply.hasHeader('transfer-encoding')) reply.header('transfer-encoding', 'chunked');
+    return payload;
+  });
   const address = await app.listen({ port: 0, host: options.host ?? '127.0.0.1' });
   let stopped: Promise<void> | undefined;
   return {

@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { DEFAULT_SETTINGS, type Settings } from '../aws/settings.ts';
@@ -462,6 +463,29 @@ describe('SQS event source emulation', () => {
 });
 
 describe('emulator', () => {
+  it("keeps the SDK's connection open after a HeadObject of a missing key (the fetch function's skip check)", async () => {
+    const bucket = `keepalive-${++counter}`;
+    const client = new S3Client(awsClientConfig(emulator));
+    let connections = 0;
+    const count = (): void => void connections++;
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      subscribe('net.client.socket', count);
+      const before = connections;
+      for (let i = 0; i < 3; i++) {
+        await assert.rejects(client.send(new HeadObjectCommand({ Bucket: bucket, Key: `k${i}` })), { name: 'NotFound' });
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: `k${i}`, Body: 'bytes' }));
+      }
+      // Without Transfer-Encoding on the 404, Node's client closed the socket: 3 new connections.
+      assert.equal(connections - before, 0);
+      const stored = await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'k2' }));
+      assert.equal(await stored.Body!.transformToString(), 'bytes');
+    } finally {
+      unsubscribe('net.client.socket', count);
+      client.destroy();
+    }
+  });
+
   it('connects to an external endpoint without owning it', async () => {
     const external = connectEndpoint('http://localhost:4566/');
     assert.equal(external.endpoint, 'http://127.0.0.1:4566');
