@@ -111,8 +111,9 @@ export async function runPool(
       best.parked = best.parked.slice(best.head);
       best.head = 0;
     }
-    // Room to read on, or nothing left for the idle workers: they go on or end.
-    if (parkedCount-- === parkedMax || (readAll && parkedCount === 0)) wakeAll();
+    parkedCount--;
+    if (readAll && parkedCount === 0) wakeAll(); // nothing left for the idle workers: they end
+    else if (parkedCount === parkedMax - 1) wakeOne(); // room to read on
     best.running++;
     return taken;
   };
@@ -137,6 +138,8 @@ export async function runPool(
           continue;
         }
         const sequence = nextSequence++;
+        // Room to read further: one more idle worker reads (one at a time, not all at each freed place).
+        if (parkedCount < parkedMax - 1) wakeOne();
         if ('record' in next.value) {
           onRecord(next.value.record, sequence);
           continue;
