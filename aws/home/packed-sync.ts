@@ -167,9 +167,6 @@ export async function syncPacked(o: PackedOptions): Promise<PackedResult> {
       moved.resolve();
       moved = Promise.withResolvers<void>();
     }
-  } catch (error) {
-    stop.abort();
-    throw error;
   } finally {
     stop.abort();
     moved.resolve();
