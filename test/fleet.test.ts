@@ -181,7 +181,9 @@ describe('the fleet on the local cloud (fauxqs)', () => {
   let dev: DevCloud;
   let origin: Origin;
   let web: SimWeb;
-  // Two groups of widths 2 and 1 (aws/fifo.ts): the host's peak is exactly 3 only if both run at once and the wide one two at a time.
+  // Two groups of widths 2 and 1 (aws/fifo.ts). Whether the peak reaches 3 is timing (the groups' batches
+  // in one invocation or two, each function's gate starting at one request per origin): the bound is
+  // what must hold; a width-2 group running two at once and never three is shown in 'a FIFO batch' above.
   const HOST_CONCURRENCY = 3;
 
   before(async () => {
@@ -216,11 +218,15 @@ describe('the fleet on the local cloud (fauxqs)', () => {
     const [busy, small] = web.report();
     // Every entry asked for (once, unless a slow answer was returned and asked again).
     assert.ok(busy!.requests >= 45 && small!.requests >= 15, `${busy!.requests} and ${small!.requests} requests`);
-    assert.equal(busy!.peakConcurrency, HOST_CONCURRENCY, 'its groups ran at once, never more');
+    assert.ok(busy!.peakConcurrency >= 2 && busy!.peakConcurrency <= HOST_CONCURRENCY, `peak ${busy!.peakConcurrency}: its groups ran at once, never more than hostConcurrency`);
     assert.ok(small!.peakConcurrency <= HOST_CONCURRENCY);
     const status = JSON.parse(await (await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: statusKey('fleet') }))).Body!.transformToString());
     assert.deepEqual([status.queued, status.hostConcurrency], [60, HOST_CONCURRENCY]);
-    for (const e of entries) await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: `images/fleet/${e.id}.jpg` }));
+    // Each stored image is the host's bytes (bodies read to their end: one left unread holds a connection).
+    for (const e of entries) {
+      const stored = await (await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: `images/fleet/${e.id}.jpg` }))).Body!.transformToByteArray();
+      assert.ok(Buffer.from(stored).equals(Buffer.from(await (await fetch(e.url)).arrayBuffer())), `${e.id}`);
+    }
   });
 
   test('a host\'s 429 with Retry-After pauses it for every function (hosts/ in the bucket); a pause another function wrote stops this one asking', async () => {
