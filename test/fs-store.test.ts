@@ -23,8 +23,23 @@ test('put never overwrites an existing file (If-None-Match: * semantics)', async
   assert.equal(await store.put('s/1.jpg', Buffer.from('first'), meta), true);
   assert.equal(await store.put('s/1.jpg', Buffer.from('second'), meta), false);
   assert.equal(await readFile(join(root, 'b', 's', '1.jpg'), 'utf8'), 'first');
+  const temps = await readdir(join(root, 'b', '.cloudfetch-tmp'));
+  assert.deepEqual(await readdir(join(root, 'b', '.cloudfetch-tmp', temps[0]!)), [], 'the refused put removed its temporary');
   await store.close();
   assert.deepEqual(await readdir(join(root, 'b')), ['s'], 'temporaries are gone after close');
+});
+
+test('put through the thread pool once a put was slow: the same bytes, the same refusal, no temporaries', async () => {
+  // slowPutMs -1: the first put (synchronous) counts as slow, every later one goes through the pool.
+  const store = await FsStore.open(join(root, 'slow'), { slowPutMs: -1 });
+  const bodies = Array.from({ length: 40 }, (_, i) => Buffer.alloc(20_000 + i, i));
+  const stored = await Promise.all(bodies.map((body, i) => store.put(`s/${i}.jpg`, body, meta)));
+  assert.deepEqual(stored, bodies.map(() => true));
+  assert.equal(await store.put('s/3.jpg', Buffer.from('other'), meta), false);
+  for (const [i, body] of bodies.entries()) assert.ok((await readFile(join(root, 'slow', 's', `${i}.jpg`))).equals(body));
+  const temps = await readdir(join(root, 'slow', '.cloudfetch-tmp'));
+  assert.deepEqual(await readdir(join(root, 'slow', '.cloudfetch-tmp', temps[0]!)), [], 'no temporary left behind');
+  await store.close();
 });
 
 test('keys cannot escape the folder', async () => {
