@@ -120,7 +120,7 @@ test('503s, resets and bodies cut short are retried: every file complete, nothin
   const s3 = client();
   const dir = join(work, 'lossy');
   try {
-    const result = await syncImages({ s3, bucket, split: 'train', dir, concurrency: 8 }, (key) => key);
+    const result = await syncImages({ s3, bucket, split: 'train', dir, hedge: false, concurrency: 8 }, (key) => key);
     assert.deepEqual(result, { listed: COUNT, downloaded: COUNT, skipped: 0, repaired: 0, placeholders: 0, bytes: Array.from({ length: COUNT }, (_, i) => body(i + 1).length).reduce((a, b) => a + b, 0) });
   } finally {
     s3.destroy();
@@ -159,14 +159,14 @@ test('with verify, a body damaged on the way is read again and never lands; dama
   const s3 = client();
   const dir = join(work, 'verified');
   try {
-    const result = await syncImages({ s3, bucket, split: 'train', dir, concurrency: 4, verify: true }, (key) => key, undefined, { hashes });
+    const result = await syncImages({ s3, bucket, split: 'train', dir, hedge: false, concurrency: 4, verify: true }, (key) => key, undefined, { hashes });
     assert.equal(result.downloaded, COUNT);
     assert.ok((await readFile(join(dir, 'train', '5.jpg'))).equals(body(5)));
     assert.equal(gets.get('5.jpg'), 2, 'the damaged body, then the right one');
 
     faults.set('6.jpg', { kind: 'corrupt', times: 2 });
     await assert.rejects(
-      syncImages({ s3, bucket, split: 'train', dir: join(work, 'verified-twice'), concurrency: 4, verify: true }, (key) => key, undefined, { hashes }),
+      syncImages({ s3, bucket, split: 'train', dir: join(work, 'verified-twice'), hedge: false, concurrency: 4, verify: true }, (key) => key, undefined, { hashes }),
       /images\/train\/6\.jpg: its bytes differ from the SHA-256 its fetch recorded \(read twice\): not written/,
     );
     assert.deepEqual(await readdir(join(work, 'verified-twice', 'train')).then((names) => names.filter((n) => n === '6.jpg')), [], 'the damaged file is not written');
@@ -182,7 +182,7 @@ test('a large body cut midway resumes from where it broke off, and the file equa
   const s3 = client();
   const dir = join(work, 'big');
   try {
-    await syncImages({ s3, bucket, split: 'big', dir, concurrency: 4 }, (key) => key);
+    await syncImages({ s3, bucket, split: 'big', dir, hedge: false, concurrency: 4 }, (key) => key);
   } finally {
     s3.destroy();
   }
@@ -224,7 +224,7 @@ test('an object replaced between the cut and the resume is read whole: the new b
   const s3 = client();
   const dir = join(work, 'replaced');
   try {
-    await syncImages({ s3, bucket, split: 'big', dir, concurrency: 4 }, (key) => key);
+    await syncImages({ s3, bucket, split: 'big', dir, hedge: false, concurrency: 4 }, (key) => key);
   } finally {
     s3.destroy();
   }

@@ -59,6 +59,8 @@ export interface HomeOptions {
   ramp?: boolean;
   /** A byte rate all downloads share (--bwlimit). */
   bandwidth?: TokenBucket;
+  /** The tail's second requests for stalled downloads (default on; a test counting requests turns them off). */
+  hedge?: boolean;
   /** The downloads' reader, its connections opened already (openReader); the caller closes it. */
   reader?: ObjectReader;
   signal?: AbortSignal;
@@ -418,7 +420,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
         }
       } else if (listers === 0) {
         // Not under --bwlimit: a second request would spend the rate the user set aside.
-        if (reader && !o.bandwidth) watching ??= watchTail();
+        if (reader && !o.bandwidth && o.hedge !== false) watching ??= watchTail();
         return;
       } else await new Promise<void>((r) => waiting.push(r));
     }
