@@ -2,7 +2,7 @@
 
 import cliProgress from 'cli-progress';
 import { bringSplitHome, openReader, placement, type SplitHome } from '../aws/home/sync.ts';
-import { PackedSyncError, syncPacked, type PackedResult } from '../aws/home/packed-sync.ts';
+import type { PackedResult } from '../aws/home/packed-sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
 import { queuedSplits } from '../aws/home/cloud-state.ts';
 import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
@@ -125,6 +125,8 @@ function threshold(value: unknown): { placeholderThreshold?: number } {
 
 /** The split's shards, before its object-by-object pass; a split not packed says so and is copied object by object. */
 async function packedShards(t: Target, o: SyncCommandOptions, split: string, bandwidth: TokenBucket | undefined): Promise<PackedResult | undefined> {
+  // Loaded with --packed only: tar-stream and the shard reader are start-up time every other sync would pay.
+  const { PackedSyncError, syncPacked } = await import('../aws/home/packed-sync.ts');
   const started = Date.now();
   let received = 0;
   const timer = o.progress ? setInterval(() => o.log.write(`sync ${split}: ${formatBytes(received)} of shards received\n`), 10_000) : null;
