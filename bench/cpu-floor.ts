@@ -11,12 +11,12 @@
 // commit), alternating with the others: a change's before and after in the same run.
 // A scenario is connections@origin latency in ms; images are 20–40 KiB, as in bench/fetch.ts.
 
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ARIA2C_FLAGS, defaultOutBase, hasGnuTime, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
+import { ARIA2C_FLAGS, hasGnuTime, killRunning, measure, startServer, table, versionOf, workFolder, type Measured, type ServerProcess } from './measure.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'cli', 'cloudfetch.js');
@@ -86,7 +86,7 @@ async function runTool(tool: Tool, list: string, connections: number, count: num
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
-  workDir = await mkdtemp(join(values['out-dir'] ? resolve(values['out-dir']) : defaultOutBase(), 'cloudfetch-floor-'));
+  workDir = await workFolder(values['out-dir'], 'cloudfetch-floor-');
   process.stdout.write(`CPU floor: ${count} images of 20–40 KiB per run, ${runs} runs of each tool, alternating\n`);
   process.stdout.write(`node ${process.version} · ${aria2c} · ${availableParallelism()} CPUs (${cpus()[0]?.model.trim()})\n\n`);
   const rows: string[][] = [['connections @ latency', 'tool', 'CPU s / 1,000 (median)', 'range', 'start-up CPU s', 'less start-up', 'images/s (median)', 'peak RSS MB', '']];

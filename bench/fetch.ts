@@ -8,14 +8,14 @@
 //                          [--cloudfetch-cli PATH]   (another checkout's cli/cloudfetch.js, for A/B)
 
 import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { Agent, get } from 'node:http';
 import { availableParallelism, cpus as cpuTimes } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { sampleImage } from '../local-cloud/origin.ts';
-import { ARIA2C_FLAGS, defaultOutBase, hasGnuTime, isTmpfs, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
+import { ARIA2C_FLAGS, hasGnuTime, isTmpfs, killRunning, measure, startServer, table, versionOf, workFolder, type Measured, type ServerProcess } from './measure.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const ORIGIN_SERVER = join(ROOT, 'bench', 'origin-server.ts');
@@ -367,9 +367,8 @@ async function main(): Promise<number> {
     );
   }
 
-  const base = values['out-dir'] ? resolve(values['out-dir']) : defaultOutBase();
-  await mkdir(base, { recursive: true });
-  workDir = await mkdtemp(join(base, 'cloudfetch-bench-'));
+  workDir = await workFolder(values['out-dir'], 'cloudfetch-bench-');
+  const base = dirname(workDir);
   const tmpfs = isTmpfs(workDir);
 
   // Both tools, the origin and anything else running share the CPUs: a busy machine skews the

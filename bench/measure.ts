@@ -4,8 +4,9 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, statfsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_USER_AGENT } from '../engine/fetch/fetcher.ts';
 
@@ -205,6 +206,13 @@ export function isTmpfs(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A fresh working folder under --out-dir (made if missing), else under defaultOutBase(). */
+export async function workFolder(outDir: string | undefined, prefix: string): Promise<string> {
+  const base = outDir ? resolve(outDir) : defaultOutBase();
+  await mkdir(base, { recursive: true });
+  return mkdtemp(join(base, prefix));
 }
 
 /** /dev/shm when it is a writable tmpfs: the figures then measure the fetchers, not the disk. */

@@ -10,13 +10,13 @@
 // --node-options: NODE_OPTIONS for cloudfetch, e.g. --max-semi-space-size=64 for V8's default young
 // generation (the launcher starts `run` with 16 unless a size is given).
 
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { createWriteStream, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import { availableParallelism, cpus, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ARIA2C_FLAGS, defaultOutBase, hasGnuTime, killRunning, measure, startServer, table, versionOf, type Measured, type ServerProcess } from './measure.ts';
+import { ARIA2C_FLAGS, hasGnuTime, killRunning, measure, startServer, table, versionOf, workFolder, type Measured, type ServerProcess } from './measure.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'cli', 'cloudfetch.js');
@@ -100,8 +100,8 @@ async function checkCloudfetch(result: Measured, out: string, count: number, sta
 }
 
 async function main(): Promise<void> {
-  const base = values['out-dir'] ? resolve(values['out-dir']) : defaultOutBase();
-  workDir = await mkdtemp(join(base, 'cloudfetch-scale-'));
+  workDir = await workFolder(values['out-dir'], 'cloudfetch-scale-');
+  const base = dirname(workDir);
   const server = await startServer(join(ROOT, 'bench', 'origin-server.ts'), ['--latency', '0']);
   origin.server = server;
   const rows: Row[] = [];
