@@ -16,6 +16,7 @@ import { extract as tarExtract } from 'tar-stream';
 import { FsStore } from '../../engine/fs-store.ts';
 import { printable } from '../../engine/printable.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
+import { retryPauseMs } from './object-reader.ts';
 import { isImageKey, packManifestKey, packShardKey, packShardName, type PackManifest, type PackShard } from '../bucket.ts';
 
 /** Beside the split's folders: which shards are home, and the one being read. */
@@ -311,7 +312,7 @@ async function readRange(o: PackedOptions, key: string, start: number, end: numb
       }
       if (at > before) continue; // it brought bytes: ask for the rest at once
       if (attempt >= RANGE_ATTEMPTS) throw error;
-      await sleep(Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2), undefined, o.signal ? { signal: o.signal } : {});
+      await sleep(retryPauseMs(attempt), undefined, o.signal ? { signal: o.signal } : {});
     } finally {
       clearTimeout(timer);
     }

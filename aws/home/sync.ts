@@ -22,7 +22,7 @@ import type { TokenBucket } from '../../engine/token-bucket.ts';
 import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, sameBytesOf, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
 import { listObjects, listPage, type ListedObject } from '../listing.ts';
-import { ObjectReadError, ObjectReader, type PartialBody } from './object-reader.ts';
+import { ObjectReadError, ObjectReader, retryPauseMs, type PartialBody } from './object-reader.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
 
 export interface SyncResult {
@@ -282,11 +282,10 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
           attempt--;
           continue;
         }
-        // Up to ~1 minute in all: a link across the border drops for tens of seconds at times.
         // Not asked for a second time meanwhile: the back-off spares a server that is struggling.
         flight.resting++;
         try {
-          await sleep(Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2), undefined, { signal });
+          await sleep(retryPauseMs(attempt), undefined, { signal });
         } finally {
           flight.resting--;
           flight.heard = performance.now();
