@@ -89,12 +89,14 @@ const s = (ms: number | undefined): string => (ms === undefined ? '—' : (ms / 
 export function report(trace: Trace): string {
   const lines: string[] = [];
   const rs = trace.requests;
-  const gets = rs.filter((r) => r.via === 'undici' && r.method === 'GET').sort((a, b) => a.sent - b.sent);
+  // The connections opened ahead of the downloads: a GET of WARM_KEY (a HEAD of the bucket before).
+  const warming = (r: TracedRequest): boolean => r.via === 'undici' && (r.method === 'HEAD' || r.path.endsWith('/.cloudfetch-warm'));
+  const gets = rs.filter((r) => r.via === 'undici' && r.method === 'GET' && !warming(r)).sort((a, b) => a.sent - b.sent);
   const sdk = rs.filter((r) => r.via === 'http');
-  const warm = rs.filter((r) => r.via === 'undici' && r.method === 'HEAD');
+  const warm = rs.filter(warming);
   const first = rs.length ? Math.min(...rs.map((r) => r.sent)) : undefined;
   lines.push(`process exit ${s(trace.exit)} s; first connection opened ${s(trace.firstSocket)} s (module load before it), first request sent ${s(first)} s`);
-  if (warm.length) lines.push(`warming HEADs: ${warm.length}, sent ${s(Math.min(...warm.map((r) => r.sent)))}–${s(Math.max(...warm.map((r) => r.sent)))}, answered by ${s(Math.max(...warm.map((r) => r.headers ?? 0)))}`);
+  if (warm.length) lines.push(`warming requests: ${warm.length}, sent ${s(Math.min(...warm.map((r) => r.sent)))}–${s(Math.max(...warm.map((r) => r.sent)))}, answered by ${s(Math.max(...warm.map((r) => r.headers ?? 0)))}`);
   const kinds = new Map<string, TracedRequest[]>();
   for (const r of sdk) {
     const kind = r.path.includes('list-type=2') ? `list ${decodeURIComponent(/prefix=([^&]*)/.exec(r.path)?.[1] ?? '').split('/').slice(0, 2).join('/')}…`
