@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress';
 import { bringSplitHome, openReader, placement, type SplitHome } from '../aws/home/sync.ts';
 import type { PackedResult } from '../aws/home/packed-sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
-import { queuedSplits } from '../aws/home/cloud-state.ts';
+import { CloudStateError, queuedSplits } from '../aws/home/cloud-state.ts';
 import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
 import type { Layout } from '../engine/keys.ts';
 import type { ObjectReader } from '../aws/home/object-reader.ts';
@@ -37,6 +37,9 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
   const reader = o.dryRun ? undefined : await openReader(t.s3, t.bucket, o);
   try {
     return await syncSplits(t, o, reader);
+  } catch (error) {
+    // A body of the bucket's that kept breaking off: its one line, not an unexpected error.
+    throw error instanceof CloudStateError ? new CommandFailed(error.message) : error;
   } finally {
     await reader?.close();
   }

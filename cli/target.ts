@@ -51,7 +51,7 @@ export interface Where {
   dev?: boolean;
 }
 
-interface ClientConfig {
+export interface ClientConfig {
   region?: string;
   profile?: string;
   endpoint?: string;
@@ -60,21 +60,35 @@ interface ClientConfig {
 
 const OUTPUTS_FILE = 'cdk-outputs.json';
 
-function clients(config: ClientConfig, sockets: number): { s3: S3Client; sqs: SQSClient } {
-  const common = {
+/**
+ * A request whose connection is silent this long (before its answer or in the middle of a body the
+ * SDK reads, a listing page say) is cut, and the SDK tries it again. The SDK's requestTimeout alone
+ * only warns: a listing stalled on a lossy link waited for ever. The downloads' reader cuts at 60 s
+ * (object-reader.ts); a link that drops for tens of seconds comes back within this.
+ */
+export const STALL_MS = 30_000;
+
+/** The SDK's settings for a slow, lossy link; `stallMs` and `maxAttempts` shorter only in tests. */
+export function clientSettings(config: ClientConfig, o: { sockets: number; stallMs?: number; maxAttempts?: number }) {
+  return {
     ...(config.region ? { region: config.region } : {}),
     ...(config.profile ? { profile: config.profile } : {}),
     ...(config.endpoint ? { endpoint: config.endpoint } : {}),
     ...(config.credentials ? { credentials: config.credentials } : {}),
     // A lossy, high-latency link: more attempts with backoff, and no request hangs for ever.
-    maxAttempts: 8,
+    maxAttempts: o.maxAttempts ?? 8,
     requestHandler: {
       connectionTimeout: 15_000,
       requestTimeout: 120_000,
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: sockets }),
-      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: sockets }),
+      socketTimeout: o.stallMs ?? STALL_MS,
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: o.sockets }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: o.sockets }),
     },
   };
+}
+
+function clients(config: ClientConfig, sockets: number): { s3: S3Client; sqs: SQSClient } {
+  const common = clientSettings(config, { sockets });
   return { s3: new S3Client({ ...common, forcePathStyle: Boolean(config.endpoint) }), sqs: new SQSClient(common) };
 }
 

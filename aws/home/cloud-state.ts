@@ -6,12 +6,14 @@
 
 import { GetObjectCommand, NoSuchKey, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
 import { parse } from 'csv-parse';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { safeSegment } from '../../engine/keys.ts';
 import { isFailureReason, isTransient, type FailureReason } from '../../engine/outcome.ts';
 import { FirstWithBytes, judge, SameBytes } from '../../engine/same-bytes.ts';
 import { listObjects } from '../listing.ts';
 import { failurePrefix, imagesPrefix, indexKey, PREFIX, recordsPrefix, splitOfStatusKey, statusKey, type FetchRecord, type SplitStatus } from '../bucket.ts';
+import { retryPauseMs } from './retry-pause.ts';
 
 export type CloudStatus = 'fetched' | 'failed' | 'pending';
 
@@ -59,11 +61,71 @@ export class CloudStateError extends Error {
   override name = 'CloudStateError';
 }
 
+// A body that breaks off after its answer came (a stall the SDK's socket time-out cut, a reset) is
+// read again this many times, after retryPauseMs; the SDK retries the requests themselves, not a
+// body its caller reads.
+const BODY_ATTEMPTS = 6;
+
+/** One line for a body that kept breaking off. */
+function brokeOff(key: string, attempts: number, error: unknown): CloudStateError {
+  return new CloudStateError(`reading ${key} from the bucket broke off ${attempts} times (last: ${(error as Error).message ?? String(error)}): check the network and run the command again`, { cause: error });
+}
+
+/** A small object's whole text, read again when its body breaks off. */
+async function objectText(s3: S3Client, bucket: string, key: string): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    try {
+      return await answer.Body!.transformToString();
+    } catch (error) {
+      if (attempt >= BODY_ATTEMPTS) throw brokeOff(key, attempt, error);
+      await sleep(retryPauseMs(attempt));
+    }
+  }
+}
+
+/**
+ * An object's body as a stream that survives breaks: when it breaks off, the rest is asked for
+ * (Range from the last byte passed on, If-Match its ETag) and joined on, so a reader of the stream
+ * sees every byte once. `answer`: the object's GET, sent already.
+ */
+export function resumableBody(s3: S3Client, bucket: string, key: string, answer: GetObjectCommandOutput, signal?: AbortSignal): Readable {
+  async function* chunks(): AsyncGenerator<Buffer> {
+    const total = answer.ContentLength;
+    const etag = answer.ETag;
+    let body = answer.Body as Readable;
+    let offset = 0;
+    for (let failures = 0; ;) {
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          offset += chunk.length;
+          failures = 0;
+          yield chunk;
+        }
+        return;
+      } catch (error) {
+        body.destroy();
+        if (signal?.aborted) throw error;
+        if (++failures >= BODY_ATTEMPTS || !etag) throw brokeOff(key, failures, error);
+        if (total !== undefined && offset >= total) return;
+        await sleep(retryPauseMs(failures), undefined, signal ? { signal } : {});
+        // 412 (changed meanwhile) is thrown as the SDK's error: a table read half from each version would be neither.
+        const rest = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${offset}-`, IfMatch: etag }), signal ? { abortSignal: signal } : {});
+        if (!rest.ContentRange?.startsWith(`bytes ${offset}-`)) {
+          (rest.Body as Readable | undefined)?.destroy();
+          throw new CloudStateError(`reading ${key} from the bucket broke off, and the bucket did not answer the rest from byte ${offset}`);
+        }
+        body = rest.Body as Readable;
+      }
+    }
+  }
+  return Readable.from(chunks(), { objectMode: false });
+}
+
 /** The split's status record; its name is the one in the key, whatever the body says (it is not trusted). */
 export async function readStatus(s3: S3Client, bucket: string, split: string): Promise<SplitStatus | null> {
   try {
-    const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: statusKey(split) }));
-    const status = JSON.parse(await answer.Body!.transformToString()) as SplitStatus;
+    const status = JSON.parse(await objectText(s3, bucket, statusKey(split))) as SplitStatus;
     if (typeof status !== 'object' || status === null) throw new CloudStateError(`${statusKey(split)} in the bucket is not a status record`);
     return { ...status, split, startedAt: String(status.startedAt ?? '') };
   } catch (error) {
@@ -125,8 +187,7 @@ export async function fetchRecords(s3: S3Client, bucket: string, split: string):
   const keys: string[] = [];
   for await (const page of listObjects(s3, bucket, recordsPrefix(split))) for (const o of page) if (o.key.endsWith('.jsonl')) keys.push(o.key);
   const read = async (key: string): Promise<void> => {
-    const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    for (const line of (await answer.Body!.transformToString()).split('\n')) {
+    for (const line of (await objectText(s3, bucket, key)).split('\n')) {
       if (line === '') continue;
       const record = JSON.parse(line) as FetchRecord;
       const latest = record.status === 'fetched' ? records.fetched : records.failed;
@@ -177,7 +238,7 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
   try {
     // The index's GET, when the caller sent it already (sync: during its last downloads).
     const answer = await (o.index ?? s3.send(new GetObjectCommand({ Bucket: bucket, Key: indexKey(split) })));
-    body = answer.Body as Readable;
+    body = resumableBody(s3, bucket, indexKey(split), answer);
   } catch (error) {
     if ((error as { name?: string }).name === 'NoSuchKey') throw new CloudStateError(`no index for split "${split}" in the bucket: was its manifest submitted and split?`);
     throw error;

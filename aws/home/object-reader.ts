@@ -24,12 +24,7 @@ export interface ReadOptions {
   throttle?: (bytes: number, signal?: AbortSignal) => Promise<void> | undefined;
 }
 
-/**
- * The pause before the attempt after `attempt` failed without bringing a byte: doubling from 1 s to
- * 16 s, half of it jittered; up to ~1 minute in all, as a link across the border drops for tens of
- * seconds at times.
- */
-export const retryPauseMs = (attempt: number): number => Math.min(16_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+export { retryPauseMs } from './retry-pause.ts';
 
 /** What warm() asks for: outside every prefix of the bucket's contract (aws/bucket.ts), so never one of its objects. */
 export const WARM_KEY = '.cloudfetch-warm';

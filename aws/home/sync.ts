@@ -19,7 +19,7 @@ import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
 import { FsStore } from '../../engine/fs-store.ts';
 import type { Store } from '../../engine/store.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
-import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, sameBytesOf, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
+import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, resumableBody, sameBytesOf, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
 import { listObjects, listPage, type ListedObject } from '../listing.ts';
 import { ObjectReadError, ObjectReader, retryPauseMs, type PartialBody } from './object-reader.ts';
@@ -115,7 +115,7 @@ export async function placement(o: HomeOptions): Promise<(key: string) => string
   if (o.layout !== 'by-label') return (key) => key;
   const labels = new Map<string, string>();
   const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: indexKey(o.split) }));
-  for await (const row of (answer.Body as Readable).pipe(parse({ columns: true })) as AsyncIterable<Record<string, string>>) {
+  for await (const row of resumableBody(o.s3, o.bucket, indexKey(o.split), answer).pipe(parse({ columns: true })) as AsyncIterable<Record<string, string>>) {
     const labelList = (row.label ?? '').split(' ').filter(Boolean);
     if (labelList.length > 1) throw new Error(`--layout by-label needs one label per image, but image ${row.image_id} has ${labelList.length}: use the flat layout`);
     if (row.path) labels.set(row.path, labelList.length === 0 ? UNLABELED : safeSegment(labelList[0]!));

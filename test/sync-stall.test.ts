@@ -1,0 +1,141 @@
+// A link that stalls: the sync's own requests to the bucket (the status read, the listing, the
+// fetch records, the index) go silent before their answer or in the middle of a body. Each must be
+// cut and tried again, so that the sync ends with every file and the whole table; one that keeps
+// stalling ends the sync with one line, never a hang. The client is built with the command's own
+// settings (cli/target.ts), only the silence that cuts a request shortened.
+
+import assert from 'node:assert/strict';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { startFauxqs, type FauxqsServer } from 'fauxqs';
+import { parse } from 'csv-parse/sync';
+import { bringSplitHome } from '../aws/home/sync.ts';
+import { queuedSplits } from '../aws/home/cloud-state.ts';
+import { INDEX_HEADER, formatIndexRow } from '../engine/index-table.ts';
+import { sampleImage } from '../local-cloud/origin.ts';
+import { awsUsageError, clientSettings } from '../cli/target.ts';
+
+const bucket = 'stall-bucket';
+const COUNT = 30;
+// Rows of the index beyond the stored images (pending ones): an index long enough to be cut midway.
+const PENDING = 3_000;
+const body = (n: number): Buffer => sampleImage(`t${n}`, 'jpeg', 4_000 + n * 31);
+const STALL_MS = 300;
+
+type Fault = 'silent' | 'half-then-silent';
+/** What the proxy does the next times a request matches: the first fault in the list whose test passes. */
+const faults: Array<{ match: (method: string, url: URL) => boolean; kind: Fault; times: number }> = [];
+/** Requests the proxy stalled, by what they were. */
+const stalled: string[] = [];
+
+let emulator: FauxqsServer;
+let proxy: Server;
+let proxyUrl: string;
+let work: string;
+
+before(async () => {
+  emulator = await startFauxqs({ port: 0, logger: false });
+  const target = new URL(emulator.address);
+  proxy = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const fault = faults.find((f) => f.times > 0 && f.match(req.method ?? '', url));
+    if (fault) {
+      fault.times--;
+      stalled.push(`${fault.kind} ${req.method} ${url.searchParams.get('prefix') ?? url.pathname}`);
+    }
+    // Never answered: held until the client cuts it.
+    if (fault?.kind === 'silent') return;
+    const upstream = request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      if (!fault) return void answer.pipe(res);
+      // The headers and half the body, then silence on an open connection.
+      const chunks: Buffer[] = [];
+      answer.on('data', (c: Buffer) => chunks.push(c));
+      answer.on('end', () => {
+        const all = Buffer.concat(chunks);
+        res.write(all.subarray(0, all.length >> 1));
+      });
+    });
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  await direct.send(new CreateBucketCommand({ Bucket: bucket }));
+  for (let n = 1; n <= COUNT; n++) await direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/train/${n}.jpg`, Body: body(n) }));
+  const rows = Array.from({ length: COUNT + PENDING }, (_, i) => formatIndexRow({ image_id: String(i + 1), label: String(i % 7), url: `https://example.com/${i + 1}.jpg`, path: `train/${i + 1}.jpg`, status: 'queued' }));
+  await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'index/train.csv', Body: INDEX_HEADER + rows.join('') }));
+  const status = { split: 'train', manifest: 'manifests/train.jsonl', state: 'queued', startedAt: '2026-12-02T00:00:00Z', queued: COUNT + PENDING, note: 'x'.repeat(4_000) };
+  await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'status/train.json', Body: JSON.stringify(status) }));
+  direct.destroy();
+  work = await mkdtemp(join(tmpdir(), 'cloudfetch-sync-stall-'));
+});
+
+after(async () => {
+  proxy.closeAllConnections();
+  await new Promise((resolve) => proxy.close(resolve));
+  await emulator.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+const client = (maxAttempts?: number): S3Client => new S3Client({
+  ...clientSettings({ endpoint: proxyUrl, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } }, { sockets: 16, stallMs: STALL_MS, ...(maxAttempts ? { maxAttempts } : {}) }),
+  forcePathStyle: true,
+});
+
+const listing = (prefix: string) => (method: string, url: URL): boolean => method === 'GET' && url.searchParams.get('list-type') === '2' && (url.searchParams.get('prefix') ?? '').startsWith(prefix);
+const object = (key: string) => (method: string, url: URL): boolean => method === 'GET' && !url.searchParams.has('list-type') && url.pathname === `/${bucket}/${key}`;
+
+test('status, listing, records and index stalled before their answer or midway: cut, asked again, the sync complete', async () => {
+  faults.length = 0;
+  stalled.length = 0;
+  faults.push(
+    { match: listing('status/'), kind: 'silent', times: 1 },
+    { match: object('status/train.json'), kind: 'half-then-silent', times: 1 },
+    { match: listing('records/train/'), kind: 'silent', times: 1 },
+    { match: listing('images/train/'), kind: 'silent', times: 2 },
+    { match: object('index/train.csv'), kind: 'half-then-silent', times: 1 },
+  );
+  const s3 = client();
+  try {
+    const statuses = await queuedSplits(s3, bucket);
+    assert.deepEqual(statuses.map((s) => [s.split, s.queued]), [['train', COUNT + PENDING]]);
+    const dir = join(work, 'home');
+    const home = await bringSplitHome({ s3, bucket, split: 'train', dir, hedge: false, expectedImages: COUNT + PENDING });
+    // Every fault was met: each request went silent once and was asked again.
+    assert.equal(faults.reduce((sum, f) => sum + f.times, 0), 0, `faults not met: ${JSON.stringify(faults.filter((f) => f.times > 0).map((f) => f.kind))}`);
+    assert.equal(stalled.length, 6);
+    assert.equal(home.images.downloaded, COUNT);
+    for (let n = 1; n <= COUNT; n++) assert.deepEqual(await readFile(join(dir, 'train', `${n}.jpg`)), body(n), `train/${n}.jpg`);
+    // The table whole and once: every row of the index, the stored ones fetched, none twice.
+    const table = parse(await readFile(home.indexFile), { columns: true }) as Array<Record<string, string>>;
+    assert.equal(table.length, COUNT + PENDING);
+    assert.deepEqual(table.map((r) => r.image_id), Array.from({ length: COUNT + PENDING }, (_, i) => String(i + 1)));
+    assert.equal(table.filter((r) => r.status === 'fetched').length, COUNT);
+    assert.equal(home.counts.pending, PENDING);
+  } finally {
+    s3.destroy();
+  }
+});
+
+test('a listing that stays silent ends the sync with one line, not a hang', async () => {
+  faults.length = 0;
+  stalled.length = 0;
+  faults.push({ match: listing('images/train/'), kind: 'silent', times: 1_000 });
+  const s3 = client(2);
+  try {
+    const error = await bringSplitHome({ s3, bucket, split: 'train', dir: join(work, 'never'), hedge: false }).then(() => null, (e: unknown) => e);
+    assert.ok(error, 'the sync should fail');
+    assert.ok(stalled.length >= 2, `asked ${stalled.length} times`);
+    const line = awsUsageError(error, { where: { endpoint: proxyUrl } }).message;
+    assert.match(line, /timed out/);
+    assert.doesNotMatch(line, /\n/);
+  } finally {
+    s3.destroy();
+  }
+});
