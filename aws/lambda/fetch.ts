@@ -18,6 +18,7 @@ import { processByGroup, type Settled } from './fifo-batch.ts';
 import { HostPaused, S3HostPauses } from './host-pauses.ts';
 import { BatchProgress, Unfinished, recordDeadline, shareMs } from './straggler.ts';
 import { S3Store } from './s3-store.ts';
+import { signedObjectsOnce, type SignedObjects } from '../signed-request.ts';
 import { ByteBudget, budgetBytes, fetchReservation, type Reservation } from '../../engine/byte-budget.ts';
 import { Fetcher, type Room } from '../../engine/fetch/fetcher.ts';
 import { refusingPlaceholders, SameBytes } from '../../engine/same-bytes.ts';
@@ -33,7 +34,7 @@ const WRAP_UP_MS = 8_000;
 // Built on the first invocation and kept by the container: clients, keep-alive pools, DNS cache.
 // `sameBytes`: what this container's fetches saw, to refuse a placeholder it already knows before
 // the PUT (a warm container runs many batches); sync makes the split's exact verdict from every record.
-type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; maxBytes: number; maxReceiveCount: number; sqs: SQSClient; redelivery: Redelivery; sameBytes: SameBytes; pauses: S3HostPauses };
+type Container = Omit<RecordDeps, 'signal'> & { fetcher: Fetcher; maxBytes: number; maxReceiveCount: number; sqs: SQSClient; redelivery: Redelivery; sameBytes: SameBytes; pauses: S3HostPauses; objects: SignedObjects };
 
 function setUp(): Container {
   const s3 = s3Client();
@@ -42,18 +43,21 @@ function setUp(): Container {
   const options = fetcherOptions();
   // Pauses shared by the fleet: what this function's fetcher learns of a host, the others follow.
   const pauses = new S3HostPauses(s3, bucket);
-  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), pauses, bucket, store: new S3Store(s3, bucket, PREFIX.images), ...imageStep(s3, bucket), fetcher: new Fetcher({ ...options, hostPauses: pauses }), maxBytes: options.maxBytes!, maxReceiveCount: maxReceiveCount(), sameBytes: new SameBytes(placeholderThreshold()), onOutcome: record };
+  // The images' HEADs and PUTs, signed over one keep-alive pool (the SDK stays for the per-batch writes).
+  const objects = signedObjectsOnce(s3, bucket);
+  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), pauses, bucket, objects, store: new S3Store(s3, bucket, PREFIX.images, objects), ...imageStep(s3, bucket, objects), fetcher: new Fetcher({ ...options, hostPauses: pauses }), maxBytes: options.maxBytes!, maxReceiveCount: maxReceiveCount(), sameBytes: new SameBytes(placeholderThreshold()), onOutcome: record };
 }
 
 /** Resizing when the stack asks for it, the originals kept under originals/ when it says so. */
-function imageStep(s3: S3Client, bucket: string): { image?: ImageStep } {
+function imageStep(s3: S3Client, bucket: string, objects: SignedObjects): { image?: ImageStep } {
   const options = imageOptions();
   if (!options) return {};
-  return { image: { options, ...(keepOriginals() ? { originals: new S3Store(s3, bucket, PREFIX.originals) } : {}) } };
+  return { image: { options, ...(keepOriginals() ? { originals: new S3Store(s3, bucket, PREFIX.originals, objects) } : {}) } };
 }
 
 const setUpOnce = perEnvironment(setUp, (old) => {
   void old.fetcher.close();
+  old.objects.destroy();
   old.s3.destroy();
   old.sqs.destroy();
 });

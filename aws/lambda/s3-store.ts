@@ -1,51 +1,70 @@
-// The Store on S3: HeadObject to skip, a put with If-None-Match: * so it never overwrites. Bodies
-// over one part go up in parts (a few at a time, each a view of the body, not a copy).
+// The Store on S3: HeadObject to skip, a put with If-None-Match: * so it never overwrites. Both are
+// signed requests over one keep-alive pool (aws/signed-request.ts), not SDK commands: once per image,
+// the SDK's middleware cost more CPU than the request. Bodies over one part go up in parts with the
+// SDK's Upload (a few at a time, each a view of the body, not a copy).
 
-import { HeadObjectCommand, PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
+import { hash } from 'node:crypto';
 import type { PutMetadata, Store } from '../../engine/store.ts';
 import { Upload } from '@aws-sdk/lib-storage';
 import { listObjects } from '../listing.ts';
+import { signedObjectsOnce, type SignedObjects } from '../signed-request.ts';
+
+/** lib-storage's part size: a larger body goes up in parts, as before. */
+const SINGLE_PUT_BYTES = 5 * 1024 * 1024;
 
 export class S3Store implements Store {
   readonly #s3: S3Client;
   readonly #bucket: string;
   readonly #prefix: string;
+  readonly #objects: SignedObjects;
 
-  constructor(s3: S3Client, bucket: string, prefix: string) {
+  /** `objects`: the signed client to share (one pool for every store of the bucket); one of its own if not given. */
+  constructor(s3: S3Client, bucket: string, prefix: string, objects?: SignedObjects) {
     this.#s3 = s3;
     this.#bucket = bucket;
     this.#prefix = prefix;
+    this.#objects = objects ?? signedObjectsOnce(s3, bucket);
   }
 
   async head(key: string): Promise<{ bytes: number } | null> {
-    try {
-      const answer = await this.#s3.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#prefix + key }));
-      return { bytes: answer.ContentLength ?? 0 };
-    } catch (error) {
-      if (error instanceof S3ServiceException && (error.$metadata.httpStatusCode === 404 || error.name === 'NotFound')) return null;
-      throw error;
-    }
+    const client = await this.#objects.get();
+    // 404 when the key is missing (with s3:ListBucket; 403 without it, an error as it should be).
+    const answer = await client.send({ method: 'HEAD', key: this.#prefix + key, expect: [404] });
+    if (answer.status === 404) return null;
+    return { bytes: Number(answer.headers['content-length'] ?? 0) };
   }
 
   async put(key: string, body: Uint8Array, meta: PutMetadata): Promise<boolean> {
+    // S3 metadata is US-ASCII: encode what may not be. Empty values are left out, as the SDK does.
+    const metadata: Record<string, string> = {
+      'source-url': metadataValue(meta.url, 1024),
+      'image-id': metadataValue(meta.id, 256),
+      labels: metadataValue(meta.labels.join(' '), 512),
+    };
+    if (body.length > SINGLE_PUT_BYTES) return this.#upload(key, body, meta.contentType, metadata);
+    const headers: Record<string, string> = { 'content-type': meta.contentType, 'if-none-match': '*' };
+    for (const [name, value] of Object.entries(metadata)) if (value !== '') headers[`x-amz-meta-${name}`] = value;
+    const client = await this.#objects.get();
+    // The payload is signed with its SHA-256 (S3 refuses a body that does not match it), so no other checksum.
+    // 412: someone stored it first (a duplicate delivery); 409: a concurrent conditional write.
+    const answer = await client.send({ method: 'PUT', key: this.#prefix + key, headers, body, sha256: hash('sha256', body, 'hex'), expect: [412, 409] });
+    return answer.status < 300;
+  }
+
+  async #upload(key: string, body: Uint8Array, contentType: string, metadata: Record<string, string>): Promise<boolean> {
     try {
       await new Upload({ client: this.#s3, params: {
         Bucket: this.#bucket,
         Key: this.#prefix + key,
         Body: body,
-        ContentType: meta.contentType,
+        ContentType: contentType,
         IfNoneMatch: '*',
-        // S3 metadata is US-ASCII: encode what may not be.
-        Metadata: {
-          'source-url': metadataValue(meta.url, 1024),
-          'image-id': metadataValue(meta.id, 256),
-          labels: metadataValue(meta.labels.join(' '), 512),
-        },
+        Metadata: metadata,
       } }).done();
       return true;
     } catch (error) {
-      // 412: someone stored it first (a duplicate delivery; a multipart upload hears it when
-      // completing); 409: a concurrent conditional write.
+      // As put(): 412 (a multipart upload hears it when completing) or 409.
       const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
       if (status === 412 || status === 409) return false;
       throw error;

@@ -1,0 +1,334 @@
+// The signed object client (aws/signed-request.ts) and the S3 store on it, against a loopback server
+// that checks every signature with a SigV4 verifier of its own: what is signed (session token,
+// payload hash), retries as the SDK's standard mode, errors, keep-alive, addressing.
+
+import assert from 'node:assert/strict';
+import { createHash, createHmac } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { bucketSigner, RequestSigner, S3RequestError, SignedObjectClient } from '../aws/signed-request.ts';
+import { S3Store } from '../aws/lambda/s3-store.ts';
+
+interface Seen {
+  method: string;
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+  /** The signature checked against the secret of the access key it names. */
+  signatureOk: boolean;
+  accessKeyId: string;
+}
+
+const SECRETS: Record<string, string> = { k1: 'secret-one', k2: 'secret-two' };
+let server: Server;
+let endpoint: string;
+let seen: Seen[] = [];
+let connections = 0;
+let closed = 0;
+let generation = 0;
+/** How the server answers each request, in order; the last one repeats. */
+let answers: Array<(req: IncomingMessage, res: ServerResponse, socket: Socket) => void> = [];
+
+before(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const { ok, accessKeyId } = verifySigV4(req, body);
+      seen.push({ method: req.method!, path: req.url!, headers: req.headers, body, signatureOk: ok, accessKeyId });
+      const answer = answers[Math.min(seen.length - 1, answers.length - 1)]!;
+      answer(req, res, req.socket);
+    });
+  });
+  server.on('connection', (socket: Socket) => {
+    connections++;
+    // Only the sockets of the test under way (a client closed by the last one closes its sockets late).
+    const of = generation;
+    socket.once('close', () => {
+      if (of === generation) closed++;
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+beforeEach(() => {
+  seen = [];
+  connections = 0;
+  closed = 0;
+  generation++;
+  answers = [ok()];
+});
+
+function ok(headers: Record<string, string> = {}): (req: IncomingMessage, res: ServerResponse) => void {
+  return (_req, res) => {
+    res.writeHead(200, { 'content-length': '0', ...headers });
+    res.end();
+  };
+}
+function status(code: number, s3Code?: string): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const xml = s3Code ? `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${s3Code}</Code><Message>told so</Message></Error>` : '';
+    // As S3: an error answer is chunked, and a HEAD's has no body.
+    res.writeHead(code, { 'content-type': 'application/xml', 'transfer-encoding': 'chunked' });
+    res.end(req.method === 'HEAD' ? undefined : xml);
+  };
+}
+const reset = (_req: IncomingMessage, _res: ServerResponse, socket: Socket): void => void socket.destroy();
+
+function s3Client(credentials: S3Client['config']['credentials'] | { accessKeyId: string; secretAccessKey: string; sessionToken?: string } = { accessKeyId: 'k1', secretAccessKey: SECRETS.k1!, sessionToken: 'the-session' }): S3Client {
+  return new S3Client({ endpoint, region: 'eu-west-1', forcePathStyle: true, credentials: credentials as never, maxAttempts: 3 });
+}
+
+async function withClient(o: { maxAttempts?: number; s3?: S3Client }, run: (client: SignedObjectClient) => Promise<void>): Promise<void> {
+  const s3 = o.s3 ?? s3Client();
+  const client = await SignedObjectClient.open(s3, 'the-bucket', { retryDelayMs: () => 1, ...(o.maxAttempts ? { maxAttempts: o.maxAttempts } : {}) });
+  try {
+    await run(client);
+  } finally {
+    await client.close();
+    s3.destroy();
+  }
+}
+
+describe('signed object requests', () => {
+  test('a PUT is signed with the session token and the payload hash given, path-style', async () => {
+    const body = Buffer.from('the image bytes');
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    await withClient({}, async (client) => {
+      const answer = await client.send({ method: 'PUT', key: 'images/train/a b+ü.jpg', headers: { 'content-type': 'image/jpeg', 'if-none-match': '*' }, body, sha256, expect: [412] });
+      assert.equal(answer.status, 200);
+    });
+    assert.equal(seen.length, 1);
+    const [put] = seen;
+    assert.equal(put!.path, '/the-bucket/images/train/a%20b%2B%C3%BC.jpg');
+    assert.ok(put!.signatureOk, 'the signature checks out');
+    assert.equal(put!.headers['x-amz-security-token'], 'the-session');
+    assert.equal(put!.headers['x-amz-content-sha256'], sha256);
+    const signedHeaders = /SignedHeaders=([^,]+)/.exec(put!.headers.authorization!)![1]!.split(';');
+    for (const name of ['content-length', 'content-type', 'host', 'if-none-match', 'x-amz-content-sha256', 'x-amz-date', 'x-amz-security-token']) assert.ok(signedHeaders.includes(name), `${name} is signed`);
+    assert.deepEqual(put!.body, body);
+  });
+
+  test('a body that does not match its signed hash fails the check (the verifier is real)', async () => {
+    await withClient({}, async (client) => {
+      await client.send({ method: 'PUT', key: 'k', body: Buffer.from('one'), sha256: createHash('sha256').update('two').digest('hex'), expect: [] });
+    });
+    assert.equal(seen[0]!.signatureOk, false);
+  });
+
+  test('credentials about to expire are fetched anew for the next request', async () => {
+    let calls = 0;
+    // Expiring within the SDK's 5-minute window: its memoized provider asks again each time.
+    const provider = async (): Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: Date }> => {
+      calls++;
+      const id = calls % 2 === 1 ? 'k1' : 'k2';
+      return { accessKeyId: id, secretAccessKey: SECRETS[id]!, sessionToken: `token-${calls}`, expiration: new Date(Date.now() + 60_000) };
+    };
+    await withClient({ s3: s3Client(provider) }, async (client) => {
+      await client.send({ method: 'HEAD', key: 'a', expect: [404] });
+      await client.send({ method: 'HEAD', key: 'b', expect: [404] });
+    });
+    assert.ok(seen.every((s) => s.signatureOk));
+    assert.notEqual(seen[0]!.accessKeyId, seen[1]!.accessKeyId);
+    assert.notEqual(seen[0]!.headers['x-amz-security-token'], seen[1]!.headers['x-amz-security-token']);
+  });
+
+  test('503 SlowDown, 500 and a reset connection are tried again, the same bytes each time', async () => {
+    answers = [status(503, 'SlowDown'), status(500, 'InternalError'), reset, ok()];
+    const body = Buffer.from('bytes');
+    await withClient({ maxAttempts: 4 }, async (client) => {
+      const answer = await client.send({ method: 'PUT', key: 'k', body, sha256: createHash('sha256').update(body).digest('hex'), expect: [] });
+      assert.equal(answer.status, 200);
+    });
+    assert.equal(seen.length, 4);
+    assert.ok(seen.every((s) => s.signatureOk && s.body.equals(body)));
+  });
+
+  test('the tries are spent: the last error, with its status, code and count', async () => {
+    answers = [status(503, 'SlowDown')];
+    await withClient({}, async (client) => {
+      await assert.rejects(client.send({ method: 'PUT', key: 'k', body: Buffer.from('x'), expect: [] }), (error: unknown) => {
+        assert.ok(error instanceof S3RequestError);
+        assert.equal(error.status, 503);
+        assert.equal(error.code, 'SlowDown');
+        assert.equal(error.attempts, 3); // the S3Client's maxAttempts
+        assert.match(error.message, /PUT k: HTTP 503 SlowDown: told so/);
+        return true;
+      });
+    });
+    assert.equal(seen.length, 3);
+  });
+
+  test('403 AccessDenied is not tried again', async () => {
+    answers = [status(403, 'AccessDenied')];
+    await withClient({}, async (client) => {
+      await assert.rejects(client.send({ method: 'PUT', key: 'k', body: Buffer.from('x'), expect: [] }), { name: 'S3RequestError', status: 403, code: 'AccessDenied' });
+    });
+    assert.equal(seen.length, 1);
+  });
+
+  test('HEADs of missing keys keep one connection, framed or not', async () => {
+    const unframed = (_req: IncomingMessage, res: ServerResponse): void => {
+      // Neither Content-Length nor Transfer-Encoding: Node's own client would close the connection.
+      res.useChunkedEncodingByDefault = false;
+      res.writeHead(404, { connection: 'keep-alive' });
+      res.end();
+    };
+    for (const answer of [status(404), unframed]) {
+      seen = [];
+      connections = 0;
+      closed = 0;
+      generation++;
+      answers = [answer];
+      await withClient({}, async (client) => {
+        for (let i = 0; i < 5; i++) assert.equal((await client.send({ method: 'HEAD', key: `missing/${i}`, expect: [404] })).status, 404);
+        assert.equal(closed, 0, 'no connection closed after a HEAD');
+      });
+      assert.equal(seen.length, 5);
+      // The pool may open a second one while the first finishes its answer, not one per HEAD.
+      assert.ok(connections <= 2, `${connections} connections`);
+    }
+  });
+
+  test('an aborted request is not tried again', async () => {
+    answers = [status(503, 'SlowDown')];
+    const stop = new AbortController();
+    await withClient({}, async (client) => {
+      const sending = client.send({ method: 'PUT', key: 'k', body: Buffer.from('x'), expect: [], signal: stop.signal });
+      stop.abort(new Error('deadline'));
+      await assert.rejects(sending, /deadline|aborted/);
+    });
+    assert.ok(seen.length <= 1);
+  });
+});
+
+describe('the signer', () => {
+  test("signs as the SDK's SigV4 signer does, session token and spaces in values included", async () => {
+    const credentials = async (): Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken: string }> => ({ accessKeyId: 'k1', secretAccessKey: SECRETS.k1!, sessionToken: 'the  session' });
+    const headers = { host: 'b-1.s3.ap-east-1.amazonaws.com', 'content-type': 'image/jpeg', 'if-none-match': '*', 'x-amz-meta-labels': ' a  b ', 'x-amz-content-sha256': 'e'.repeat(64), 'content-length': '12' };
+    const path = '/images/train/a%20b%2B%C3%BC.jpg';
+    const now = new Date('2026-12-02T05:11:07.123Z');
+    const ours = await new RequestSigner(credentials, 'ap-east-1', 's3').sign('PUT', path, headers, now);
+    // The SDK's signer, with the hash an S3Client gives it.
+    const s3 = new S3Client({ region: 'ap-east-1' });
+    const sha256 = (s3.config as unknown as { sha256: ConstructorParameters<typeof SignatureV4>[0]['sha256'] }).sha256;
+    s3.destroy();
+    const sdk = await new SignatureV4({ credentials, region: 'ap-east-1', service: 's3', sha256, uriEscapePath: false, applyChecksum: false })
+      .sign({ method: 'PUT', protocol: 'https:', hostname: headers.host, path, query: {}, headers: { ...headers } }, { signingDate: now });
+    assert.equal(ours.authorization, sdk.headers.authorization);
+    assert.equal(ours['x-amz-date'], sdk.headers['x-amz-date']);
+    assert.equal(ours['x-amz-security-token'], 'the  session');
+  });
+});
+
+describe('addressing', () => {
+  test('virtual-hosted on AWS, path-style when the client says so (emulators)', async () => {
+    const aws = new S3Client({ region: 'ap-east-1', credentials: { accessKeyId: 'k1', secretAccessKey: 'x' } });
+    const local = new S3Client({ region: 'us-east-1', endpoint: 'http://127.0.0.1:4566', forcePathStyle: true, credentials: { accessKeyId: 'k1', secretAccessKey: 'x' } });
+    try {
+      assert.equal((await bucketSigner(aws, 'my-images')).base.href, 'https://my-images.s3.ap-east-1.amazonaws.com/');
+      assert.equal((await bucketSigner(local, 'my-images')).base.href, 'http://127.0.0.1:4566/my-images/');
+    } finally {
+      aws.destroy();
+      local.destroy();
+    }
+  });
+
+  test('AWS_ENDPOINT_URL_S3 is honoured before the client has sent anything', async () => {
+    const saved = process.env.AWS_ENDPOINT_URL_S3;
+    process.env.AWS_ENDPOINT_URL_S3 = 'http://127.0.0.1:4999';
+    const s3 = new S3Client({ region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'k1', secretAccessKey: 'x' } });
+    try {
+      assert.equal((await bucketSigner(s3, 'b-1')).base.href, 'http://127.0.0.1:4999/b-1/');
+    } finally {
+      s3.destroy();
+      if (saved === undefined) delete process.env.AWS_ENDPOINT_URL_S3;
+      else process.env.AWS_ENDPOINT_URL_S3 = saved;
+    }
+  });
+});
+
+describe('the S3 store on signed requests', () => {
+  const meta = { url: 'https://h/ü.jpg', id: 'ü/1', labels: ['a', 'b'], contentType: 'image/jpeg' };
+
+  test('head: the size, null for a missing key, an error for a refusal', async () => {
+    const s3 = s3Client();
+    const store = new S3Store(s3, 'the-bucket', 'images/');
+    try {
+      answers = [ok({ 'content-length': '1234' })];
+      assert.deepEqual(await store.head('train/1.jpg'), { bytes: 1234 });
+      assert.equal(seen.at(-1)!.method, 'HEAD');
+      assert.equal(seen.at(-1)!.path, '/the-bucket/images/train/1.jpg');
+      seen = [];
+      answers = [status(404)];
+      assert.equal(await store.head('train/2.jpg'), null);
+      seen = [];
+      answers = [status(403)];
+      await assert.rejects(store.head('train/3.jpg'), { name: 'S3RequestError', status: 403 });
+    } finally {
+      s3.destroy();
+    }
+  });
+
+  test('put: If-None-Match, content type, metadata, the payload signed; 412 and 409 say it was there', async () => {
+    const s3 = s3Client();
+    const store = new S3Store(s3, 'the-bucket', 'images/');
+    try {
+      const body = Buffer.from([0xff, 0xd8, 0xff, 1, 2, 3]);
+      assert.equal(await store.put('train/1.jpg', body, meta), true);
+      const put = seen[0]!;
+      assert.ok(put.signatureOk);
+      assert.equal(put.headers['if-none-match'], '*');
+      assert.equal(put.headers['content-type'], 'image/jpeg');
+      assert.equal(put.headers['x-amz-meta-image-id'], '%C3%BC/1');
+      assert.equal(put.headers['x-amz-meta-source-url'], 'https://h/%C3%BC.jpg');
+      assert.equal(put.headers['x-amz-meta-labels'], 'a b');
+      assert.equal(put.headers['x-amz-content-sha256'], createHash('sha256').update(body).digest('hex'));
+      assert.deepEqual(put.body, body);
+      answers = [status(412, 'PreconditionFailed')];
+      assert.equal(await store.put('train/1.jpg', body, meta), false);
+      answers = [status(409, 'ConditionalRequestConflict')];
+      assert.equal(await store.put('train/1.jpg', body, meta), false);
+      answers = [status(400, 'InvalidRequest')];
+      await assert.rejects(store.put('train/1.jpg', body, meta), { name: 'S3RequestError', status: 400, code: 'InvalidRequest' });
+      // No labels: no empty metadata header, as the SDK leaves it out.
+      seen = [];
+      answers = [ok()];
+      await store.put('train/2.jpg', body, { ...meta, labels: [] });
+      assert.equal(seen[0]!.headers['x-amz-meta-labels'], undefined);
+    } finally {
+      s3.destroy();
+    }
+  });
+});
+
+/** SigV4 as S3 checks it (header-signed requests), written apart from the SDK's signer. */
+function verifySigV4(req: IncomingMessage, body: Buffer): { ok: boolean; accessKeyId: string } {
+  const auth = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/.exec(req.headers.authorization ?? '');
+  if (!auth) return { ok: false, accessKeyId: '' };
+  const [, accessKeyId, day, region, service, signedHeaders, signature] = auth as unknown as string[];
+  const secret = SECRETS[accessKeyId!];
+  const payloadHash = req.headers['x-amz-content-sha256'] as string;
+  if (!secret || (payloadHash !== 'UNSIGNED-PAYLOAD' && payloadHash !== createHash('sha256').update(body).digest('hex'))) return { ok: false, accessKeyId: accessKeyId! };
+  const [path, query = ''] = req.url!.split('?');
+  const names = signedHeaders!.split(';');
+  const canonical = [
+    req.method, path, query,
+    ...names.map((n) => `${n}:${String(req.headers[n]).trim().replace(/\s+/g, ' ')}`), '',
+    signedHeaders, payloadHash,
+  ].join('\n');
+  const date = req.headers['x-amz-date'] as string;
+  const scope = `${day}/${region}/${service}/aws4_request`;
+  const toSign = ['AWS4-HMAC-SHA256', date, scope, createHash('sha256').update(canonical).digest('hex')].join('\n');
+  let key: Buffer = createHmac('sha256', `AWS4${secret}`).update(day!).digest();
+  for (const part of [region!, service!, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
+  return { ok: createHmac('sha256', key).update(toSign).digest('hex') === signature, accessKeyId: accessKeyId! };
+}
