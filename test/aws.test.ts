@@ -9,7 +9,6 @@ import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { parse } from 'csv-parse/sync';
-import { startFauxqs, type FauxqsServer } from 'fauxqs';
 import { ObjectReadError, ObjectReader } from '../aws/home/object-reader.ts';
 import { S3Store } from '../aws/lambda/s3-store.ts';
 import { splitManifest, type SplitDeps } from '../aws/lambda/split.ts';
@@ -21,25 +20,28 @@ import { redeliveryDelaySeconds } from '../aws/lambda/redelivery.ts';
 import type { Job } from '../engine/job.ts';
 import { FsStore } from '../engine/fs-store.ts';
 import type { Store } from '../engine/store.ts';
+import { awsClientConfig, startEmulator } from '../local-cloud/emulator.ts';
+import { lazyFixture } from './support/fixture.ts';
 
-let server: FauxqsServer;
 let s3: S3Client;
 let sqs: SQSClient;
 let queueCount = 0;
 const bucket = 'test-bucket';
 
-before(async () => {
-  server = await startFauxqs({ port: 0, logger: false });
-  const config = { endpoint: server.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
-  s3 = new S3Client({ ...config, forcePathStyle: true });
+// The embedded emulator on 127.0.0.1 (fauxqs's own startFauxqs listens on every interface).
+// Started from `before` through a fixture, so `after` is safe whatever subset of the tests runs.
+const emulator = lazyFixture(async (onClose) => {
+  const started = await startEmulator();
+  onClose(() => started.stop());
+  const config = awsClientConfig(started);
+  s3 = new S3Client(config);
+  onClose(() => s3.destroy());
   sqs = new SQSClient(config);
+  onClose(() => sqs.destroy());
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
 });
-after(async () => {
-  s3.destroy();
-  sqs.destroy();
-  await server.stop();
-});
+before(() => emulator.get());
+after(() => emulator.close());
 
 async function newQueue(): Promise<string> {
   const answer = await sqs.send(new CreateQueueCommand({ QueueName: `jobs-${++queueCount}.fifo`, Attributes: { FifoQueue: 'true' } }));

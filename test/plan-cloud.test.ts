@@ -5,46 +5,43 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
-import type { DevConnection } from '../cli/dev.ts';
 import type { PlanReport } from '../cli/plan.ts';
 import { cloudProbe } from '../cli/plan-cloud.ts';
 import type { Target } from '../cli/target.ts';
 import { DEFAULT_SETTINGS } from '../aws/settings.ts';
 import type { LocalCloud } from '../local-cloud/cloud.ts';
 import { startLambdaApi } from '../local-cloud/lambda-api.ts';
-import { startOrigin, type Origin } from '../local-cloud/origin.ts';
+import { startOrigin } from '../local-cloud/origin.ts';
 import { cli } from './support/cli.ts';
 import { startDevProcess, type DevProcess } from './support/dev.ts';
-
-let good: Origin;
-let half: Origin;
-let cwd: string;
-let dev: DevProcess;
-let connection: DevConnection;
+import { lazyFixture } from './support/fixture.ts';
 
 const halfPath = (i: number): string => (i % 2 === 0 ? `/img/h${i}.jpg` : `/status/404?i=${i}`);
 
-before(async () => {
-  [good, half] = await Promise.all([startOrigin(), startOrigin()]);
-  cwd = await mkdtemp(join(tmpdir(), 'cloudfetch-plan-cloud-'));
+// Two origins, a manifest of both and a `cloudfetch dev`, for the tests that ask (support/fixture.ts).
+const setUp = lazyFixture(async (onClose) => {
+  const good = await startOrigin();
+  onClose(() => good.close());
+  const half = await startOrigin();
+  onClose(() => half.close());
+  const cwd = await mkdtemp(join(tmpdir(), 'cloudfetch-plan-cloud-'));
+  onClose(() => rm(cwd, { recursive: true, force: true }));
   const rows = ['id,url'];
   for (let i = 0; i < 100; i++) rows.push(`g${i},${good.url}/img/g${i}.jpg`);
   for (let i = 0; i < 100; i++) rows.push(`h${i},${half.url}${halfPath(i)}`);
   await writeFile(join(cwd, 'm.csv'), rows.join('\n') + '\n');
-  dev = await startDevProcess(cwd, ['--allow-private-network']);
-  connection = dev.connection;
+  const dev: DevProcess = await startDevProcess(cwd, ['--allow-private-network']);
+  onClose(() => dev.stop());
+  return { good, half, cwd, dev, connection: dev.connection };
 });
 
-after(async () => {
-  await dev?.stop();
-  await Promise.all([good.close(), half.close()]);
-  await rm(cwd, { recursive: true, force: true });
-});
+after(() => setUp.close());
 
 test('plan --dev: both sides probe the same sample; the cloud side through the fetch function, storing nothing', async () => {
+  const { good, half, cwd, dev, connection } = await setUp.get();
   assert.ok(connection.lambdaEndpoint && connection.fetchFunction, 'dev.json names the Invoke endpoint and the fetch function');
   const result = await cli(['plan', 'm.csv', '--dev', '--json', '-q', '--allow-private-network', '--min-per-origin', '20'], { cwd });
   assert.equal(result.code, 0, result.stderr);
@@ -72,6 +69,7 @@ test('plan --dev: both sides probe the same sample; the cloud side through the f
 });
 
 test('plan --dev with a function that is not there: one line, exit 2', async () => {
+  const { cwd } = await setUp.get();
   const result = await cli(['plan', 'm.csv', '--dev', '-q', '--allow-private-network', '--fetch-function', 'nope'], { cwd });
   assert.equal(result.code, 2, result.stderr);
   assert.equal(result.stderr, 'cloudfetch: Lambda refused to invoke nope: ResourceNotFoundException: Function not found: nope\n');

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { startFauxqs, type FauxqsServer } from 'fauxqs';
+import { startEmulator, type Emulator } from '../local-cloud/emulator.ts';
 import { parse } from 'csv-parse/sync';
 import { bringSplitHome } from '../aws/home/sync.ts';
 import { queuedSplits } from '../aws/home/cloud-state.ts';
@@ -33,14 +33,15 @@ const faults: Array<{ match: (method: string, url: URL) => boolean; kind: Fault;
 /** Requests the proxy stalled, by what they were. */
 const stalled: string[] = [];
 
-let emulator: FauxqsServer;
+let emulator: Emulator;
 let proxy: Server;
 let proxyUrl: string;
 let work: string;
 
 before(async () => {
-  emulator = await startFauxqs({ port: 0, logger: false });
-  const target = new URL(emulator.address);
+  // On 127.0.0.1 (fauxqs's startFauxqs listens on every interface).
+  emulator = await startEmulator();
+  const target = new URL(emulator.endpoint);
   proxy = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const fault = faults.find((f) => f.times > 0 && f.match(req.method ?? '', url));
@@ -65,7 +66,7 @@ before(async () => {
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
-  const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  const direct = new S3Client({ endpoint: emulator.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
   await direct.send(new CreateBucketCommand({ Bucket: bucket }));
   for (let n = 1; n <= COUNT; n++) await direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/train/${n}.jpg`, Body: body(n) }));
   const rows = Array.from({ length: COUNT + PENDING }, (_, i) => formatIndexRow({ image_id: String(i + 1), label: String(i % 7), url: `https://example.com/${i + 1}.jpg`, path: `train/${i + 1}.jpg`, status: 'queued' }));

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { startFauxqs, type FauxqsServer } from 'fauxqs';
+import { startEmulator, type Emulator } from '../local-cloud/emulator.ts';
 import { syncImages, type Decisions } from '../aws/home/sync.ts';
 import { TokenBucket, type Clock } from '../engine/token-bucket.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
@@ -22,7 +22,7 @@ const bucket = 'sync-bucket';
 const COUNT = 40;
 const body = (n: number): Buffer => sampleImage(`s${n}`, 'jpeg', 5_000 + n * 97);
 
-let emulator: FauxqsServer;
+let emulator: Emulator;
 let proxy: Server;
 let proxyUrl: string;
 let work: string;
@@ -39,8 +39,9 @@ const BIG = 24;
 const big = (n: number): Buffer => sampleImage(`b${n}`, 'jpeg', 150_000 + n * 1_001);
 
 before(async () => {
-  emulator = await startFauxqs({ port: 0, logger: false });
-  const target = new URL(emulator.address);
+  // On 127.0.0.1 (fauxqs's startFauxqs listens on every interface).
+  emulator = await startEmulator();
+  const target = new URL(emulator.endpoint);
   proxy = createServer((req, res) => {
     const tail = (req.url ?? '').split('/').pop() ?? '';
     const query = new URL(req.url ?? '/', 'http://x').searchParams;
@@ -83,7 +84,7 @@ before(async () => {
         res.write(all.subarray(0, all.length >> 1), () => {
           if (!fault?.replaceWith) return void req.socket.destroy();
           const key = (req.url ?? '').split('?')[0]!.split('/').slice(2).join('/');
-          const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+          const direct = new S3Client({ endpoint: emulator.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
           direct.send(new PutObjectCommand({ Bucket: bucket, Key: decodeURIComponent(key), Body: fault.replaceWith })).finally(() => {
             direct.destroy();
             req.socket.destroy();
@@ -95,7 +96,7 @@ before(async () => {
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
-  const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  const direct = new S3Client({ endpoint: emulator.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
   await direct.send(new CreateBucketCommand({ Bucket: bucket }));
   for (let n = 1; n <= COUNT; n++) await direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/train/${n}.jpg`, Body: body(n) }));
   await direct.send(new PutObjectCommand({ Bucket: bucket, Key: 'images/denied/1.jpg', Body: body(1) }));
@@ -234,7 +235,7 @@ test('an object replaced between the cut and the resume is read whole: the new b
 });
 
 test('a placeholder is never downloaded, even when its key is listed before the records are read', async () => {
-  const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  const direct = new S3Client({ endpoint: emulator.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
   const late = (n: number): Buffer => sampleImage(`late${n}`, 'jpeg', 4_000 + n);
   try {
     for (let n = 1; n <= 6; n++) await direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/late/late${n}.jpg`, Body: late(n) }));
@@ -273,7 +274,7 @@ test('a placeholder is never downloaded, even when its key is listed before the 
 
 /** Stores each key under images/, its name as its bytes. */
 async function putKeys(keys: readonly string[]): Promise<void> {
-  const direct = new S3Client({ endpoint: emulator.address, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
+  const direct = new S3Client({ endpoint: emulator.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
   try {
     for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => direct.send(new PutObjectCommand({ Bucket: bucket, Key: `images/${key}`, Body: key }))));
   } finally {

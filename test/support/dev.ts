@@ -39,7 +39,14 @@ export async function startDevProcess(cwd: string, args: readonly string[]): Pro
   child.stderr!.on('data', (chunk: string) => (log += chunk));
   let ended = false;
   void done.then(() => (ended = true));
-  await until(() => ended || /^Local cloud running/m.test(log), 'cloudfetch dev to start', 60_000);
+  try {
+    await until(() => ended || /^Local cloud running/m.test(log), 'cloudfetch dev to start', 60_000);
+  } catch (error) {
+    // Not left running behind a failed set-up.
+    child.kill('SIGKILL');
+    await done;
+    throw error;
+  }
   if (ended) throw new Error(`cloudfetch dev ended before it ran: ${log}`);
   const connection = JSON.parse(await readFile(join(cwd, '.cloudfetch', 'dev.json'), 'utf8')) as DevConnection;
   const { s3, sqs } = devClients(connection);
