@@ -1,7 +1,9 @@
 // `cloudfetch sync`: brings images and index tables home, resumable, with a bar of bytes and rate.
 
 import cliProgress from 'cli-progress';
-import { bringSplitHome, openReader, placement, type SplitHome } from '../aws/home/sync.ts';
+import { FIRST_PAGE, bringSplitHome, openReader, placement, type SplitHome } from '../aws/home/sync.ts';
+import { listPage, type ListedPage } from '../aws/listing.ts';
+import { imagesPrefix } from '../aws/bucket.ts';
 import type { PackedResult } from '../aws/home/packed-sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
 import { CloudStateError, queuedSplits } from '../aws/home/cloud-state.ts';
@@ -48,7 +50,16 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
 async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
   // Whether a failed attempt may still be retried: then its row is pending, not failed. Read with
   // the splits: each is a round trip of a long link.
-  const [statuses, queue] = await Promise.all([queuedSplits(t.s3, t.bucket, o.split), t.queueUrl ? readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null]);
+  // One split (the usual case): the first page of its images is asked for while its status is
+  // read, a round trip of a long link sooner (unused if the status says it is not queued).
+  const firstPages = new Map<string, Promise<ListedPage>>();
+  const named = (names: readonly string[]): void => {
+    if (names.length !== 1) return;
+    const page = listPage(t.s3, t.bucket, imagesPrefix(names[0]!), { maxKeys: FIRST_PAGE });
+    page.catch(() => {}); // awaited by the split's sync, if it is one to sync
+    firstPages.set(names[0]!, page);
+  };
+  const [statuses, queue] = await Promise.all([queuedSplits(t.s3, t.bucket, o.split, named), t.queueUrl ? readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null]);
   const splits = statuses.map((s) => s.split);
   if (splits.length === 0) throw new UsageError(o.split ? `no split "${o.split}" in the bucket (see ${command(t, 'status')})` : `nothing to sync yet: ${command(t, 'submit <manifest>')} first`);
   const results = [];
@@ -79,6 +90,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
         s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? false,
         ...(reader ? { reader } : {}),
         ...(bandwidth ? { bandwidth } : {}),
+        ...(firstPages.has(split) ? { firstPage: firstPages.get(split)! } : {}),
         queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false, verify: o.verify ?? false,
         // The threshold the split was made with (the stack's setting then), so the table says what the functions did.
         ...threshold(statuses.find((s) => s.split === split)?.placeholderThreshold),

@@ -95,10 +95,23 @@ function clients(config: ClientConfig, sockets: number): { s3: S3Client; sqs: SQ
 async function target(
   names: { bucket: string; queueUrl?: string; dlqUrl?: string; fetchFunction?: string; lambdaEndpoint?: string; packFunction?: string },
   config: ClientConfig,
-  o: { source: string; args: readonly string[]; dev?: boolean; sockets: number },
+  o: { source: string; args: readonly string[]; dev?: boolean; sockets: number; reachable?: Promise<void> },
 ): Promise<Target> {
   const { s3, sqs } = clients(config, o.sockets);
+  if (o.reachable) {
+    // The reachability check runs beside the first requests (a round trip of a long link sooner);
+    // if it fails, every request fails at once with its line, not after the SDK's attempts.
+    const unreachable = o.reachable.then(() => new Promise<never>(() => {}));
+    unreachable.catch(() => {});
+    // Inside the SDK's retries (deserialize): a failed check is not retried.
+    const step = { step: 'deserialize', name: 'cloudfetchReachable' } as const;
+    s3.middlewareStack.add((next) => (args) => Promise.race([next(args), unreachable]), step);
+    sqs.middlewareStack.add((next) => (args) => Promise.race([next(args), unreachable]), step);
+  }
   const region = config.region ?? (await s3.config.region().catch(() => undefined));
+  // Without a region every command fails before its first request: an endpoint that cannot be
+  // reached is the first thing to say.
+  if (!region) await o.reachable;
   return {
     ...names,
     s3,
@@ -190,11 +203,13 @@ export async function resolveTarget(flags: TargetFlags, sockets = 64): Promise<T
     await checkReachable({ endpoint: dev.endpoint, dev: true });
     return target(dev, { endpoint: dev.endpoint, region: dev.region, credentials: dev.credentials }, { source: `the local cloud at ${dev.endpoint}`, args, dev: true, sockets });
   }
-  if (endpoint) await checkReachable({ endpoint });
+  const reachable = endpoint ? checkReachable({ endpoint }) : undefined;
+  reachable?.catch(() => {}); // awaited below, or raced by every request (target())
   if (flags.bucket) {
     const names = { bucket: flags.bucket, ...(flags.queueUrl ? { queueUrl: flags.queueUrl } : {}), ...(flags.dlqUrl ? { dlqUrl: flags.dlqUrl } : {}) };
-    return target(names, { ...base, ...(base.region ? {} : { region: regionOfQueue(flags.queueUrl) }) }, { source: `bucket ${flags.bucket}`, args, sockets });
+    return target(names, { ...base, ...(base.region ? {} : { region: regionOfQueue(flags.queueUrl) }) }, { source: `bucket ${flags.bucket}`, args, sockets, ...(reachable ? { reachable } : {}) });
   }
+  await reachable;
   const stackName = flags.stack ?? (await cdkJsonSettings().catch(() => null))?.stackName ?? 'cloudfetch';
   const outputsFile = flags.outputs ?? OUTPUTS_FILE;
   if (flags.outputs || existsSync(outputsFile)) {

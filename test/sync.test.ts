@@ -15,6 +15,7 @@ import { after, before, test } from 'node:test';
 import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { startEmulator, type Emulator } from '../local-cloud/emulator.ts';
 import { syncImages, type Decisions } from '../aws/home/sync.ts';
+import { listPage } from '../aws/listing.ts';
 import { TokenBucket, type Clock } from '../engine/token-bucket.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
 
@@ -333,4 +334,23 @@ test('a split its status says is large is listed in the shards at once, without 
   assert.ok(listed.includes('images/sharded/0') && listed.includes('images/sharded/z'), 'the shards');
   assert.equal((await readdir(join(dir, 'sharded'))).length, keys.length);
   assert.equal(await readFile(join(dir, 'sharded', 'z3.bin'), 'utf8'), 'sharded/z3.bin');
+});
+
+test('a first page asked for while the status was read, then the shards at once: each key once, none missed', async () => {
+  const keys = Array.from({ length: 150 }, (_, i) => `prefetched/${'0Aaz'[i % 4]}${i}.bin`);
+  await putKeys(keys);
+  const s3 = client();
+  const dir = join(work, 'prefetched');
+  listed.length = 0;
+  try {
+    const firstPage = listPage(s3, bucket, 'images/prefetched/', { maxKeys: 100 });
+    const result = await syncImages({ s3, bucket, split: 'prefetched', dir, concurrency: 16, expectedImages: 150, firstPage }, (key) => key);
+    assert.deepEqual({ listed: result.listed, downloaded: result.downloaded }, { listed: keys.length, downloaded: keys.length });
+  } finally {
+    s3.destroy();
+  }
+  assert.equal(listed.filter((p) => p === 'images/prefetched/').length, 1, 'the first page once, by the caller');
+  assert.ok(listed.includes('images/prefetched/0') && listed.includes('images/prefetched/z'), 'the shards');
+  assert.equal((await readdir(join(dir, 'prefetched'))).length, keys.length);
+  assert.equal(await readFile(join(dir, 'prefetched', 'a2.bin'), 'utf8'), 'prefetched/a2.bin');
 });

@@ -135,7 +135,7 @@ export async function readStatus(s3: S3Client, bucket: string, split: string): P
 }
 
 /** Every split the manifest function has seen, newest first. */
-export async function listSplits(s3: S3Client, bucket: string): Promise<SplitStatus[]> {
+export async function listSplits(s3: S3Client, bucket: string, named?: (splits: readonly string[]) => void): Promise<SplitStatus[]> {
   const splits: string[] = [];
   for await (const page of listObjects(s3, bucket, PREFIX.status)) {
     for (const o of page) {
@@ -143,17 +143,24 @@ export async function listSplits(s3: S3Client, bucket: string): Promise<SplitSta
       if (split !== null) splits.push(split);
     }
   }
+  named?.(splits);
   const statuses = await Promise.all(splits.map((split) => readStatus(s3, bucket, split)));
   return statuses.filter((s): s is SplitStatus => s !== null).sort((a, b) => b.startedAt.localeCompare(a.startedAt));
 }
 
-/** The splits with an index (split and queued), newest first; only `split` when one is named (its status read directly: one round trip, not two). */
-export async function queuedSplits(s3: S3Client, bucket: string, split?: string): Promise<SplitStatus[]> {
+/**
+ * The splits with an index (split and queued), newest first; only `split` when one is named (its
+ * status read directly: one round trip, not two). `named` hears the names found before their
+ * status is read (sync asks for a first page of images meanwhile).
+ */
+export async function queuedSplits(s3: S3Client, bucket: string, split?: string, named?: (splits: readonly string[]) => void): Promise<SplitStatus[]> {
   if (split) {
-    const status = safeSegment(split) === split ? await readStatus(s3, bucket, split) : null;
+    if (safeSegment(split) !== split) return [];
+    named?.([split]);
+    const status = await readStatus(s3, bucket, split);
     return status?.state === 'queued' ? [status] : [];
   }
-  return (await listSplits(s3, bucket)).filter((s) => s.state === 'queued');
+  return (await listSplits(s3, bucket, named)).filter((s) => s.state === 'queued');
 }
 
 /** Stored images of a split: key relative to images/ → size. */

@@ -21,7 +21,7 @@ import type { Store } from '../../engine/store.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
 import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, resumableBody, sameBytesOf, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
-import { listObjects, listPage, type ListedObject } from '../listing.ts';
+import { listObjects, listPage, type ListedObject, type ListedPage } from '../listing.ts';
 import { ObjectReadError, ObjectReader, retryPauseMs, type PartialBody } from './object-reader.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
 
@@ -73,6 +73,11 @@ export interface HomeOptions {
    * page's worth are listed in shards at once, without a first page to wait for. Only a hint.
    */
   expectedImages?: number;
+  /**
+   * The first page of the split's images (at most FIRST_PAGE keys), asked for already: a caller
+   * that knows the split before its status is read sends it meanwhile, a round trip sooner.
+   */
+  firstPage?: Promise<ListedPage>;
   /** Distinct URLs of one host with the same bytes that make them a placeholder (the split's, default 3); 0: no check. */
   placeholderThreshold?: number;
   /**
@@ -88,7 +93,8 @@ export interface HomeOptions {
 
 // safeSegment() output starts with one of these: listing each as its own prefix runs in parallel.
 const SHARDS = [...'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-%'];
-const FIRST_PAGE = 100;
+/** Keys in the listing's first page: a small split in one round trip (see listAll). */
+export const FIRST_PAGE = 100;
 const FILE_ATTEMPTS = 8;
 export const DEFAULT_SYNC_CONCURRENCY = 64;
 // The ramp: downloads at first, and how often the rate is looked at (a few round trips of a long link).
@@ -188,9 +194,12 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
     // Keep the listing a few pages ahead of the downloads, not a million keys ahead.
     while (queue.length > 20_000 && !signal.aborted) await new Promise<void>((r) => waiting.push(r));
   };
-  const list = async (shard: string, seen: Set<string>): Promise<void> => {
+  const list = async (shard: string, seen: Promise<Set<string>>): Promise<void> => {
     try {
-      for await (const page of listObjects(o.s3, o.bucket, prefix + shard, { signal })) await take(page.filter((x) => !seen.has(x.key)));
+      for await (const page of listObjects(o.s3, o.bucket, prefix + shard, { signal })) {
+        const skip = await seen;
+        await take(page.filter((x) => !skip.has(x.key)));
+      }
     } finally {
       listers--;
       wake();
@@ -201,18 +210,25 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   // trips of a long link). A larger split is listed again in shards, without the keys of that page
   // (not from where it stopped: an emulator may not list in S3's binary order). A split whose
   // status says it is larger is listed in shards at once: the first page's round trips would
-  // only delay them (measured ~0.7 s on the lossy link).
+  // only delay them (measured ~0.7 s on the lossy link). A first page the caller asked for already
+  // (o.firstPage: sent while the split's status was read) is taken too, its keys left out of the
+  // shards' pages, which wait for it.
   const listAll = async (): Promise<void> => {
     let shards: Promise<void>[] = [];
+    const keysOf = (page: { objects: ListedObject[] }): Set<string> => new Set(page.objects.map((x) => x.key));
     try {
-      const sharded = (seen: Set<string>): void => {
+      const sharded = (seen: Promise<Set<string>>): void => {
         listers += SHARDS.length;
         shards = SHARDS.map((shard) => list(shard, seen));
+        // Awaited below; a first page that failed fails them too, and listAll with it.
+        for (const shard of shards) shard.catch(() => {});
       };
-      if ((o.expectedImages ?? 0) > FIRST_PAGE) sharded(new Set());
-      else {
-        const first = await listPage(o.s3, o.bucket, prefix, { signal, maxKeys: FIRST_PAGE });
-        if (first.next) sharded(new Set(first.objects.map((x) => x.key)));
+      const large = (o.expectedImages ?? 0) > FIRST_PAGE;
+      const firstPage = o.firstPage ?? (large ? undefined : listPage(o.s3, o.bucket, prefix, { signal, maxKeys: FIRST_PAGE }));
+      if (large) sharded(firstPage ? firstPage.then(keysOf) : Promise.resolve(new Set()));
+      if (firstPage) {
+        const first = await firstPage;
+        if (!large && first.next) sharded(Promise.resolve(keysOf(first)));
         // Only the keys a shard would list: one outside them is none of the split's images.
         await take(first.objects.filter((x) => SHARDS.includes(x.key.charAt(prefix.length))));
       }
