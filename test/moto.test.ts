@@ -111,12 +111,19 @@ describe('the local cloud on moto_server', { skip }, () => {
   test('moto hands out several messages of one group in a batch: the fetch function still sends a host at most hostConcurrency (2) requests at once', async () => {
     const ids = Array.from({ length: 40 }, (_, i) => i + 1);
     const csv = 'id,url\n' + ids.map((id) => `${id},${web.hosts[0]!.url}/img/m${id}.jpg\n`).join('');
+    const receivedBefore = dev.cloud.stats().fetch.received;
     await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: 'manifests/fleet.csv', Body: csv }));
     await dev.cloud.notifyObjectCreated('manifests/fleet.csv');
     await dev.cloud.idle();
     const [host] = web.report();
     assert.ok(host!.requests >= 40, `${host!.requests} requests`);
-    assert.equal(host!.peakConcurrency, 2, 'both groups at once, never more');
+    // The cap is what must hold; whether the two groups (width 1 each) ever overlap is timing, not
+    // asserted. A job received again while its first delivery still runs (a batch outliving the 5 s
+    // visibility timeout on a loaded machine; the stack's is 6x the function's timeout) puts its group
+    // at the host twice, as SQS would: each such receive may add one request at once, no more.
+    const againReceived = dev.cloud.stats().fetch.received - receivedBefore - ids.length;
+    assert.ok(againReceived >= 0, `${againReceived}`);
+    assert.ok(host!.peakConcurrency >= 1 && host!.peakConcurrency <= 2 + againReceived, `peak ${host!.peakConcurrency} with ${againReceived} jobs received again: never more than hostConcurrency (2) a batch's group at a time`);
     // Every image stored, as its host serves it (each body read to its end: one left unread would
     // hold its socket until the client is destroyed, and error then).
     for (const id of ids) {
