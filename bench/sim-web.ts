@@ -5,12 +5,15 @@
 // drain. Stored images are checked byte for byte (the index's sha256 against the host's bytes).
 // --outage: host 0 (a big host) goes down mid-run, at its 1,000th request: a 30 s ban (403 to
 // everything) or a 60 s Retry-After, not the client's doing; the other hosts should keep going.
+// --trace <dir>: <dir>/web.txt has every request's arrival as the web judged it (ms epoch, host,
+// origin, verdict) and <dir>/gate.txt the run's gate (CLOUDFETCH_GATE_TRACE): grants, answers,
+// lessons; bench/sim-web-trace.ts sets them side by side.
 //
-//   node bench/sim-web.ts [--entries 20000] [--hosts 40] [--seed 1] [--outage ban|retry-after] [-- <more run flags>]
+//   node bench/sim-web.ts [--entries 20000] [--hosts 40] [--seed 1] [--outage ban|retry-after] [--trace <dir>] [-- <more run flags>]
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +29,7 @@ const { values, positionals: runFlags } = parseArgs({
     hosts: { type: 'string', default: '40' },
     seed: { type: 'string', default: '1' },
     outage: { type: 'string' },
+    trace: { type: 'string' },
   },
 });
 const entryCount = Number(values.entries);
@@ -46,7 +50,17 @@ const NODE = process.execPath;
 const TIME = '/usr/bin/time';
 const say = (line = ''): void => void process.stdout.write(`${line}\n`);
 
-const web = await startSimWeb({ seed: Number(values.seed), hosts: hostCount, ...(OUTAGE ? { adjust: (p, i) => (i === 0 ? { ...p, outage: OUTAGE } : p) } : {}) });
+const traceDir = values.trace;
+if (traceDir) mkdirSync(traceDir, { recursive: true });
+const webTrace = traceDir ? openSync(join(traceDir, 'web.txt'), 'w') : null;
+let hostUrls: string[] = [];
+const web = await startSimWeb({
+  seed: Number(values.seed),
+  hosts: hostCount,
+  ...(OUTAGE ? { adjust: (p, i) => (i === 0 ? { ...p, outage: OUTAGE } : p) } : {}),
+  ...(webTrace !== null ? { onArrival: (host: number, at: number, verdict: string) => void writeSync(webTrace, `${at} ${host} ${hostUrls[host]} ${verdict}\n`) } : {}),
+});
+hostUrls = web.hosts.map((h) => h.url);
 const work = await mkdtemp(join(tmpdir(), 'cloudfetch-sim-web-'));
 try {
   const entries = simManifest(web, entryCount);
@@ -57,7 +71,8 @@ try {
   const cli = [join(ROOT, 'cli', 'cloudfetch.js'), 'run', manifest, '--out', out, '--allow-private-network', '--json', '--quiet', ...runFlags];
   const useTime = existsSync(TIME);
   const started = performance.now();
-  const child = spawn(useTime ? TIME : NODE, useTime ? ['-v', '-o', timeFile, NODE, ...cli] : cli, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const env = traceDir ? { ...process.env, CLOUDFETCH_GATE_TRACE: join(traceDir, 'gate.txt') } : process.env;
+  const child = spawn(useTime ? TIME : NODE, useTime ? ['-v', '-o', timeFile, NODE, ...cli] : cli, { stdio: ['ignore', 'pipe', 'inherit'], env });
   let stdout = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   const [code] = (await once(child, 'exit')) as [number | null];
@@ -77,5 +92,6 @@ try {
   say(`peak RSS of run:          ${peakRss === null ? 'unknown (GNU time missing)' : `${(peakRss / 2 ** 20).toFixed(0)} MiB`}`);
 } finally {
   await web.close();
+  if (webTrace !== null) closeSync(webTrace);
   await rm(work, { recursive: true, force: true });
 }

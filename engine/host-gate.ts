@@ -8,6 +8,8 @@
 // ban (403 to everything after it had answered), 30 s doubling, its images waiting meanwhile.
 // HostPauses shares pauses across a fleet of fetch functions.
 
+import { closeSync, openSync, writeSync } from 'node:fs';
+
 /** Why an origin is paused. */
 export type PauseReason = 'retry-after' | 'ban' | 'throttled';
 
@@ -16,6 +18,10 @@ export interface HostPauses {
   /** ms epoch until which the origin is paused, 0 if not */
   get(origin: string): Promise<number>;
   set(origin: string, untilMs: number, reason: PauseReason): Promise<void>;
+  /** Requests a second this member may send the origin, from a pace another member learnt; 0: none known. */
+  pace?(origin: string): Promise<number>;
+  /** A pace this gate learnt from a 429 (its own requests a second, the margin kept), for the fleet. */
+  learnt?(origin: string, perSecond: number): Promise<void>;
 }
 
 /** Time and timers: the system's, or a test's that it moves by hand. */
@@ -82,6 +88,18 @@ export interface OriginState {
   waiting: number;
 }
 
+/**
+ * CLOUDFETCH_GATE_TRACE=<file>: every grant, answer and lesson appended to the file, one line each
+ * (ms epoch, origin, event, details), to set beside the simulated web's crossing times. Off by default.
+ */
+function traceTo(file: string | undefined): ((line: string) => void) | null {
+  if (!file) return null;
+  const fd = openSync(file, 'a');
+  process.once('exit', () => closeSync(fd));
+  return (line) => void writeSync(fd, `${line}\n`);
+}
+const trace = traceTo(process.env.CLOUDFETCH_GATE_TRACE);
+
 const MAX_PROBE_AFTER_MS = 15 * 60_000;
 /** How late we may read an answer the origin already sent (a loaded machine reads late). */
 const ANSWER_LAG_MS = 100;
@@ -112,6 +130,8 @@ interface Start {
   held: number;
   /** Starts at the origin within the last second, this one included. */
   recent: number;
+  /** Whether starts were being spaced (a pace learnt or a 429 at one at a time) when it started. */
+  paced: boolean;
   epoch: number;
 }
 
@@ -204,9 +224,10 @@ export class HostGate {
   async acquire(origin: string, patientUntil: number, signal?: AbortSignal): Promise<Entry> {
     const state = this.#origin(origin);
     if (this.#pauses) {
-      // A fleet's pause is advice: when it cannot be read, the local gate still holds.
-      const until = await this.#pauses.get(origin).catch(() => 0);
+      // A fleet's pause and pace are advice: when they cannot be read, the local gate still holds.
+      const [until, pace] = await Promise.all([this.#pauses.get(origin).catch(() => 0), this.#pauses.pace?.(origin).catch(() => 0) ?? 0]);
       if (until > state.pausedUntil) [state.pausedUntil, state.pauseReason] = [until, 'fleet'];
+      if (pace > 0) this.#adopt(state, pace);
     }
     signal?.throwIfAborted();
     return new Promise<Entry>((resolve, reject) => {
@@ -252,6 +273,7 @@ export class HostGate {
     const now = this.#clock.now();
     if (state.learntUntil > 0 && now >= state.learntUntil) {
       // Quiet long enough: probe one request more, or a tenth faster, than the learnt limits.
+      trace?.(`${now} ${state.name} probe`);
       state.ceiling++;
       state.minSpacingMs = state.minSpacingMs < 1 ? 0 : 0.9 * state.minSpacingMs;
       state.struck = -Infinity;
@@ -303,8 +325,9 @@ export class HostGate {
     if (old > 0) state.starts.splice(0, old);
     state.starts.push(now);
     state.nextStart = now + state.spacingMs;
-    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, held: state.inFlight, recent: state.starts.length, epoch: state.epoch };
+    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, held: state.inFlight, recent: state.starts.length, paced: state.spacingMs > 0, epoch: state.epoch };
     state.open.add(start);
+    trace?.(`${now} ${state.name} grant nth=${start.nth} level=${start.level} recent=${start.recent} spacing=${state.spacingMs.toFixed(1)} min=${state.minSpacingMs.toFixed(1)} allowance=${state.allowance} ceiling=${state.ceiling}`);
     const release = (): boolean => {
       if (!state.open.delete(start)) return false;
       state.inFlight--;
@@ -313,11 +336,19 @@ export class HostGate {
       for (const other of state.open) if (at - other.at < ANSWER_LAG_MS) other.held = Math.min(other.held, state.inFlight);
       return true;
     };
+    const finish = (answer: Answer, retryAfterMs?: number): void => {
+      if (!release()) return;
+      this.#answer(state, start, answer, retryAfterMs);
+      this.#released(state);
+    };
+    let lingering = false;
     const grant: Grant = {
       done: (answer, retryAfterMs) => {
-        if (!release()) return;
-        this.#answer(state, start, answer, retryAfterMs);
-        this.#released(state);
+        // Without an answer (a reset, a time-out) the origin may count the request a moment more,
+        // until our closing the connection reaches it: its slot is given back a moment later.
+        if (answer !== 'failed' || lingering || !state.open.has(start)) return finish(answer, retryAfterMs);
+        lingering = true;
+        this.#clock.after(ANSWER_LAG_MS, () => finish('failed'));
       },
       forbidden: async (signal) => {
         if (!release()) return false;
@@ -341,6 +372,7 @@ export class HostGate {
 
   #answer(state: Origin, start: Start, answer: Answer, retryAfterMs: number | undefined): void {
     const now = this.#clock.now();
+    if (answer !== 'ok') trace?.(`${now} ${state.name} answer ${answer} nth=${start.nth} sent=${start.at} level=${start.level} held=${start.held} recent=${start.recent} retryAfter=${retryAfterMs ?? '-'}`);
     if (answer === 'ok') {
       state.answers++;
       if (start.serial >= state.streakFrom) {
@@ -359,9 +391,11 @@ export class HostGate {
       return;
     }
     if (answer === 'failed') return;
+    // The first 429 of a burst teaches; the others of it (started before it was read) say the same again.
+    const firstOfBurst = start.epoch === state.epoch;
     this.#decrease(state, start, answer === 'throttled');
     // A wait longer than the quiet time before a probe is an outage or a quota, not a load to learn.
-    if (answer === 'throttled' && !(retryAfterMs !== undefined && retryAfterMs >= this.#probeAfterMs)) this.#learn(state, start, now);
+    if (answer === 'throttled' && firstOfBurst && !(retryAfterMs !== undefined && retryAfterMs >= this.#probeAfterMs)) this.#learn(state, start, now);
     if (answer === 'throttled' || retryAfterMs !== undefined) {
       this.#pause(state, now + (retryAfterMs ?? this.#throttlePauseMs), retryAfterMs !== undefined ? 'retry-after' : 'throttled');
     }
@@ -369,29 +403,45 @@ export class HostGate {
 
   /**
    * What a 429 teaches. At a level never answered, the number in flight is too many (a concurrency
-   * limit, or a rate limit at that number). At a level answered before and a pace never answered,
-   * it is the pace: the starts of the last second, less this one, were too many (so a rate limit
-   * is learnt at once, not by halving down to one at a time, a 429 each step). At a level and a
-   * pace answered before it may be a moment's overlap (the origin still counting a request whose
-   * answer we have read): only a second one within 200 requests lowers the ceiling. A level counts
-   * as answered only as `held` (see Start).
+   * limit, or a rate limit at that number). At a level answered before it is the pace: the starts
+   * of the last second, less this one, were too many (so a rate limit is learnt at once, not by
+   * halving down to one at a time, a 429 each step), even at a pace answered before: a host that
+   * counts whole seconds (12:00:01 to 12:00:02) admits up to twice its limit within one second of
+   * ours that straddles two of its own. At under half the fastest pace answered it cannot be such
+   * a pace limit (the starts before this one, too many, would be fewer than that limit): then it
+   * may be a moment's overlap (the origin still counting a request whose answer we have read, as
+   * on a loaded machine that reads answers late), and only a second one within 200 requests
+   * lowers the ceiling. A level counts as answered only as `held` (see Start).
    */
   #learn(state: Origin, start: Start, now: number): void {
     const answeredLevel = start.level <= state.proven;
-    // The pace, when none as fast was answered before (at one at a time: unless well under the
-    // fastest answered). A slower pace may be the origin still counting one of ours that we saw answered.
-    const atPace = start.level === 1 ? 2 * start.recent >= state.provenRate : answeredLevel && start.recent >= state.provenRate;
+    const atPace = (answeredLevel || start.level === 1) && 2 * (start.recent - 1) >= state.provenRate;
     if (!answeredLevel || (!atPace && start.nth - state.struck < 200)) {
       state.ceiling = Math.min(state.ceiling, start.level);
       state.struck = -Infinity;
     } else if (!atPace) state.struck = start.nth;
-    if (atPace && (answeredLevel || start.level === 1)) {
-      // Keep 10% under the pace that was too fast.
-      state.minSpacingMs = Math.max(state.minSpacingMs, 1000 / (0.9 * Math.max(1, start.recent - 1)));
+    if (atPace) {
+      // Keep under the pace that was too fast: 10% when our starts were evenly spaced (the origin's
+      // count of a second then is ours), 30% after unspaced ones (a ramp), whose second may straddle
+      // two of the origin's and count the end of its last one too (seen: up to a third more, at a
+      // limit of 9 to 18 a second; more would halve small hosts' pace for good).
+      const margin = start.paced ? 0.9 : 0.7;
+      state.minSpacingMs = Math.max(state.minSpacingMs, 1000 / (margin * Math.max(1, start.recent - 1)));
       this.#space(state, state.minSpacingMs);
+      this.#pauses?.learnt?.(state.name, 1000 / state.minSpacingMs).catch(() => {});
     }
+    trace?.(`${now} ${state.name} learn proven=${state.proven} provenRate=${state.provenRate} atPace=${atPace} ceiling=${state.ceiling} min=${state.minSpacingMs.toFixed(1)} spacing=${state.spacingMs.toFixed(1)}`);
     state.learntUntil = now + state.probeAfterMs;
     state.probeAfterMs = Math.min(MAX_PROBE_AFTER_MS, state.probeAfterMs * 2);
+  }
+
+  /** A pace another member of the fleet learnt: starts no closer than it allows this one (a lesson of its own may be slower). */
+  #adopt(state: Origin, perSecond: number): void {
+    const ms = 1000 / perSecond;
+    if (ms <= state.minSpacingMs) return;
+    trace?.(`${this.#clock.now()} ${state.name} adopt pace=${perSecond.toFixed(2)}`);
+    state.minSpacingMs = ms;
+    this.#space(state, ms);
   }
 
   /** Multiplicative decrease, once per round of requests: the allowance halves, or at 1 a 429 doubles the spacing. */
@@ -415,6 +465,7 @@ export class HostGate {
     if (until <= state.pausedUntil) return;
     state.pausedUntil = until;
     state.pauseReason = reason;
+    trace?.(`${this.#clock.now()} ${state.name} pause until=${until} ${reason}`);
     this.#pauses?.set(state.name, until, reason).catch(() => {});
   }
 

@@ -99,7 +99,12 @@ export interface SimWebOptions {
   clock?: () => number;
   /** Called as host `host` answers a request (or resets it), with the status (0 for a reset). */
   onAnswer?: (host: number, status: number) => void;
+  /** Called as each request arrives at host `host`, with what the host made of it (a trace of crossings and what came before them). */
+  onArrival?: (host: number, at: number, verdict: Arrival) => void;
 }
+
+/** What a host made of a request as it came: admitted within its limit, a crossing (and its cause), refused while banned, or an outage's answer. */
+export type Arrival = 'admitted' | CrossingCause | 'banned' | 'outage';
 
 /** mulberry32: small, fast, the same sequence everywhere for a seed. */
 export function prng(seed: number): () => number {
@@ -148,7 +153,7 @@ function normal(random: () => number): number {
 
 const HTML = (text: string): Buffer => Buffer.from(`<!doctype html><title>${text}</title><h1>${text}</h1>\n`);
 
-async function startHost(seed: number, i: number, profile: HostProfile, clock: () => number, closing: AbortSignal, onAnswer: (host: number, status: number) => void): Promise<{ host: SimHost; server: Server; sockets: Set<Socket> }> {
+async function startHost(seed: number, i: number, profile: HostProfile, clock: () => number, closing: AbortSignal, onAnswer: (host: number, status: number) => void, onArrival: ((host: number, at: number, verdict: Arrival) => void) | undefined): Promise<{ host: SimHost; server: Server; sockets: Set<Socket> }> {
   const latency = prng(seed * 7919 + i);
   const placeholder = sampleImage(`placeholder-${seed}-${i}`, 'jpeg', 6000);
   const attempts = new Map<string, number>();
@@ -204,6 +209,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     const since = now - lastCrossing;
     const cause: CrossingCause = lastCrossing === -Infinity ? 'first' : since < 1000 * profile.retryAfterSeconds ? 'burst' : since >= 60_000 ? 'after-a-minute' : 'after-pause';
     counts.crossingsByCause[cause]++;
+    onArrival?.(i, now, cause);
     lastCrossing = now;
     crossingTimes.push(now);
     while (crossingTimes[0]! <= now - profile.ban.windowMs) crossingTimes.shift();
@@ -242,6 +248,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     if (profile.outage && !outage && counts.requests > profile.outage.afterRequests) outage = { from: now, until: now + 1000 * profile.outage.seconds };
     if (outage && now < outage.until) {
       counts.answers.outage++;
+      onArrival?.(i, now, 'outage');
       if (profile.outage!.kind === 'ban') res.writeHead(403, { 'content-type': 'text/html' }).end(HTML('403 Forbidden'));
       else {
         const left = Number.isFinite(outage.until) ? Math.ceil((outage.until - now) / 1000) : 3600;
@@ -252,6 +259,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     if (now < bannedUntil) {
       counts.refusedWhileBanned++;
       counts.answers.banned++;
+      onArrival?.(i, now, 'banned');
       res.writeHead(403, { 'content-type': 'text/html' }).end(HTML('403 Forbidden'));
       return;
     }
@@ -262,6 +270,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     }
     admitted++;
     done.push(() => admitted--);
+    onArrival?.(i, now, 'admitted');
     // Stop the wait when the client goes away or the web closes.
     const left = new AbortController();
     res.once('close', () => left.abort());
@@ -326,7 +335,7 @@ export async function startSimWeb(options: SimWebOptions): Promise<SimWeb> {
   try {
     for (let i = 0; i < options.hosts; i++) {
       const generated = generateProfile(options.seed, i);
-      started.push(await startHost(options.seed, i, options.adjust ? options.adjust(generated, i) : generated, options.clock ?? Date.now, closing.signal, options.onAnswer ?? (() => {})));
+      started.push(await startHost(options.seed, i, options.adjust ? options.adjust(generated, i) : generated, options.clock ?? Date.now, closing.signal, options.onAnswer ?? (() => {}), options.onArrival));
     }
   } catch (error) {
     await closeAll();
