@@ -49,6 +49,12 @@ export function widestGroup(hostConcurrency: number): number {
   return Math.ceil(slots / Math.min(slots, GROUPS_PER_ORIGIN));
 }
 
+/** The narrowest group's share of its host's slots: what one function may take of a pace the fleet keeps at a host. */
+export function groupShare(hostConcurrency: number): number {
+  const slots = Math.max(1, hostConcurrency);
+  return Math.floor(slots / Math.min(slots, GROUPS_PER_ORIGIN)) / slots;
+}
+
 /** Records of a group the fetch function may run at once: its width, 1 for an id without one (jobs queued before widths). */
 export function groupWidth(groupId: string | undefined): number {
   const width = Number(/w(\d{1,3})$/.exec(groupId ?? '')?.[1] ?? 1);

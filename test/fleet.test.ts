@@ -9,7 +9,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { hostKey, statusKey, type FailureRecord, type HostNote } from '../aws/bucket.ts';
-import { GROUPS_PER_ORIGIN, groupWidth, widestGroup, jobIds, jobOrigin, messageGroupId, originHash, splitDeduplicationId } from '../aws/fifo.ts';
+import { GROUPS_PER_ORIGIN, groupShare, groupWidth, widestGroup, jobIds, jobOrigin, messageGroupId, originHash, splitDeduplicationId } from '../aws/fifo.ts';
 import { redriveDeadLetters, resendFailures, RetryLedger } from '../aws/home/redrive.ts';
 import { encodeJob } from '../aws/job-message.ts';
 import { processByGroup, type Settled } from '../aws/lambda/fifo-batch.ts';
@@ -38,6 +38,8 @@ describe('message groups', () => {
     }
     // What one function fetches at once from a batch of one group (plan's time in the cloud).
     assert.deepEqual([1, 2, 4, 5, 8].map(widestGroup), [1, 1, 2, 3, 4]);
+    // A function's share of a host's pace: the narrowest group's width ÷ hostConcurrency, so two groups together never pass the whole.
+    assert.deepEqual([1, 2, 3, 4, 5].map(groupShare), [1, 0.5, 1 / 3, 0.5, 2 / 5]);
     // A batch holds at most 10 records; an id without a width (queued before widths) runs one at a time.
     assert.equal(groupWidth(`${hash}-0w40`), 10);
     assert.deepEqual([groupWidth(`${hash}-3`), groupWidth(undefined), groupWidth('w'), groupWidth(`${hash}-0w0`)], [1, 1, 1, 1]);
@@ -291,6 +293,34 @@ describe('retry and redrive send into the jobs\' groups', () => {
     assert.equal(await new S3HostPauses(dev.s3, dev.cloud.bucket, clock).get('https://other.example'), 0);
     now += 60_000;
     assert.equal(await new S3HostPauses(dev.s3, dev.cloud.bucket, clock).get(host), 0, 'a pause that ended');
+  });
+
+  test('a pace learnt by one function: written for the fleet (its pace ÷ its share), read as each one\'s share; kept with a pause, never raised, forgotten after 15 minutes', async () => {
+    let now = Date.UTC(2026, 0, 2);
+    const clock = { now: () => now, share: 0.5 };
+    const [mine, theirs] = [new S3HostPauses(dev.s3, dev.cloud.bucket, clock), new S3HostPauses(dev.s3, dev.cloud.bucket, clock)];
+    const host = 'https://pace.example';
+    assert.equal(await theirs.pace(host), 0, 'none learnt');
+    await mine.learnt(host, 6);
+    now += 5_001;
+    assert.equal(await theirs.pace(host), 6, 'the fleet keeps 12 a second: half of it each');
+    const key = hostKey(originHash(host));
+    const read = async (): Promise<HostNote> => JSON.parse(await (await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: key }))).Body!.transformToString()) as HostNote;
+    assert.equal((await read()).pace, 12);
+    // A faster lesson does not replace a slower one; a pause written later keeps the pace.
+    await theirs.learnt(host, 9);
+    await theirs.set(host, now + 10_000, 'retry-after');
+    assert.deepEqual([(await read()).pace, (await read()).pausedUntil], [12, now + 10_000]);
+    await theirs.learnt(host, 3);
+    now += 5_001;
+    assert.equal(await mine.pace(host), 3);
+    // A malformed pace paces nothing; nor one learnt more than 15 minutes ago.
+    await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: key, Body: JSON.stringify({ ...(await read()), pace: -1 }) }));
+    assert.equal(await new S3HostPauses(dev.s3, dev.cloud.bucket, clock).pace(host), 0);
+    await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: key, Body: JSON.stringify({ ...(await read()), pace: 6, paceAt: now }) }));
+    assert.equal(await new S3HostPauses(dev.s3, dev.cloud.bucket, clock).pace(host), 3);
+    now += 15 * 60_000;
+    assert.equal(await new S3HostPauses(dev.s3, dev.cloud.bucket, clock).pace(host), 0);
   });
 
   test('a dead letter keeps its group; a recorded failure gets its split\'s group (status hostConcurrency), with fresh deduplication ids', async () => {

@@ -2,10 +2,14 @@
 // per paused origin, hosts/<origin hash>.json, written when a host says Retry-After or bans us, read
 // by every fetch function before it sends that host anything. A container keeps what it read for a
 // few seconds, so a busy host costs one GET per container every few seconds, not one per image.
+// The same note carries a pace learnt from a 429: the function that learnt it writes the fleet's
+// (its own pace ÷ its share of the host), and every function keeps its share of it, so the fleet
+// together stays under what the host allows instead of each function learning it from a 429 of its own.
 
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { hostKey, type HostNote } from '../bucket.ts';
-import { originHash } from '../fifo.ts';
+import { groupShare, originHash } from '../fifo.ts';
+import { hostConcurrency } from './config.ts';
 
 /** Why an origin is paused (engine/host-gate.ts PauseReason). */
 type PauseReason = HostNote['reason'];
@@ -14,6 +18,8 @@ type PauseReason = HostNote['reason'];
 export interface FleetPauses {
   get(origin: string): Promise<number>;
   set(origin: string, untilMs: number, reason: PauseReason): Promise<void>;
+  pace(origin: string): Promise<number>;
+  learnt(origin: string, perSecond: number): Promise<void>;
 }
 
 /** A job not tried because its host is paused for the fleet: it waits in the queue until `until`, not failed. */
@@ -28,10 +34,16 @@ export class HostPaused extends Error {
 
 /** How long a container trusts what it read: another function's pause reaches it this late at most. */
 export const HOST_NOTE_TTL_MS = 5_000;
+/** How long a pace learnt by the fleet holds before a function may find the host's limit again (engine/host-gate.ts's longest quiet time). */
+export const FLEET_PACE_TTL_MS = 15 * 60_000;
 
 interface Known {
   until: number;
   readAt: number;
+  reason?: PauseReason;
+  /** The fleet's pace (requests a second) and when it was learnt; 0: none. */
+  pace: number;
+  paceAt: number;
 }
 
 export class S3HostPauses implements FleetPauses {
@@ -39,56 +51,99 @@ export class S3HostPauses implements FleetPauses {
   readonly #bucket: string;
   readonly #ttlMs: number;
   readonly #now: () => number;
+  /** This function's share of a host's pace: its group's width ÷ hostConcurrency (the narrowest group's, aws/fifo.ts). */
+  readonly #share: number;
   readonly #known = new Map<string, Known>();
   /** One read per origin at a time, however many images of it ask. */
-  readonly #reading = new Map<string, Promise<number>>();
+  readonly #reading = new Map<string, Promise<Known>>();
 
-  constructor(s3: S3Client, bucket: string, o: { ttlMs?: number; now?: () => number } = {}) {
+  constructor(s3: S3Client, bucket: string, o: { ttlMs?: number; now?: () => number; share?: number } = {}) {
     this.#s3 = s3;
     this.#bucket = bucket;
     this.#ttlMs = o.ttlMs ?? HOST_NOTE_TTL_MS;
     this.#now = o.now ?? Date.now;
+    this.#share = o.share ?? groupShare(hostConcurrency());
   }
 
   /** ms since the epoch until which `origin` is paused for the fleet; 0 if it is not. */
   async get(origin: string): Promise<number> {
-    const now = this.#now();
-    const known = this.#known.get(origin);
-    if (known && now - known.readAt < this.#ttlMs) return known.until > now ? known.until : 0;
-    let reading = this.#reading.get(origin);
-    if (!reading) {
-      reading = this.#read(origin).finally(() => this.#reading.delete(origin));
-      this.#reading.set(origin, reading);
-    }
-    const until = await reading;
+    const { until } = await this.#note(origin);
     return until > this.#now() ? until : 0;
+  }
+
+  /** Requests a second this function may send `origin`: its share of the fleet's pace; 0 when none was learnt (or it is old). */
+  async pace(origin: string): Promise<number> {
+    const { pace, paceAt } = await this.#note(origin);
+    return pace > 0 && this.#now() - paceAt < FLEET_PACE_TTL_MS ? pace * this.#share : 0;
   }
 
   /** Pauses `origin` for the fleet until `untilMs`, unless it is known paused as long already (no write then). */
   async set(origin: string, untilMs: number, reason: PauseReason): Promise<void> {
     if ((await this.get(origin)) >= untilMs) return;
-    this.#known.set(origin, { until: untilMs, readAt: this.#now() });
-    const note: HostNote = { origin, pausedUntil: untilMs, reason, at: new Date(this.#now()).toISOString() };
+    await this.#write(origin, { ...(await this.#note(origin)), until: untilMs, reason });
+  }
+
+  /**
+   * This function learnt that `perSecond` of its own requests a second are what `origin` allows
+   * (the margin kept): the fleet's pace is that ÷ its share (the other group's function is taken
+   * to send as much), unless the note already holds one as slow.
+   */
+  async learnt(origin: string, perSecond: number): Promise<void> {
+    if (!(perSecond > 0) || !Number.isFinite(perSecond)) return;
+    const fleet = perSecond / this.#share;
+    const known = await this.#note(origin);
+    if (known.pace > 0 && this.#now() - known.paceAt < FLEET_PACE_TTL_MS && known.pace <= fleet) return;
+    await this.#write(origin, { ...known, pace: fleet, paceAt: this.#now() });
+  }
+
+  /** What is known of `origin`'s note, read again when older than the TTL (one read at a time). */
+  async #note(origin: string): Promise<Known> {
+    const known = this.#known.get(origin);
+    if (known && this.#now() - known.readAt < this.#ttlMs) return known;
+    let reading = this.#reading.get(origin);
+    if (!reading) {
+      reading = this.#read(origin).finally(() => this.#reading.delete(origin));
+      this.#reading.set(origin, reading);
+    }
+    return reading;
+  }
+
+  async #write(origin: string, known: Known): Promise<void> {
+    this.#known.set(origin, { ...known, readAt: this.#now() });
+    const note: HostNote = {
+      origin, pausedUntil: known.until, reason: known.reason ?? 'throttled', at: new Date(this.#now()).toISOString(),
+      ...(known.pace > 0 ? { pace: known.pace, paceAt: known.paceAt } : {}),
+    };
     await this.#s3.send(new PutObjectCommand({
       Bucket: this.#bucket, Key: hostKey(originHash(origin)), Body: JSON.stringify(note), ContentType: 'application/json',
     }));
   }
 
-  async #read(origin: string): Promise<number> {
-    let until = 0;
+  async #read(origin: string): Promise<Known> {
+    const before = this.#known.get(origin);
+    let read: Known = { until: 0, readAt: 0, pace: 0, paceAt: 0 };
     try {
       const answer = await this.#s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: hostKey(originHash(origin)) }));
       const note = JSON.parse(await answer.Body!.transformToString()) as Partial<HostNote>;
-      // The key is a hash: a note of another origin (a collision) or a malformed one pauses nothing.
-      if (note.origin === origin && typeof note.pausedUntil === 'number' && Number.isFinite(note.pausedUntil)) until = note.pausedUntil;
+      // The key is a hash: a note of another origin (a collision) or a malformed one pauses nothing, paces nothing.
+      if (note.origin === origin) {
+        if (typeof note.pausedUntil === 'number' && Number.isFinite(note.pausedUntil)) read.until = note.pausedUntil;
+        if (note.reason === 'retry-after' || note.reason === 'ban' || note.reason === 'throttled') read.reason = note.reason;
+        // A pace is a number of requests a second, at least one a minute; anything else is ignored.
+        if (typeof note.pace === 'number' && note.pace >= 1 / 60 && note.pace < 1e6 && typeof note.paceAt === 'number' && Number.isFinite(note.paceAt)) {
+          [read.pace, read.paceAt] = [note.pace, note.paceAt];
+        }
+      }
     } catch (error) {
       // No note: not paused. Any other error: not known, and a fetch goes ahead rather than wait on S3.
-      if ((error as { name?: string }).name !== 'NoSuchKey') until = this.#known.get(origin)?.until ?? 0;
+      if ((error as { name?: string }).name !== 'NoSuchKey' && before) read = { ...before };
     }
-    // A pause this container set itself is not forgotten because a read came back older.
-    const mine = this.#known.get(origin)?.until ?? 0;
-    until = Math.max(until, mine > this.#now() ? mine : 0);
-    this.#known.set(origin, { until, readAt: this.#now() });
-    return until;
+    // A pause or a pace this container set itself is not forgotten because a read came back older.
+    const now = this.#now();
+    if (before && before.until > now && before.until > read.until) [read.until, read.reason] = [before.until, before.reason];
+    if (before && before.pace > 0 && (read.pace === 0 || before.pace < read.pace) && now - before.paceAt < FLEET_PACE_TTL_MS) [read.pace, read.paceAt] = [before.pace, before.paceAt];
+    read.readAt = now;
+    this.#known.set(origin, read);
+    return read;
   }
 }
