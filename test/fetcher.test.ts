@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { after, before } from './support/hooks.ts';
 import { Fetcher, type FetchResult, type FetcherOptions } from '../engine/fetch/fetcher.ts';
 import { sampleImage, startOrigin, type Origin } from '../local-cloud/origin.ts';
 
