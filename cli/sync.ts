@@ -1,12 +1,12 @@
 // `cloudfetch sync`: brings images and index tables home, resumable, with a bar of bytes and rate.
 
 import cliProgress from 'cli-progress';
-import { FIRST_PAGE, bringSplitHome, openReader, placement, type SplitHome } from '../aws/home/sync.ts';
-import { listPage, type ListedPage } from '../aws/listing.ts';
+import { FIRST_PAGE, bringSplitHome, openReader, placement, type HomeOptions, type SplitHome } from '../aws/home/sync.ts';
+import { listPage } from '../aws/listing.ts';
 import { imagesPrefix } from '../aws/bucket.ts';
 import type { PackedResult } from '../aws/home/packed-sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
-import { CloudStateError, queuedSplits } from '../aws/home/cloud-state.ts';
+import { CloudStateError, failureReasons, fetchRecords, queuedSplits } from '../aws/home/cloud-state.ts';
 import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
 import type { Layout } from '../engine/keys.ts';
 import type { ObjectReader } from '../aws/home/object-reader.ts';
@@ -50,14 +50,19 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
 async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
   // Whether a failed attempt may still be retried: then its row is pending, not failed. Read with
   // the splits: each is a round trip of a long link.
-  // One split (the usual case): the first page of its images is asked for while its status is
-  // read, a round trip of a long link sooner (unused if the status says it is not queued).
-  const firstPages = new Map<string, Promise<ListedPage>>();
+  // One split (the usual case): the first page of its images, its fetch records and its failure
+  // listing are asked for while its status is read, a round trip of a long link sooner (unused if
+  // the status says it is not queued). Not with --packed: its plain pass comes minutes later.
+  const early = new Map<string, Pick<HomeOptions, 'firstPage' | 'early'>>();
   const named = (names: readonly string[]): void => {
-    if (names.length !== 1) return;
-    const page = listPage(t.s3, t.bucket, imagesPrefix(names[0]!), { maxKeys: FIRST_PAGE });
-    page.catch(() => {}); // awaited by the split's sync, if it is one to sync
-    firstPages.set(names[0]!, page);
+    if (names.length !== 1 || o.packed) return;
+    const split = names[0]!;
+    const firstPage = listPage(t.s3, t.bucket, imagesPrefix(split), { maxKeys: FIRST_PAGE });
+    const records = fetchRecords(t.s3, t.bucket, split);
+    const failures = failureReasons(t.s3, t.bucket, split);
+    // Awaited by the split's sync, if it is one to sync.
+    for (const p of [firstPage, records, failures]) p.catch(() => {});
+    early.set(split, { firstPage, early: { records, failures } });
   };
   const [statuses, queue] = await Promise.all([queuedSplits(t.s3, t.bucket, o.split, named), t.queueUrl ? readQueueState(t.sqs, t.queueUrl, t.dlqUrl) : null]);
   const splits = statuses.map((s) => s.split);
@@ -90,7 +95,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
         s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? false,
         ...(reader ? { reader } : {}),
         ...(bandwidth ? { bandwidth } : {}),
-        ...(firstPages.has(split) ? { firstPage: firstPages.get(split)! } : {}),
+        ...early.get(split),
         queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false, verify: o.verify ?? false,
         // The threshold the split was made with (the stack's setting then), so the table says what the functions did.
         ...threshold(statuses.find((s) => s.split === split)?.placeholderThreshold),

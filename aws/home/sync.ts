@@ -19,7 +19,8 @@ import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
 import { FsStore } from '../../engine/fs-store.ts';
 import type { Store } from '../../engine/store.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
-import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, resumableBody, sameBytesOf, splitRows, type CloudRow, type SplitCounts } from './cloud-state.ts';
+import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, resumableBody, sameBytesOf, splitRows, type CloudRow, type FetchRecords, type SplitCounts } from './cloud-state.ts';
+import type { FailureReason } from '../../engine/outcome.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
 import { listObjects, listPage, type ListedObject, type ListedPage } from '../listing.ts';
 import { ObjectReadError, ObjectReader, retryPauseMs, type PartialBody } from './object-reader.ts';
@@ -78,6 +79,8 @@ export interface HomeOptions {
    * that knows the split before its status is read sends it meanwhile, a round trip sooner.
    */
   firstPage?: Promise<ListedPage>;
+  /** The split's fetch records and failure listing, asked for already (as firstPage; bringSplitHome). */
+  early?: { records: Promise<FetchRecords>; failures: Promise<Map<string, FailureReason>> };
   /** Distinct URLs of one host with the same bytes that make them a placeholder (the split's, default 3); 0: no check. */
   placeholderThreshold?: number;
   /**
@@ -511,14 +514,14 @@ export async function openReader(s3: S3Client, bucket: string, o: { concurrency?
 export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   // The records (for the downloads' decisions) and the failure listing (for the table) are read
   // while the images are listed and downloaded, not before and after.
-  const reading = fetchRecords(o.s3, o.bucket, o.split).then((records) => {
+  const reading = (o.early?.records ?? fetchRecords(o.s3, o.bucket, o.split)).then((records) => {
     // Every function's hashes together: placeholders stored before a function knew them stay in the bucket.
     const sameBytes = sameBytesOf(records, o.placeholderThreshold ?? DEFAULT_PLACEHOLDER_THRESHOLD);
     const hashes = new Map<string, string>();
     for (const r of records.fetched.values()) if (r.sha256) hashes.set(r.key, r.sha256);
     return { records, sameBytes, hashes, placeholders: placeholderKeys(records, sameBytes) };
   });
-  const failures = failureReasons(o.s3, o.bucket, o.split);
+  const failures = o.early?.failures ?? failureReasons(o.s3, o.bucket, o.split);
   failures.catch(() => {}); // awaited after the images
   reading.catch(() => {}); // awaited by syncImages, and below
   const place = await placement(o);
