@@ -4,7 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
+import { after, before } from './support/hooks.ts';
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { readSettings, SettingsError } from '../aws/settings.ts';
 import { startServer, type ServerProcess } from '../bench/measure.ts';
