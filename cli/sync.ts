@@ -90,7 +90,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
       : null;
     timer?.unref();
     try {
-      const packed = o.packed ? await packedShards(t, o, split, bandwidth) : undefined;
+      const packed = o.packed ? await packedShards(t, o, split, bandwidth, reader) : undefined;
       const home = await bringSplitHome({
         s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? false,
         ...(reader ? { reader } : {}),
@@ -144,7 +144,7 @@ function threshold(value: unknown): { placeholderThreshold?: number } {
 }
 
 /** The split's shards, before its object-by-object pass; a split not packed says so and is copied object by object. */
-async function packedShards(t: Target, o: SyncCommandOptions, split: string, bandwidth: TokenBucket | undefined): Promise<PackedResult | undefined> {
+async function packedShards(t: Target, o: SyncCommandOptions, split: string, bandwidth: TokenBucket | undefined, reader: ObjectReader | undefined): Promise<PackedResult | undefined> {
   // Loaded with --packed only: tar-stream and the shard reader are start-up time every other sync would pay.
   const { PackedSyncError, syncPacked } = await import('../aws/home/packed-sync.ts');
   const started = Date.now();
@@ -155,7 +155,7 @@ async function packedShards(t: Target, o: SyncCommandOptions, split: string, ban
     const place = await placement({ s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout });
     const r = await syncPacked({
       s3: t.s3, bucket: t.bucket, split, dir: o.dir, place, concurrency: o.concurrency, dryRun: o.dryRun ?? false,
-      ...(bandwidth ? { bandwidth } : {}), ...(o.signal ? { signal: o.signal } : {}),
+      ...(bandwidth ? { bandwidth } : {}), ...(o.signal ? { signal: o.signal } : {}), ...(reader ? { reader } : {}),
       onBytes: (n) => (received += n),
     });
     const seconds = (Date.now() - started) / 1000;

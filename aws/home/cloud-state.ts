@@ -72,7 +72,7 @@ function brokeOff(key: string, attempts: number, error: unknown): CloudStateErro
 }
 
 /** A small object's whole text, read again when its body breaks off. */
-async function objectText(s3: S3Client, bucket: string, key: string): Promise<string> {
+export async function objectText(s3: S3Client, bucket: string, key: string): Promise<string> {
   for (let attempt = 1; ; attempt++) {
     const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     try {

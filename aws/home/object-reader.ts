@@ -22,6 +22,8 @@ export interface ReadOptions {
   partial?: PartialBody;
   /** Told of every chunk read; a promise returned holds the next read back (a shared rate: --bwlimit). */
   throttle?: (bytes: number, signal?: AbortSignal) => Promise<void> | undefined;
+  /** Only bytes [start, end) of the object (sync --packed's shard ranges): a 206 for them, nothing else, is an answer. */
+  range?: { start: number; end: number };
 }
 
 export { retryPauseMs } from './retry-pause.ts';
@@ -77,7 +79,7 @@ export class ObjectReader {
   }
 
   /** A reader of `bucket` with the client's region, credentials and endpoint. */
-  static async open(s3: S3Client, bucket: string, connections: number): Promise<ObjectReader> {
+  static async open(s3: S3Client, bucket: string, connections: number, stallMs = 60_000): Promise<ObjectReader> {
     const config = s3.config as unknown as S3Config;
     const region = await config.region();
     const custom = config.endpoint ? await config.endpoint() : undefined;
@@ -103,7 +105,7 @@ export class ObjectReader {
       applyChecksum: false,
     });
     const base = new URL(resolved.url.href.endsWith('/') ? resolved.url.href : `${resolved.url.href}/`);
-    const agent = new Agent({ connections, connect: { timeout: 15_000 }, headersTimeout: 60_000, bodyTimeout: 60_000, keepAliveTimeout: 30_000 });
+    const agent = new Agent({ connections, connect: { timeout: 15_000 }, headersTimeout: stallMs, bodyTimeout: stallMs, keepAliveTimeout: 30_000 });
     return new ObjectReader(base, signer, agent);
   }
 
@@ -147,8 +149,11 @@ export class ObjectReader {
   async get(key: string, o: ReadOptions = {}): Promise<Buffer> {
     const path = this.#pathOf(key);
     const resume = o.partial && o.partial.bytes > 0 ? o.partial : undefined;
+    // The first byte asked for: after what a cut attempt brought, within the range if one is asked.
+    const from = (o.range?.start ?? 0) + (resume?.bytes ?? 0);
     const headers: Record<string, string> = { host: this.#base.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
-    if (resume) Object.assign(headers, { range: `bytes=${resume.bytes}-`, 'if-match': resume.etag });
+    if (resume || o.range) headers.range = `bytes=${from}-${o.range ? o.range.end - 1 : ''}`;
+    if (resume?.etag) headers['if-match'] = resume.etag;
     const signed = await this.#signer.sign({
       method: 'GET',
       protocol: this.#base.protocol,
@@ -164,13 +169,19 @@ export class ObjectReader {
     } catch (error) {
       throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error, resume);
     }
-    const resumed = resume && answer.statusCode === 206 && contentRangeStart(answer.headers['content-range']) === resume.bytes;
+    const ranged = answer.statusCode === 206 && contentRangeStart(answer.headers['content-range']) === from;
+    const resumed = resume && ranged;
     if (resume && !resumed && (answer.statusCode === 412 || answer.statusCode === 206 || answer.statusCode === 416)) {
-      // Changed since (412, or 416: shorter now), or not the range asked for: the whole object again.
+      // Changed since (412, or 416: shorter now), or not the range asked for: the whole object (or range) again.
       await answer.body.dump();
       return this.get(key, { ...o, partial: undefined });
     }
-    if (answer.statusCode !== 200 && !resumed) {
+    if (o.range && !ranged && answer.statusCode < 300) {
+      // A server that ignores Range would send the whole object (a shard of 256 MB) for every range.
+      await answer.body.dump();
+      throw new ObjectReadError(`${key}: asked for bytes ${from}-${o.range.end - 1}, answered HTTP ${answer.statusCode} without them`, answer.statusCode);
+    }
+    if (answer.statusCode !== 200 && !ranged) {
       const text = await answer.body.text().catch(() => '');
       const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1];
       throw new ObjectReadError(`${key}: HTTP ${answer.statusCode}${code ? ` ${code}` : ''}`, answer.statusCode, undefined, resume);
@@ -186,7 +197,8 @@ export class ObjectReader {
         bytes += chunk.length;
       }
     } catch (error) {
-      const partial = etag && bytes > 0 ? { chunks, bytes, etag } : undefined;
+      // A range's bytes are kept without an ETag too: its reader asks for the rest as a range of its own.
+      const partial = (etag || o.range) && bytes > 0 ? { chunks, bytes, etag: etag ?? '' } : undefined;
       throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error, partial);
     }
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);

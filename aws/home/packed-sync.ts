@@ -10,13 +10,13 @@ import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Readable } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { extract as tarExtract } from 'tar-stream';
 import { FsStore } from '../../engine/fs-store.ts';
 import { printable } from '../../engine/printable.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
-import { retryPauseMs } from './object-reader.ts';
+import { ObjectReadError, ObjectReader, retryPauseMs } from './object-reader.ts';
+import { objectText } from './cloud-state.ts';
 import { isImageKey, packManifestKey, packShardKey, packShardName, type PackManifest, type PackShard } from '../bucket.ts';
 
 /** Beside the split's folders: which shards are home, and the one being read. */
@@ -31,8 +31,7 @@ const DEFAULT_RANGE_BYTES = 128 * 1024;
 /** Shards read ahead of the one being unpacked (each a part file on disk). */
 const AHEAD = 2;
 const RANGE_ATTEMPTS = 8;
-const WRITE_BYTES = 256 * 1024;
-// The SDK's requestTimeout only warns (smithy's throwOnRequestTimeout is off): a body that stalls is ours to cut.
+// A range silent this long (before its answer or midway) is cut and asked for again from where it stopped.
 const STALL_MS = 60_000;
 /** No image in a shard is larger than this (the stack's maxBytes is at most 1 GiB). */
 const MAX_ENTRY_BYTES = 1024 * 1024 * 1024;
@@ -62,6 +61,8 @@ export interface PackedOptions {
   onShard?: (shard: { name: string; bytes: number; images: number; fetched: boolean }) => void;
   /** Bytes of shards received, as they come. */
   onBytes?: (bytes: number) => void;
+  /** The plain sync's reader, its connections open already (the caller closes it); else one of its own. */
+  reader?: ObjectReader;
 }
 
 export interface PackedResult {
@@ -98,6 +99,8 @@ export async function syncPacked(o: PackedOptions): Promise<PackedResult> {
   const wanted = new Set(manifest.shards.map(stateName));
   for (const name of present) if (!wanted.has(name.replace(/\.(done|part|ranges)$/, ''))) await rm(join(state, name), { force: true });
   const store = await FsStore.open(o.dir);
+  // The downloads' reader (object-reader.ts), its ranges cut when silent for stallMs.
+  const reader = o.reader ?? (await ObjectReader.open(o.s3, o.bucket, Math.max(1, o.concurrency ?? 64), o.stallMs ?? STALL_MS));
   const stop = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
   const readings = new Map<number, Promise<Reading>>();
@@ -132,7 +135,7 @@ export async function syncPacked(o: PackedOptions): Promise<PackedResult> {
   failed.promise.catch(() => {}); // raced below
   const worker = async (): Promise<void> => {
     try {
-      for (let job = await next(); job; job = await next()) await readRangeOf(o, job.r, job.n, signal);
+      for (let job = await next(); job; job = await next()) await readRangeOf(o, reader, job.r, job.n, signal);
     } catch (error) {
       stop.abort();
       moved.resolve();
@@ -153,7 +156,7 @@ export async function syncPacked(o: PackedOptions): Promise<PackedResult> {
         extra.push(again);
         let n = 0;
         await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 64, r.ranges) }, async () => {
-          for (let k = n++; k < again.ranges; k = n++) await readRangeOf(o, again, k, signal);
+          for (let k = n++; k < again.ranges; k = n++) await readRangeOf(o, reader, again, k, signal);
         }));
         if (!(await r.finish())) throw new PackedSyncError(`shard ${shard.name} of ${printable(o.split)} differs from its manifest's SHA-256 (read twice): pack the split anew (cloudfetch pack ${printable(o.split)} --repack)`);
       }
@@ -173,7 +176,7 @@ export async function syncPacked(o: PackedOptions): Promise<PackedResult> {
     moved.resolve();
     await Promise.allSettled(workers);
     await Promise.allSettled([...[...readings.values()].map(async (r) => (await r).close()), ...extra.map((r) => r.close())]);
-    await store.close();
+    await Promise.all([store.close(), o.reader ? undefined : reader.close()]);
   }
   return result;
 }
@@ -182,8 +185,7 @@ export async function syncPacked(o: PackedOptions): Promise<PackedResult> {
 export async function readPackManifest(s3: S3Client, bucket: string, split: string): Promise<PackManifest> {
   let text: string;
   try {
-    const answer = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: packManifestKey(split) }));
-    text = await answer.Body!.transformToString();
+    text = await objectText(s3, bucket, packManifestKey(split));
   } catch (error) {
     if ((error as { name?: string }).name === 'NoSuchKey') throw new PackedSyncError(`split ${printable(split)} is not packed: pack it first (cloudfetch pack ${printable(split)})`);
     throw error;
@@ -258,63 +260,47 @@ async function openReading(o: PackedOptions, shard: PackShard, state: string, re
 }
 
 /** Range `n` of the shard into its part file, then logged as done. */
-async function readRangeOf(o: PackedOptions, r: Reading, n: number, signal: AbortSignal): Promise<void> {
+async function readRangeOf(o: PackedOptions, reader: ObjectReader, r: Reading, n: number, signal: AbortSignal): Promise<void> {
   const start = n * r.rangeBytes;
-  await readRange({ ...o, signal }, packShardKey(o.split, r.shard.name), start, Math.min(r.shard.bytes, start + r.rangeBytes), r.file);
+  await readRange({ ...o, signal }, reader, packShardKey(o.split, r.shard.name), start, Math.min(r.shard.bytes, start + r.rangeBytes), r.file);
   await appendFile(r.log, `${n}\n`);
   r.done.add(n);
   if (r.done.size === r.ranges) r.whole.resolve();
 }
 
-/** Bytes [start, end) of the shard, written at their offsets; a transfer cut midway asks only for the rest. */
-async function readRange(o: PackedOptions, key: string, start: number, end: number, file: FileHandle): Promise<void> {
+/**
+ * Bytes [start, end) of the shard, read through the downloads' reader and written at their offset;
+ * a transfer cut midway (or silent for stallMs) keeps what it brought and asks only for the rest.
+ */
+async function readRange(o: PackedOptions, reader: ObjectReader, key: string, start: number, end: number, file: FileHandle): Promise<void> {
   let at = start;
-  // Received bytes go to the file in writes of up to WRITE_BYTES, not one per socket read.
-  let held: Buffer[] = [];
-  let heldBytes = 0;
-  const flush = async (): Promise<void> => {
-    if (heldBytes === 0) return;
-    const bytes = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
-    held = [];
-    heldBytes = 0;
-    await file.write(bytes, 0, bytes.length, at);
-    at += bytes.length;
+  const write = async (bytes: Buffer): Promise<void> => {
+    const take = bytes.subarray(0, end - at);
+    await file.write(take, 0, take.length, at);
+    at += take.length;
+  };
+  const told = (bytes: number, signal?: AbortSignal): Promise<void> | undefined => {
+    o.onBytes?.(bytes);
+    return o.bandwidth?.take(bytes, signal);
   };
   for (let attempt = 1; at < end; attempt++) {
     const before = at;
-    const stalled = new AbortController();
-    let timer = setTimeout(() => stalled.abort(), o.stallMs ?? STALL_MS);
-    const signal = o.signal ? AbortSignal.any([o.signal, stalled.signal]) : stalled.signal;
     try {
-      const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: key, Range: `bytes=${at}-${end - 1}` }), { abortSignal: signal });
-      const body = answer.Body as Readable;
-      signal.addEventListener('abort', () => body.destroy(new Error(`${key}: no byte for ${Math.round((o.stallMs ?? STALL_MS) / 1000)} s`)), { once: true });
-      for await (const piece of body as AsyncIterable<Buffer>) {
-        clearTimeout(timer);
-        timer = setTimeout(() => stalled.abort(), o.stallMs ?? STALL_MS);
-        const wait = o.bandwidth?.take(piece.length, o.signal);
-        if (wait) await wait;
-        const take = Math.min(piece.length, end - at - heldBytes);
-        if (take <= 0) continue;
-        held.push(take === piece.length ? piece : piece.subarray(0, take));
-        heldBytes += take;
-        o.onBytes?.(take);
-        if (heldBytes >= WRITE_BYTES) await flush();
-      }
-      await flush();
-      if (at < end) throw new Error(`${key}: the answer ended at byte ${at} of ${end}`);
+      await write(await reader.get(key, { range: { start: at, end }, ...(o.signal ? { signal: o.signal } : {}), throttle: told }));
+      if (at < end) throw new ObjectReadError(`${key}: the answer ended at byte ${at} of ${end}`);
     } catch (error) {
-      await flush(); // what came before the break is kept: the next attempt asks for the rest
-      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (o.signal?.aborted || (status !== undefined && status < 500 && status !== 429)) {
-        if (status === 404) throw new PackedSyncError(`shard ${printable(key)} is missing from the bucket: pack the split anew`);
+      // What came before the break is kept: the next attempt asks for the rest.
+      const partial = error instanceof ObjectReadError ? error.partial : undefined;
+      if (partial) await write(Buffer.concat(partial.chunks, partial.bytes));
+      if (o.signal?.aborted) throw error;
+      if (!(error instanceof ObjectReadError) || !error.transient) {
+        // A refusal, or no download error at all (the part file could not be written).
+        if (error instanceof ObjectReadError && error.status === 404) throw new PackedSyncError(`shard ${printable(key)} is missing from the bucket: pack the split anew`);
         throw error;
       }
       if (at > before) continue; // it brought bytes: ask for the rest at once
       if (attempt >= RANGE_ATTEMPTS) throw error;
       await sleep(retryPauseMs(attempt), undefined, o.signal ? { signal: o.signal } : {});
-    } finally {
-      clearTimeout(timer);
     }
   }
 }
