@@ -9,8 +9,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { bucketSigner, RequestSigner, S3RequestError, SignedObjectClient } from '../aws/signed-request.ts';
+import { bucketSigner, RequestSigner, S3RequestError, SignedObjectClient, signedObjectsOnce } from '../aws/signed-request.ts';
 import { S3Store } from '../aws/lambda/s3-store.ts';
+import { FetchLog, handleRecord } from '../aws/lambda/fetch-record.ts';
+import { encodeJob } from '../aws/job-message.ts';
+import type { Job } from '../engine/job.ts';
+import type { Store } from '../engine/store.ts';
+import type { ImageFetcher } from '../engine/worker.ts';
+import type { SQSRecord } from 'aws-lambda';
 
 interface Seen {
   method: string;
@@ -305,6 +311,33 @@ describe('the S3 store on signed requests', () => {
       await store.put('train/2.jpg', body, { ...meta, labels: [] });
       assert.equal(seen[0]!.headers['x-amz-meta-labels'], undefined);
     } finally {
+      s3.destroy();
+    }
+  });
+});
+
+describe("the fetch function's records on signed requests", () => {
+  test('a failure record and the fetch log are PUT through the signed client', async () => {
+    const s3 = s3Client();
+    const objects = signedObjectsOnce(s3, 'the-bucket');
+    try {
+      const job: Job = { split: 'train', id: 'a/1', urls: ['https://h.example/1.jpg'], labels: ['5'], key: 'train/a%2F1.jpg', position: 1 };
+      const record = { messageId: 'm1', receiptHandle: 'r1', body: encodeJob(job), attributes: { ApproximateReceiveCount: '2' } } as unknown as SQSRecord;
+      const store = { head: async () => null } as unknown as Store;
+      const fetcher: ImageFetcher = { fetchImage: async () => ({ ok: false, url: job.urls[0]!, reason: 'http-404', detail: 'HTTP 404 Not Found', attempts: 1, httpStatus: 404 }) };
+      const log = new FetchLog(s3, 'the-bucket', 'invocation-1', objects);
+      const outcome = await handleRecord(record, { s3, bucket: 'the-bucket', store, fetcher, signal: new AbortController().signal, log, objects });
+      assert.equal(outcome.status, 'failed');
+      await log.flush();
+      assert.deepEqual(seen.map((r) => [r.method, r.path, r.headers['content-type'], r.signatureOk]), [
+        ['PUT', '/the-bucket/failures/train/http-404/a%252F1.json', 'application/json', true],
+        ['PUT', '/the-bucket/records/train/invocation-1.jsonl', 'application/x-ndjson', true],
+      ]);
+      const failure = JSON.parse(seen[0]!.body.toString()) as { id: string; reason: string; receiveCount: number };
+      assert.deepEqual([failure.id, failure.reason, failure.receiveCount], ['a/1', 'http-404', 2]);
+      assert.equal(JSON.parse(seen[1]!.body.toString().trim()).reason, 'http-404');
+    } finally {
+      objects.destroy();
       s3.destroy();
     }
   });

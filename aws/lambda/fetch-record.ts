@@ -6,6 +6,7 @@
 // to wait (Retry-After) pauses it for the fleet: either way it waits in the queue, not failed.
 
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { hash } from 'node:crypto';
 import type { SQSRecord } from 'aws-lambda';
 import { decodeJob } from '../job-message.ts';
 import type { Job } from '../../engine/job.ts';
@@ -16,6 +17,7 @@ import { failureKey, recordsKey, type FailureRecord, type FetchRecord } from '..
 import { Unfinished } from './straggler.ts';
 import { HostPaused, type FleetPauses } from './host-pauses.ts';
 import { jobOrigin } from '../fifo.ts';
+import type { SignedObjects } from '../signed-request.ts';
 
 
 export class TransientFailure extends Error {
@@ -41,6 +43,18 @@ export interface RecordDeps {
   log?: FetchLog;
   /** Host pauses shared by the fleet. */
   pauses?: FleetPauses;
+  /** The function's signed client of the bucket: failure records go through it, not an SDK command, when given. */
+  objects?: SignedObjects;
+}
+
+/** A small object of the function's own (a record): PUT through the signed client when there is one, else the SDK. */
+async function putRecord(s3: S3Client, bucket: string, objects: SignedObjects | undefined, key: string, text: string, contentType: string): Promise<void> {
+  if (!objects) {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: text, ContentType: contentType }));
+    return;
+  }
+  const body = Buffer.from(text, 'utf8');
+  await (await objects.get()).send({ method: 'PUT', key, headers: { 'content-type': contentType }, body, sha256: hash('sha256', body, 'hex'), expect: [] });
 }
 
 /**
@@ -51,12 +65,14 @@ export class FetchLog {
   readonly #s3: S3Client;
   readonly #bucket: string;
   readonly #name: string;
+  readonly #objects: SignedObjects | undefined;
   readonly #lines = new Map<string, string[]>();
 
-  constructor(s3: S3Client, bucket: string, name: string) {
+  constructor(s3: S3Client, bucket: string, name: string, objects?: SignedObjects) {
     this.#s3 = s3;
     this.#bucket = bucket;
     this.#name = name;
+    this.#objects = objects;
   }
 
   add(job: Job, outcome: Outcome): void {
@@ -79,9 +95,7 @@ export class FetchLog {
   }
 
   async flush(): Promise<void> {
-    const splits = [...this.#lines].map(([split, lines]) => this.#s3.send(new PutObjectCommand({
-      Bucket: this.#bucket, Key: recordsKey(split, this.#name), Body: lines.join('\n') + '\n', ContentType: 'application/x-ndjson',
-    })));
+    const splits = [...this.#lines].map(([split, lines]) => putRecord(this.#s3, this.#bucket, this.#objects, recordsKey(split, this.#name), lines.join('\n') + '\n', 'application/x-ndjson'));
     this.#lines.clear();
     await Promise.all(splits);
   }
@@ -128,9 +142,7 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
     at: new Date().toISOString(),
   };
   // Recorded for transient failures too: if they end in the DLQ, the report still knows why.
-  await deps.s3.send(new PutObjectCommand({
-    Bucket: deps.bucket, Key: failureKey(job.split, failure.reason, job.id), Body: JSON.stringify(failure), ContentType: 'application/json',
-  }));
+  await putRecord(deps.s3, deps.bucket, deps.objects, failureKey(job.split, failure.reason, job.id), JSON.stringify(failure), 'application/json');
   if (transient) throw new TransientFailure(job, outcome);
   return outcome;
 }

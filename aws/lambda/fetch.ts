@@ -43,7 +43,7 @@ function setUp(): Container {
   const options = fetcherOptions();
   // Pauses shared by the fleet: what this function's fetcher learns of a host, the others follow.
   const pauses = new S3HostPauses(s3, bucket);
-  // The images' HEADs and PUTs, signed over one keep-alive pool (the SDK stays for the per-batch writes).
+  // The images' HEADs and PUTs and the records' PUTs, signed over one keep-alive pool (the SDK stays for host pauses).
   const objects = signedObjectsOnce(s3, bucket);
   return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), pauses, bucket, objects, store: new S3Store(s3, bucket, PREFIX.images, objects), ...imageStep(s3, bucket, objects), fetcher: new Fetcher({ ...options, hostPauses: pauses }), maxBytes: options.maxBytes!, maxReceiveCount: maxReceiveCount(), sameBytes: new SameBytes(placeholderThreshold()), onOutcome: record };
 }
@@ -80,7 +80,7 @@ export async function handler(event: SQSEvent | PlanEvent, context: Context): Pr
   const container = setUpOnce();
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), Math.max(0, context.getRemainingTimeInMillis() - WRAP_UP_MS));
-  const log = new FetchLog(container.s3, container.bucket, context.awsRequestId);
+  const log = new FetchLog(container.s3, container.bucket, context.awsRequestId, container.objects);
   const deps: RecordDeps = { ...container, signal: deadline.signal, log };
   // The function's memory bounds the image bodies held at once (Lambda and the local cloud both say it here).
   const budget = new ByteBudget(budgetBytes(Number(context.memoryLimitInMB)));
