@@ -22,7 +22,8 @@ const RUN_FLAGS = ['--max-semi-space-size=16'];
 const script = fileURLToPath(import.meta.url);
 const args = process.argv.slice(2);
 const sized = /--max[-_]semi[-_]space[-_]size/.test([...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' '));
-const nodeFlags = args[0] === 'run' && !sized ? RUN_FLAGS : [];
+// `sync` too: 208 -> 187 MB peak for 2,000 x 30 KiB, same CPU; the re-exec costs ~50 ms of start.
+const nodeFlags = (args[0] === 'run' || args[0] === 'sync') && !sized ? RUN_FLAGS : [];
 
 if (major > MINIMUM[0] || (major === MINIMUM[0] && minor >= MINIMUM[1])) {
   if (nodeFlags.length > 0 && typeof process.execve === 'function') {
