@@ -103,10 +103,14 @@ async function target(
     // if it fails, every request fails at once with its line, not after the SDK's attempts.
     const unreachable = o.reachable.then(() => new Promise<never>(() => {}));
     unreachable.catch(() => {});
+    // Once it passed, requests go as they are (a race with a promise that never settles would keep
+    // every request's reaction for good: a leak in `status --watch`).
+    let passed = false;
+    o.reachable.then(() => (passed = true), () => {});
     // Inside the SDK's retries (deserialize): a failed check is not retried.
     const step = { step: 'deserialize', name: 'cloudfetchReachable' } as const;
-    s3.middlewareStack.add((next) => (args) => Promise.race([next(args), unreachable]), step);
-    sqs.middlewareStack.add((next) => (args) => Promise.race([next(args), unreachable]), step);
+    s3.middlewareStack.add((next) => (args) => (passed ? next(args) : Promise.race([next(args), unreachable])), step);
+    sqs.middlewareStack.add((next) => (args) => (passed ? next(args) : Promise.race([next(args), unreachable])), step);
   }
   const region = config.region ?? (await s3.config.region().catch(() => undefined));
   // Without a region every command fails before its first request: an endpoint that cannot be
