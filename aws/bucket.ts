@@ -63,8 +63,7 @@ export interface HostNote {
   at: string;
   /**
    * Requests a second the whole fleet may send the origin, learnt by one function from a 429 (its
-   * own pace, scaled up by its share of the host: aws/fifo.ts groupShare); each function keeps its
-   * share of it. Absent: none learnt.
+   * own pace then); each function keeps its share of it (aws/fifo.ts groupShare). Absent: none learnt.
    */
   pace?: number;
   /** When the pace was learnt (ms since the epoch): a lesson older than 15 minutes is tested again. */

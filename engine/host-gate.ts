@@ -20,7 +20,7 @@ export interface HostPauses {
   set(origin: string, untilMs: number, reason: PauseReason): Promise<void>;
   /** Requests a second this member may send the origin, from a pace another member learnt; 0: none known. */
   pace?(origin: string): Promise<number>;
-  /** A pace this gate learnt from a 429 (its own requests a second, the margin kept), for the fleet. */
+  /** A pace this gate learnt from a 429 (its own requests a second, the margin kept), for the fleet to share. */
   learnt?(origin: string, perSecond: number): Promise<void>;
 }
 

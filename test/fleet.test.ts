@@ -295,7 +295,7 @@ describe('retry and redrive send into the jobs\' groups', () => {
     assert.equal(await new S3HostPauses(dev.s3, dev.cloud.bucket, clock).get(host), 0, 'a pause that ended');
   });
 
-  test('a pace learnt by one function: written for the fleet (its pace ÷ its share), read as each one\'s share; kept with a pause, never raised, forgotten after 15 minutes', async () => {
+  test('a pace learnt by one function: written as the fleet\'s, read as each one\'s share; kept with a pause, never raised, forgotten after 15 minutes', async () => {
     let now = Date.UTC(2026, 0, 2);
     const clock = { now: () => now, share: 0.5 };
     const [mine, theirs] = [new S3HostPauses(dev.s3, dev.cloud.bucket, clock), new S3HostPauses(dev.s3, dev.cloud.bucket, clock)];
@@ -303,17 +303,17 @@ describe('retry and redrive send into the jobs\' groups', () => {
     assert.equal(await theirs.pace(host), 0, 'none learnt');
     await mine.learnt(host, 6);
     now += 5_001;
-    assert.equal(await theirs.pace(host), 6, 'the fleet keeps 12 a second: half of it each');
+    assert.equal(await theirs.pace(host), 3, 'the fleet keeps 6 a second: half of it each');
     const key = hostKey(originHash(host));
     const read = async (): Promise<HostNote> => JSON.parse(await (await dev.s3.send(new GetObjectCommand({ Bucket: dev.cloud.bucket, Key: key }))).Body!.transformToString()) as HostNote;
-    assert.equal((await read()).pace, 12);
+    assert.equal((await read()).pace, 6);
     // A faster lesson does not replace a slower one; a pause written later keeps the pace.
     await theirs.learnt(host, 9);
     await theirs.set(host, now + 10_000, 'retry-after');
-    assert.deepEqual([(await read()).pace, (await read()).pausedUntil], [12, now + 10_000]);
-    await theirs.learnt(host, 3);
+    assert.deepEqual([(await read()).pace, (await read()).pausedUntil], [6, now + 10_000]);
+    await theirs.learnt(host, 4);
     now += 5_001;
-    assert.equal(await mine.pace(host), 3);
+    assert.equal(await mine.pace(host), 2);
     // A malformed pace paces nothing; nor one learnt more than 15 minutes ago.
     await dev.s3.send(new PutObjectCommand({ Bucket: dev.cloud.bucket, Key: key, Body: JSON.stringify({ ...(await read()), pace: -1 }) }));
     assert.equal(await new S3HostPauses(dev.s3, dev.cloud.bucket, clock).pace(host), 0);

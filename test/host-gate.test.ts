@@ -403,14 +403,14 @@ describe('pauses shared by a fleet (HostPauses)', () => {
   });
 
   test('a pace one function learnt from a 429 is kept by the others at their share, before any 429 of their own', async () => {
-    // The fleet's pace as aws/lambda/host-pauses.ts keeps it: written as this member's pace ÷ its share, read as the share of it.
+    // The fleet's pace as aws/lambda/host-pauses.ts keeps it: written as the pace this member learnt, read as its share of it.
     const share = 0.5;
     const fleet = new Map<string, number>();
     const pauses: HostPauses = {
       get: async () => 0,
       set: async () => {},
       pace: async (origin) => (fleet.get(origin) ?? 0) * share,
-      learnt: async (origin, perSecond) => void fleet.set(origin, Math.min(fleet.get(origin) ?? Infinity, perSecond / share)),
+      learnt: async (origin, perSecond) => void fleet.set(origin, Math.min(fleet.get(origin) ?? Infinity, perSecond)),
     };
     const clock = new FakeClock();
     const one = new HostGate({ hostConcurrency: 1, clock, pauses });
@@ -425,12 +425,12 @@ describe('pauses shared by a fleet (HostPauses)', () => {
     await settled();
     first.granted.shift()!.done('throttled', 1_000);
     await settled();
-    assert.ok(Math.abs(fleet.get(A)! - (0.7 * 9) / share) < 1e-9, `the fleet's pace: ${fleet.get(A)} a second`);
+    assert.ok(Math.abs(fleet.get(A)! - 0.7 * 9) < 1e-9, `the fleet's pace: ${fleet.get(A)} a second`);
     // The other member, which never met a 429 there, spaces its starts at its share from its first request on.
     const second = ask(two, A, 1);
     await settled();
     second.granted[0]!.done('ok');
-    assert.ok(Math.abs(two.state(A)!.spacingMs - 1000 / (0.7 * 9)) < 1e-9, `${two.state(A)!.spacingMs} ms between starts`);
+    assert.ok(Math.abs(two.state(A)!.spacingMs - 1000 / (0.7 * 9 * share)) < 1e-9, `${two.state(A)!.spacingMs} ms between starts`);
   });
 
   test('a fleet store that fails is ignored: the local gate still works', async () => {

@@ -2,9 +2,9 @@
 // per paused origin, hosts/<origin hash>.json, written when a host says Retry-After or bans us, read
 // by every fetch function before it sends that host anything. A container keeps what it read for a
 // few seconds, so a busy host costs one GET per container every few seconds, not one per image.
-// The same note carries a pace learnt from a 429: the function that learnt it writes the fleet's
-// (its own pace ÷ its share of the host), and every function keeps its share of it, so the fleet
-// together stays under what the host allows instead of each function learning it from a 429 of its own.
+// The same note carries a pace learnt from a 429: the function that learnt it writes its own pace
+// as the fleet's, and every function keeps its share of it, so the fleet together stays under what
+// the host allows instead of each function learning it from a 429 of its own.
 
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { hostKey, type HostNote } from '../bucket.ts';
@@ -85,15 +85,16 @@ export class S3HostPauses implements FleetPauses {
 
   /**
    * This function learnt that `perSecond` of its own requests a second are what `origin` allows
-   * (the margin kept): the fleet's pace is that ÷ its share (the other group's function is taken
-   * to send as much), unless the note already holds one as slow.
+   * (the margin kept): that is the fleet's pace, unless the note already holds one as slow. Not
+   * that ÷ its share: the 429 says the host counted too many with whatever the other functions sent,
+   * which may have been nothing (measured: a function alone at a host 7 a second learnt 4.9, and
+   * the fleet at twice that crossed again), so only this function's own pace is known to be safe.
    */
   async learnt(origin: string, perSecond: number): Promise<void> {
     if (!(perSecond > 0) || !Number.isFinite(perSecond)) return;
-    const fleet = perSecond / this.#share;
     const known = await this.#note(origin);
-    if (known.pace > 0 && this.#now() - known.paceAt < FLEET_PACE_TTL_MS && known.pace <= fleet) return;
-    await this.#write(origin, { ...known, pace: fleet, paceAt: this.#now() });
+    if (known.pace > 0 && this.#now() - known.paceAt < FLEET_PACE_TTL_MS && known.pace <= perSecond) return;
+    await this.#write(origin, { ...known, pace: perSecond, paceAt: this.#now() });
   }
 
   /** What is known of `origin`'s note, read again when older than the TTL (one read at a time). */
