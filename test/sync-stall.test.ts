@@ -5,7 +5,7 @@
 // settings (cli/target.ts), only the silence that cuts a request shortened.
 
 import assert from 'node:assert/strict';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,13 +26,18 @@ const COUNT = 30;
 // Rows of the index beyond the stored images (pending ones): an index long enough to be cut midway.
 const PENDING = 3_000;
 const body = (n: number): Buffer => sampleImage(`t${n}`, 'jpeg', 4_000 + n * 31);
-const STALL_MS = 300;
+// Short enough for a test, long enough that a loaded machine's slow answers are not cut too.
+const STALL_MS = 1_000;
 
-type Fault = 'silent' | 'half-then-silent';
+type Fault = 'silent' | 'half-then-silent' | 'late';
 /** What the proxy does the next times a request matches: the first fault in the list whose test passes. */
 const faults: Array<{ match: (method: string, url: URL) => boolean; kind: Fault; times: number }> = [];
 /** Requests the proxy stalled, by what they were. */
 const stalled: string[] = [];
+/** Every request's method and path, with its Range. */
+const requests: string[] = [];
+/** Resolved when the proxy sees the index asked for (a 'late' answer waits for it). */
+let indexAsked = Promise.withResolvers<void>();
 
 let emulator: Emulator;
 let proxy: Server;
@@ -45,6 +50,7 @@ before(async () => {
   const target = new URL(emulator.endpoint);
   proxy = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    requests.push(`${req.method} ${url.pathname}${req.headers.range ? ` ${req.headers.range}` : ''}`);
     const fault = faults.find((f) => f.times > 0 && f.match(req.method ?? '', url));
     if (fault) {
       fault.times--;
@@ -52,9 +58,16 @@ before(async () => {
     }
     // Never answered: held until the client cuts it.
     if (fault?.kind === 'silent') return;
+    if (object('index/train.csv')(req.method ?? '', url)) indexAsked.resolve();
+    // Answered whole, but only three times the silence that cuts a request after the
+    // index was asked for: meanwhile the index's answer waits unread.
+    if (fault?.kind === 'late') return void indexAsked.promise.then(() => setTimeout(() => forward(req, res, target, false), 3 * STALL_MS));
+    forward(req, res, target, fault?.kind === 'half-then-silent');
+  });
+  const forward = (req: IncomingMessage, res: ServerResponse, target: URL, half: boolean): void => {
     const upstream = request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
-      if (!fault) return void answer.pipe(res);
+      if (!half) return void answer.pipe(res);
       // The headers and half the body, then silence on an open connection.
       const chunks: Buffer[] = [];
       answer.on('data', (c: Buffer) => chunks.push(c));
@@ -63,8 +76,10 @@ before(async () => {
         res.write(all.subarray(0, all.length >> 1));
       });
     });
+    // A request the client cut (or the proxy's close at the end) ends its upstream request too.
+    upstream.on('error', () => res.destroy());
     req.pipe(upstream);
-  });
+  };
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
   const direct = new S3Client({ endpoint: emulator.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, forcePathStyle: true });
@@ -125,6 +140,28 @@ test('status, listing, records and index stalled before their answer or midway: 
   }
 });
 
+test('the index, asked for while the last downloads run, waits unread longer than the silence that cuts it: read again, the table whole', async () => {
+  faults.length = 0;
+  stalled.length = 0;
+  // One download a second late: the index's answer (sent with the last downloads) waits unread meanwhile.
+  faults.push({ match: object('images/train/7.jpg'), kind: 'late', times: 1 });
+  requests.length = 0;
+  indexAsked = Promise.withResolvers<void>();
+  const s3 = client();
+  try {
+    const dir = join(work, 'late');
+    const home = await bringSplitHome({ s3, bucket, split: 'train', dir, hedge: false, expectedImages: COUNT + PENDING });
+    assert.deepEqual(stalled, ['late GET /stall-bucket/images/train/7.jpg']);
+    assert.deepEqual(requests.filter((r) => r.includes('/index/')), ['GET /stall-bucket/index/train.csv', 'GET /stall-bucket/index/train.csv bytes=0-'], 'the index cut while unread, and asked for again from its start');
+    assert.equal(home.images.downloaded, COUNT);
+    const table = parse(await readFile(home.indexFile), { columns: true }) as Array<Record<string, string>>;
+    assert.equal(table.length, COUNT + PENDING);
+    assert.equal(table.filter((r) => r.status === 'fetched').length, COUNT);
+  } finally {
+    s3.destroy();
+  }
+});
+
 test('a listing that stays silent ends the sync with one line, not a hang', async () => {
   faults.length = 0;
   stalled.length = 0;
@@ -133,7 +170,7 @@ test('a listing that stays silent ends the sync with one line, not a hang', asyn
   try {
     const error = await bringSplitHome({ s3, bucket, split: 'train', dir: join(work, 'never'), hedge: false }).then(() => null, (e: unknown) => e);
     assert.ok(error, 'the sync should fail');
-    assert.ok(stalled.length >= 2, `asked ${stalled.length} times`);
+    assert.ok(stalled.length >= 2, `asked ${stalled.length} times (${(error as Error).name}: ${(error as Error).message})`);
     const line = awsUsageError(error, { where: { endpoint: proxyUrl } }).message;
     assert.match(line, /timed out/);
     assert.doesNotMatch(line, /\n/);

@@ -95,6 +95,8 @@ export function resumableBody(s3: S3Client, bucket: string, key: string, answer:
     const etag = answer.ETag;
     let body = answer.Body as Readable;
     let offset = 0;
+    // Errors are taken where the body is read (below), also one that comes while it waits unread.
+    body.on('error', () => {});
     for (let failures = 0; ;) {
       try {
         for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -116,6 +118,7 @@ export function resumableBody(s3: S3Client, bucket: string, key: string, answer:
           throw new CloudStateError(`reading ${key} from the bucket broke off, and the bucket did not answer the rest from byte ${offset}`);
         }
         body = rest.Body as Readable;
+        body.on('error', () => {});
       }
     }
   }

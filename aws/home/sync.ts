@@ -415,6 +415,8 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   };
 
   let nearEnd = false;
+  // The first failure, before the abort it causes.
+  let cause: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
     while (!signal.aborted) {
       const next = queue.shift();
@@ -429,6 +431,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
         try {
           await copy(next);
         } catch (error) {
+          if (!signal.aborted) cause ??= { error };
           stop.abort();
           wake();
           throw error;
@@ -472,7 +475,10 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   const ramping = ramp().catch(() => {});
   try {
     const listing = listAll();
-    listing.catch(() => stop.abort()); // awaited below, once the workers have stopped
+    listing.catch((error: unknown) => {
+      if (!signal.aborted) cause ??= { error };
+      stop.abort();
+    }); // awaited below, once the workers have stopped
     // Workers the ramp adds while the first ones run are awaited too.
     for (let awaited = 0; awaited < workers.length;) {
       const batch = workers.slice(awaited);
@@ -484,7 +490,8 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   } catch (error) {
     stop.abort();
     wake();
-    throw error;
+    // What stopped the sync, not the downloads it aborted on the way (one line: a listing timed out).
+    throw cause ? cause.error : error;
   } finally {
     done.abort();
     await Promise.all([ramping, warming, watching]);
@@ -533,7 +540,9 @@ export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   let index: Promise<GetObjectCommandOutput> | undefined;
   const readIndex = (): void => {
     index = o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: indexKey(o.split) }), o.signal ? { abortSignal: o.signal } : {});
-    index.catch(() => {}); // awaited by splitRows
+    // Its body waits unread until the downloads end: the SDK's socket time-out may cut it meanwhile,
+    // and an error no one listens to would end the process. resumableBody (splitRows) reads it again.
+    index.then((answer) => void (answer.Body as Readable).on('error', () => {}), () => {}); // awaited by splitRows
   };
   let images: SyncResult;
   try {
