@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { SQSRecord } from 'aws-lambda';
 import { parse } from 'csv-parse/sync';
 import { PREFIX } from '../aws/bucket.ts';
@@ -25,6 +25,7 @@ import { S3Store } from '../aws/lambda/s3-store.ts';
 import { Fetcher } from '../engine/fetch/fetcher.ts';
 import type { Job } from '../engine/job.ts';
 import { startDevCloud, type DevCloud } from '../local-cloud/dev-cloud.ts';
+import { awsClientConfig, startEmulator } from '../local-cloud/emulator.ts';
 import { sampleImage } from '../local-cloud/origin.ts';
 import { lazyFixture } from './support/fixture.ts';
 import { motoSkip, startMoto } from './support/moto.ts';
@@ -144,14 +145,41 @@ describe('a fetch invocation killed mid-batch (local cloud, fauxqs)', () => {
       assert.equal(Number(rows[i]!.bytes), bytes.length);
     }
     // What only the fetch records give (records/, written once per invocation at its end): the
-    // images stored by the killed invocation have none, and their second delivery finds them
-    // stored (HeadObject) and skips them without one. Known gap, see the report of this change.
-    await t.test('the images the killed invocation stored have their sha256, format and attempts in the table', { todo: 'fetch records are written at the end of an invocation; a killed one loses them and the skip on redelivery writes none' }, () => {
-      for (const r of rows.filter((r) => r.status === 'fetched')) {
-        assert.deepEqual([r.image_id, r.sha256 !== '', r.format, r.attempts !== ''], [r.image_id, true, 'jpeg', true]);
+    // images stored by the killed invocation have none of their own; their second delivery finds
+    // them stored (HEAD) and records them from the object's metadata (its sha256).
+    await t.test('the images the killed invocation stored have their sha256, format and attempts in the table', () => {
+      for (const [i, r] of rows.entries()) {
+        if (r.status !== 'fetched') continue;
+        assert.deepEqual([r.image_id, r.sha256, r.format, r.attempts !== '', r.url], [r.image_id, sha256(origin.body(paths[i]!)), 'jpeg', true, `${origin.url}${paths[i]}`]);
       }
+      // The redelivery made no request for them: what the table says of 1 and 3 is what is stored.
+      assert.deepEqual([rows[0]!.attempts, rows[2]!.attempts], ['0', '0']);
     });
   });
+});
+
+describe('what a stored image says of itself (fauxqs)', () => {
+  const fixture = lazyFixture(async (onClose) => {
+    const emulator = await startEmulator();
+    onClose(() => emulator.stop());
+    const s3 = new S3Client(awsClientConfig(emulator));
+    onClose(() => s3.destroy());
+    await s3.send(new CreateBucketCommand({ Bucket: 'described' }));
+    const store = new S3Store(s3, 'described', PREFIX.images);
+    return { store };
+  });
+  after(() => fixture.close());
+
+  // What a record is rebuilt from when the fetch's own is lost; an image over one part goes up in parts.
+  for (const size of [1_000, 6 * 1024 * 1024 + 3]) {
+    test(`an image of ${size} bytes: its HEAD gives its size, SHA-256, source URL and format`, async () => {
+      const { store } = await fixture.get();
+      const body = Buffer.alloc(size, 7);
+      body.set([0xff, 0xd8, 0xff]);
+      assert.equal(await store.put(`s/${size}.jpg`, body, { url: 'https://h/ü.jpg', id: '1', labels: [], contentType: 'image/jpeg' }), true);
+      assert.deepEqual(await store.described(`s/${size}.jpg`), { bytes: size, sha256: sha256(body), url: 'https://h/%C3%BC.jpg', format: 'jpeg' });
+    });
+  }
 });
 
 describe('two writers of one image meet at the write-once put (moto_server)', { skip: motoSkip }, () => {
@@ -196,7 +224,9 @@ describe('two writers of one image meet at the write-once put (moto_server)', { 
     const store = new S3Store(dev.s3, bucket, PREFIX.images);
     const headBeforeTheFirstPut = { head: async () => null, put: store.put.bind(store), replace: store.replace.bind(store), names: store.names.bind(store) };
     const log = new FetchLog(dev.s3, bucket, 'second-writer');
-    const outcome = await handleRecord(record, { s3: dev.s3, bucket, store: headBeforeTheFirstPut, fetcher, signal: new AbortController().signal, log });
+    // Its HEAD answered before the first put; the one after the refused put (described) sees it.
+    let described = 0;
+    const outcome = await handleRecord(record, { s3: dev.s3, bucket, store: headBeforeTheFirstPut, described: (key) => (described++, store.described(key)), fetcher, signal: new AbortController().signal, log });
     await log.flush();
     assert.equal(outcome.status, 'skipped', 'moto refused the put (If-None-Match: *): not counted as fetched twice');
     assert.ok((await stored()).equals(first), 'the first bytes stay');
@@ -206,10 +236,12 @@ describe('two writers of one image meet at the write-once put (moto_server)', { 
     const { rows, dir: images } = await tableOf(dev, 'race', dir);
     assert.deepEqual(rows.map((r) => [r.image_id, r.status]), [['1', 'fetched']]);
     assert.ok((await readFile(join(images, '1.jpg'))).equals(first), 'home has the stored bytes');
-    // The refused writer's fetch record (FetchLog logs a put refused as fetched, with the SHA-256 of
-    // the bytes it was refused) is the split's latest for this id, so sync's table takes its hash.
-    await t.test('the table\'s sha256 is of the bytes stored, not of those refused', { todo: 'FetchLog.add records a refused put (skipped, with the refused bytes\' sha256) as fetched' }, () => {
-      assert.equal(rows[0]!.sha256, sha256(first));
+    // The refused writer's fetch record is the split's latest for this id: it describes the object
+    // stored (one HEAD after the refusal), not the bytes it was refused.
+    await t.test('the table\'s sha256 is of the bytes stored, not of those refused', () => {
+      assert.notEqual(sha256(origin.body('/v/r1.jpg')), sha256(first), 'the second writer fetched other bytes');
+      assert.equal(described, 1);
+      assert.deepEqual([rows[0]!.sha256, rows[0]!.bytes, rows[0]!.format, rows[0]!.url], [sha256(first), String(first.length), 'jpeg', `${origin.url}/v/r1.jpg`]);
     });
   });
 });

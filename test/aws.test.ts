@@ -2,6 +2,7 @@
 // manifest split (index, status object, one message per distinct image, errors with positions).
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,7 +117,8 @@ describe('S3 store', () => {
     assert.equal(await store.head('train/1.jpg'), null);
     const bytes = Buffer.from([0xff, 0xd8, 0xff, 1, 2, 3]);
     assert.equal(await store.put('train/1.jpg', bytes, { url: 'https://h/ü.jpg', id: 'ü/1', labels: ['a b'], contentType: 'image/jpeg' }), true);
-    assert.deepEqual(await store.head('train/1.jpg'), { bytes: bytes.length });
+    // With what its metadata says (the bytes' SHA-256 stored with them), as fetch records need it.
+    assert.deepEqual(await store.head('train/1.jpg'), { bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), url: 'https://h/%C3%BC.jpg', format: 'jpeg' });
     const stored = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'images/train/1.jpg' }));
     assert.ok(Buffer.from(await stored.Body!.transformToByteArray()).equals(bytes));
     assert.equal(stored.ContentType, 'image/jpeg');

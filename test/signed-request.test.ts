@@ -273,6 +273,17 @@ describe('the S3 store on signed requests', () => {
       assert.deepEqual(await store.head('train/1.jpg'), { bytes: 1234 });
       assert.equal(seen.at(-1)!.method, 'HEAD');
       assert.equal(seen.at(-1)!.path, '/the-bucket/images/train/1.jpg');
+      // Its metadata, when well formed: what the bucket says is checked, not believed.
+      seen = [];
+      const digest = 'a1'.repeat(32);
+      answers = [ok({ 'content-length': '1234', 'content-type': 'image/jpeg', 'x-amz-meta-sha256': digest, 'x-amz-meta-source-url': 'https://h/%C3%BC.jpg' })];
+      assert.deepEqual(await store.described('train/1.jpg'), { bytes: 1234, sha256: digest, url: 'https://h/%C3%BC.jpg', format: 'jpeg' });
+      seen = [];
+      answers = [ok({ 'content-length': '1234', 'content-type': 'text/html', 'x-amz-meta-sha256': `${digest}0` })];
+      assert.deepEqual(await store.head('train/1.jpg'), { bytes: 1234 });
+      seen = [];
+      answers = [ok({ 'content-length': '1234', 'x-amz-meta-sha256': digest.toUpperCase() })];
+      assert.deepEqual(await store.head('train/1.jpg'), { bytes: 1234 });
       seen = [];
       answers = [status(404)];
       assert.equal(await store.head('train/2.jpg'), null);
@@ -298,6 +309,8 @@ describe('the S3 store on signed requests', () => {
       assert.equal(put.headers['x-amz-meta-source-url'], 'https://h/%C3%BC.jpg');
       assert.equal(put.headers['x-amz-meta-labels'], 'a b');
       assert.equal(put.headers['x-amz-content-sha256'], createHash('sha256').update(body).digest('hex'));
+      // Kept with the object, so that its HEAD can say what is stored (a record lost, a put refused).
+      assert.equal(put.headers['x-amz-meta-sha256'], createHash('sha256').update(body).digest('hex'));
       assert.deepEqual(put.body, body);
       answers = [status(412, 'PreconditionFailed')];
       assert.equal(await store.put('train/1.jpg', body, meta), false);
@@ -340,6 +353,71 @@ describe("the fetch function's records on signed requests", () => {
       objects.destroy();
       s3.destroy();
     }
+  });
+});
+
+describe("the fetch function's records of skipped images", () => {
+  const job: Job = { split: 'train', id: '7', urls: ['https://h.example/7.jpg'], labels: [], key: 'train/7.jpg', position: 7 };
+  const body = Buffer.from([0xff, 0xd8, 0xff, 1, 2, 3]);
+  const digest = createHash('sha256').update(body).digest('hex');
+  const other = createHash('sha256').update('other bytes').digest('hex');
+  const storedAs = (sha256?: string) => ok({ 'content-length': '11', 'content-type': 'image/jpeg', 'x-amz-meta-source-url': job.urls[0]!, ...(sha256 ? { 'x-amz-meta-sha256': sha256 } : {}) });
+
+  /** One delivery of the job: its requests, and the lines its fetch log writes. */
+  async function deliver(receives: number, serverAnswers: typeof answers): Promise<{ status: string; requests: string[]; lines: Array<Record<string, unknown>> }> {
+    const s3 = s3Client();
+    const objects = signedObjectsOnce(s3, 'the-bucket');
+    try {
+      const store = new S3Store(s3, 'the-bucket', 'images/', objects);
+      const record = { messageId: 'm7', receiptHandle: 'r7', body: encodeJob(job), attributes: { ApproximateReceiveCount: String(receives) } } as unknown as SQSRecord;
+      const fetcher: ImageFetcher = { fetchImage: async () => ({ ok: true, url: job.urls[0]!, body, format: 'jpeg', contentType: 'image/jpeg', attempts: 2, httpStatus: 200, sha256: digest }) };
+      const log = new FetchLog(s3, 'the-bucket', 'invocation-7', objects);
+      seen = [];
+      answers = serverAnswers;
+      const outcome = await handleRecord(record, { s3, bucket: 'the-bucket', store, described: (key) => store.described(key), fetcher, signal: new AbortController().signal, log, objects });
+      const requests = seen.map((r) => `${r.method} ${r.path}`);
+      seen = [];
+      answers = [ok()];
+      await log.flush();
+      const lines = seen.length === 0 ? [] : seen[0]!.body.toString().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      return { status: outcome.status, requests, lines };
+    } finally {
+      objects.destroy();
+      s3.destroy();
+    }
+  }
+  const line = (l: Record<string, unknown>) => [l.id, l.status, l.url, l.bytes, l.format, l.sha256, l.attempts];
+
+  test('found stored on a first delivery: one HEAD, no line (the delivery that stored it has said it all)', async () => {
+    const d = await deliver(1, [storedAs(digest)]);
+    assert.deepEqual([d.status, d.requests, d.lines], ['skipped', ['HEAD /the-bucket/images/train/7.jpg'], []]);
+  });
+
+  test('found stored on a redelivery: a line from the same HEAD\'s metadata, no request more', async () => {
+    const d = await deliver(2, [storedAs(other)]);
+    assert.deepEqual([d.status, d.requests], ['skipped', ['HEAD /the-bucket/images/train/7.jpg']]);
+    assert.deepEqual(d.lines.map(line), [['7', 'fetched', job.urls[0], 11, 'jpeg', other, 0]]);
+  });
+
+  test('found stored without its sha256 (stored before puts carried it): no line rather than a line without it', async () => {
+    const d = await deliver(3, [storedAs()]);
+    assert.deepEqual([d.status, d.requests.length, d.lines], ['skipped', 1, []]);
+  });
+
+  test('a put refused: one HEAD more, and the line describes the bytes stored, not those refused', async () => {
+    const d = await deliver(1, [status(404), status(412, 'PreconditionFailed'), storedAs(other)]);
+    assert.deepEqual([d.status, d.requests], ['skipped', ['HEAD /the-bucket/images/train/7.jpg', 'PUT /the-bucket/images/train/7.jpg', 'HEAD /the-bucket/images/train/7.jpg']]);
+    assert.deepEqual(d.lines.map(line), [['7', 'fetched', job.urls[0], 11, 'jpeg', other, 2]]);
+  });
+
+  test('a put refused for the very bytes stored: the delivery\'s own line (it says more: the fetched size)', async () => {
+    const d = await deliver(2, [status(404), status(412, 'PreconditionFailed'), ok({ 'content-length': '6', 'content-type': 'image/jpeg', 'x-amz-meta-sha256': digest })]);
+    assert.deepEqual(d.lines.map((l) => [...line(l), l.originalBytes]), [['7', 'fetched', job.urls[0], 6, 'jpeg', digest, 2, 6]]);
+  });
+
+  test('the HEAD after a refused put not answered: the image stays skipped, no line', async () => {
+    const d = await deliver(1, [status(404), status(412, 'PreconditionFailed'), status(403)]);
+    assert.deepEqual([d.status, d.requests.length, d.lines], ['skipped', 3, []]);
   });
 });
 

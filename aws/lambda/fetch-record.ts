@@ -4,13 +4,15 @@
 // after maxReceiveCount receives. What each fetch learnt goes to records/ (FetchLog), for sync.
 // A job whose host is paused for the fleet (host-pauses.ts) is not tried, and one whose host asks
 // to wait (Retry-After) pauses it for the fleet: either way it waits in the queue, not failed.
+// A skipped image is recorded only when its record may be missing or wrong (a redelivery, a put
+// refused), and then as what is stored, from the object's HEAD (its metadata's SHA-256).
 
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { hash } from 'node:crypto';
 import type { SQSRecord } from 'aws-lambda';
 import { decodeJob } from '../job-message.ts';
 import type { Job } from '../../engine/job.ts';
-import { isTransient, type Failed, type Outcome } from '../../engine/outcome.ts';
+import { isTransient, type Failed, type Outcome, type Skipped } from '../../engine/outcome.ts';
 import type { Store } from '../../engine/store.ts';
 import { fetchJob, type ImageFetcher, type ImageStep } from '../../engine/worker.ts';
 import { failureKey, recordsKey, type FailureRecord, type FetchRecord } from '../bucket.ts';
@@ -18,6 +20,7 @@ import { Unfinished } from './straggler.ts';
 import { HostPaused, type FleetPauses } from './host-pauses.ts';
 import { jobOrigin } from '../fifo.ts';
 import type { SignedObjects } from '../signed-request.ts';
+import { storedSourceUrl, type StoredImage } from './s3-store.ts';
 
 
 export class TransientFailure extends Error {
@@ -45,6 +48,11 @@ export interface RecordDeps {
   pauses?: FleetPauses;
   /** The function's signed client of the bucket: failure records go through it, not an SDK command, when given. */
   objects?: SignedObjects;
+  /**
+   * What `store` holds under a key, with its metadata (S3Store.described: the same HEAD as its
+   * head()). Without it, skipped images are never recorded.
+   */
+  described?: (key: string) => Promise<StoredImage | null>;
 }
 
 /** A small object of the function's own (a record): PUT through the signed client when there is one, else the SDK. */
@@ -76,9 +84,10 @@ export class FetchLog {
   }
 
   add(job: Job, outcome: Outcome): void {
-    // Found already stored (attempts 0): nothing learnt, and the fetch that stored it said it all.
-    if (outcome.status === 'skipped' && !outcome.sha256) return;
-    const line: FetchRecord = {
+    // Skipped: found stored, or fetched and then refused at the put (another delivery stored it
+    // first, maybe other bytes). Either way this fetch did not store what is there: see addStored.
+    if (outcome.status === 'skipped') return;
+    this.#push(job.split, {
       id: job.id, key: job.key, status: outcome.status === 'failed' ? 'failed' : 'fetched', url: outcome.url, bytes: outcome.bytes,
       ...(outcome.format ? { format: outcome.format } : {}),
       ...(outcome.status === 'failed' ? { reason: outcome.reason, detail: outcome.detail } : {}),
@@ -88,9 +97,37 @@ export class FetchLog {
       ...(outcome.width !== undefined ? { width: outcome.width, height: outcome.height } : {}),
       ...(outcome.originalBytes !== undefined ? { originalBytes: outcome.originalBytes } : {}),
       at: new Date().toISOString(),
-    };
-    let lines = this.#lines.get(job.split);
-    if (!lines) this.#lines.set(job.split, (lines = []));
+    });
+  }
+
+  /**
+   * A skipped image as it is stored (its HEAD): a `fetched` line, for a delivery whose own record
+   * may be lost (an invocation killed before its end) or of a put refused. When this delivery
+   * fetched the very bytes stored, its own line, which says more (size in pixels, fetched size).
+   * An object without its SHA-256 in its metadata (stored before puts carried it) gets no line: a
+   * line without it would replace a complete record, if the first delivery's was written.
+   * `attempts` stays this delivery's (0 when it found the image stored): the storing one's are not known.
+   */
+  addStored(job: Job, stored: StoredImage, outcome: Skipped): void {
+    if (stored.sha256 === undefined) return;
+    if (outcome.sha256 === stored.sha256 && outcome.format !== undefined && outcome.bytes === stored.bytes) {
+      this.add(job, { ...outcome, status: 'fetched', format: outcome.format, sha256: outcome.sha256 });
+      return;
+    }
+    this.#push(job.split, {
+      id: job.id, key: job.key, status: 'fetched',
+      // The URL that answered for the bytes stored; the stored text when it is none of this job's (another manifest's entry).
+      url: storedSourceUrl(job.urls, stored) ?? stored.url ?? outcome.url, bytes: stored.bytes,
+      ...(stored.format ? { format: stored.format } : {}),
+      attempts: outcome.attempts,
+      sha256: stored.sha256,
+      at: new Date().toISOString(),
+    });
+  }
+
+  #push(split: string, line: FetchRecord): void {
+    let lines = this.#lines.get(split);
+    if (!lines) this.#lines.set(split, (lines = []));
     lines.push(JSON.stringify(line));
   }
 
@@ -101,6 +138,15 @@ export class FetchLog {
   }
 }
 
+/** `store` with its head() answered by `described`, what it found kept in `found`. */
+function keepingHead(store: Store, described: (key: string) => Promise<StoredImage | null>, found: { stored: StoredImage | null }): Store {
+  return {
+    head: async (key) => (found.stored = await described(key)),
+    put: (key, body, meta) => store.put(key, body, meta),
+    replace: (key, body) => store.replace(key, body),
+    names: (folder) => store.names(folder),
+  };
+}
 
 export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise<Outcome> {
   const job = decodeJob(record.body);
@@ -108,7 +154,12 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
   // Unknown (S3 would not say): the fetch goes ahead, and the host's own answer decides.
   const paused = (await deps.pauses?.get(origin).catch(() => 0)) ?? 0;
   if (paused > 0) throw new HostPaused(`${job.split}/${job.id}`, paused);
-  const outcome = await fetchJob(job, deps.store, deps.fetcher, deps.signal, deps.image);
+  const receives = Number(record.attributes.ApproximateReceiveCount ?? 1);
+  // A redelivery may find its image stored by a delivery whose records were lost: the HEAD that
+  // finds it (with its metadata) is kept to describe it, so that costs no request more.
+  const found: { stored: StoredImage | null } = { stored: null };
+  const store = deps.log && deps.described && receives > 1 ? keepingHead(deps.store, deps.described, found) : deps.store;
+  const outcome = await fetchJob(job, store, deps.fetcher, deps.signal, deps.image);
   if (deps.signal.aborted && outcome.status === 'failed') {
     // Cut short by its share of the invocation or the function's deadline, not by the origin: not
     // a failure of the image, only not done yet (straggler.ts).
@@ -123,7 +174,13 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
     throw new HostPaused(`${job.split}/${job.id}`, until);
   }
   deps.onOutcome?.(job, outcome);
-  deps.log?.add(job, outcome);
+  if (outcome.status !== 'skipped') deps.log?.add(job, outcome);
+  else if (deps.log && deps.described && (receives > 1 || outcome.attempts > 0)) {
+    // Fetched and then refused at the put: the HEAD before the fetch found nothing, so one HEAD
+    // more (only then) says what the other delivery stored. Not answered: no line, as before.
+    const stored = outcome.attempts > 0 ? await deps.described(job.key).catch(() => null) : found.stored;
+    if (stored) deps.log.addStored(job, stored, outcome);
+  }
   if (outcome.status !== 'failed') return outcome;
   const transient = isTransient(outcome.reason);
   const failure: FailureRecord = {

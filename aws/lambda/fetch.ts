@@ -45,7 +45,10 @@ function setUp(): Container {
   const pauses = new S3HostPauses(s3, bucket);
   // The images' HEADs and PUTs and the records' PUTs, signed over one keep-alive pool (the SDK stays for host pauses).
   const objects = signedObjectsOnce(s3, bucket);
-  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), pauses, bucket, objects, store: new S3Store(s3, bucket, PREFIX.images, objects), ...imageStep(s3, bucket, objects), fetcher: new Fetcher({ ...options, hostPauses: pauses }), maxBytes: options.maxBytes!, maxReceiveCount: maxReceiveCount(), sameBytes: new SameBytes(placeholderThreshold()), onOutcome: record };
+  const store = new S3Store(s3, bucket, PREFIX.images, objects);
+  // What is stored, for the records of redelivered jobs and refused puts (fetch-record.ts).
+  const described = (key: string) => store.described(key);
+  return { s3, sqs, redelivery: new Redelivery(sqs, retryDelaySeconds()), pauses, bucket, objects, store, described, ...imageStep(s3, bucket, objects), fetcher: new Fetcher({ ...options, hostPauses: pauses }), maxBytes: options.maxBytes!, maxReceiveCount: maxReceiveCount(), sameBytes: new SameBytes(placeholderThreshold()), onOutcome: record };
 }
 
 /** Resizing when the stack asks for it, the originals kept under originals/ when it says so. */
