@@ -229,6 +229,7 @@ describe('two writers of one image meet at the write-once put (moto_server)', { 
     const outcome = await handleRecord(record, { s3: dev.s3, bucket, store: headBeforeTheFirstPut, described: (key) => (described++, store.described(key)), fetcher, signal: new AbortController().signal, log });
     await log.flush();
     assert.equal(outcome.status, 'skipped', 'moto refused the put (If-None-Match: *): not counted as fetched twice');
+    assert.ok(outcome.attempts > 0, 'it fetched (its HEAD came before the first put): the put was refused');
     assert.ok((await stored()).equals(first), 'the first bytes stay');
     const listed = await dev.s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'failures/race/' }));
     assert.equal(listed.KeyCount ?? 0, 0, 'no failure recorded');

@@ -49,8 +49,8 @@ export interface RecordDeps {
   /** The function's signed client of the bucket: failure records go through it, not an SDK command, when given. */
   objects?: SignedObjects;
   /**
-   * What `store` holds under a key, with its metadata (S3Store.described: the same HEAD as its
-   * head()). Without it, skipped images are never recorded.
+   * What `store` holds under a key, with its metadata (S3Store.described; its head() returns the
+   * same, which a redelivery keeps). Without it, skipped images are never recorded.
    */
   described?: (key: string) => Promise<StoredImage | null>;
 }
@@ -138,10 +138,10 @@ export class FetchLog {
   }
 }
 
-/** `store` with its head() answered by `described`, what it found kept in `found`. */
-function keepingHead(store: Store, described: (key: string) => Promise<StoredImage | null>, found: { stored: StoredImage | null }): Store {
+/** `store` with what its head() found kept in `found` (S3Store's answer carries the object's metadata). */
+function keepingHead(store: Store, found: { stored: StoredImage | null }): Store {
   return {
-    head: async (key) => (found.stored = await described(key)),
+    head: async (key) => (found.stored = await store.head(key)),
     put: (key, body, meta) => store.put(key, body, meta),
     replace: (key, body) => store.replace(key, body),
     names: (folder) => store.names(folder),
@@ -158,7 +158,7 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
   // A redelivery may find its image stored by a delivery whose records were lost: the HEAD that
   // finds it (with its metadata) is kept to describe it, so that costs no request more.
   const found: { stored: StoredImage | null } = { stored: null };
-  const store = deps.log && deps.described && receives > 1 ? keepingHead(deps.store, deps.described, found) : deps.store;
+  const store = deps.log && deps.described && receives > 1 ? keepingHead(deps.store, found) : deps.store;
   const outcome = await fetchJob(job, store, deps.fetcher, deps.signal, deps.image);
   if (deps.signal.aborted && outcome.status === 'failed') {
     // Cut short by its share of the invocation or the function's deadline, not by the origin: not
@@ -177,7 +177,8 @@ export async function handleRecord(record: SQSRecord, deps: RecordDeps): Promise
   if (outcome.status !== 'skipped') deps.log?.add(job, outcome);
   else if (deps.log && deps.described && (receives > 1 || outcome.attempts > 0)) {
     // Fetched and then refused at the put: the HEAD before the fetch found nothing, so one HEAD
-    // more (only then) says what the other delivery stored. Not answered: no line, as before.
+    // more (only then) says what the other delivery stored. Not answered: no line (the storing
+    // delivery's stands, if it was written).
     const stored = outcome.attempts > 0 ? await deps.described(job.key).catch(() => null) : found.stored;
     if (stored) deps.log.addStored(job, stored, outcome);
   }
