@@ -517,3 +517,43 @@ describe('limits learnt as the simulated web counts them (local-cloud/sim-web.ts
     assert.equal(granted.length, 2);
   });
 });
+
+describe('tryAcquire: a slot at once, only when acquire() would not wait', () => {
+  test('grants within the allowance and counts like acquire(); null at the allowance and past the overall limit', async () => {
+    const { gate: g } = gate({ hostConcurrency: 4, concurrency: 3 });
+    assert.equal(g.tryAcquire(A), null, 'an origin never seen goes through acquire()');
+    const first = await g.acquire(A, FOREVER);
+    assert.ok(first.ok);
+    assert.equal(g.tryAcquire(A), null, 'the allowance starts at one');
+    first.grant.done('ok'); // slow start: one more
+    const fast = [g.tryAcquire(A), g.tryAcquire(A)];
+    assert.ok(fast[0] && fast[1], 'room at the origin: granted at once');
+    assert.equal(g.tryAcquire(A), null, 'the allowance (2) is reached');
+    assert.equal(g.state(A)!.inFlight, 2);
+    const queued = ask(g, A, 1);
+    await settled();
+    assert.equal(queued.granted.length, 0, 'acquire() counts the slots the fast path holds');
+    const other = await g.acquire(B, FOREVER);
+    assert.ok(other.ok);
+    fast[0]!.done('ok');
+    await settled();
+    assert.equal(queued.granted.length, 1, 'a freed slot goes to the waiter first');
+    assert.equal(g.tryAcquire(A), null, 'three in flight over all origins: the overall limit');
+    for (const grant of [fast[1]!, queued.granted[0]!, other.grant]) grant.done('ok');
+    assert.equal(g.state(A)!.inFlight + g.state(B)!.inFlight, 0);
+  });
+
+  test('null while the origin is paused and before its next start is due', async () => {
+    const { gate: g, clock } = gate();
+    const first = await g.acquire(A, FOREVER);
+    assert.ok(first.ok);
+    first.grant.done('throttled', 5_000);
+    assert.equal(g.tryAcquire(A), null, 'paused by Retry-After');
+    await clock.advance(5_000);
+    const after = g.tryAcquire(A);
+    assert.ok(after, 'the pause is over');
+    assert.ok(g.state(A)!.spacingMs > 0);
+    assert.equal(g.tryAcquire(A), null, 'a 429 at one at a time spaces the starts');
+    after.done('ok');
+  });
+});

@@ -375,12 +375,17 @@ export class Fetcher {
     if (target instanceof GuardError) return { ok: false, url: url.href, reason: target.reason, detail: target.message, attempts: attemptsBefore };
     let attempts = attemptsBefore;
     for (let retry = 0; ; ) {
+      // A slot free now is taken at once; otherwise the wait (the origin's turn, pace and pauses)
+      // is not the request's time.
+      const free = signal.aborted ? null : this.#gate.tryAcquire(origin);
       let entry: Entry;
-      try {
-        // The origin's turn, pace and pauses are not the request's time.
-        entry = await deadline.outside(() => this.#gate.acquire(origin, patientUntil, signal));
-      } catch (error) {
-        return { ok: false, url: url.href, attempts, ...classifyError(error, 'headers', 0, signal) };
+      if (free) entry = { ok: true, grant: free };
+      else {
+        try {
+          entry = await deadline.outside(() => this.#gate.acquire(origin, patientUntil, signal));
+        } catch (error) {
+          return { ok: false, url: url.href, attempts, ...classifyError(error, 'headers', 0, signal) };
+        }
       }
       if (!entry.ok) return pausedFailure(url.href, attempts, entry.until, entry.reason);
       attempts++;
