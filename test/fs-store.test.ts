@@ -29,12 +29,30 @@ test('put never overwrites an existing file (If-None-Match: * semantics)', async
   assert.deepEqual(await readdir(join(root, 'b')), ['s'], 'temporaries are gone after close');
 });
 
-test('put through the thread pool once a put was slow: the same bytes, the same refusal, no temporaries', async () => {
-  // slowPutMs -1: the first put (synchronous) counts as slow, every later one goes through the pool.
+test('puts stay synchronous through a slow put now and then, and go to the thread pool after three in a row', async () => {
+  let t = 0;
+  const durations = [50, 1, 50, 50, 1, 50, 50, 50, 1];
+  let put = 0;
+  // Each put reads the clock twice: before and after its calls.
+  const now = (): number => (t += durations[Math.floor(put++ / 2)]! / 2);
+  const store = await FsStore.open(join(root, 'sporadic'), { now });
+  const seen: boolean[] = [];
+  for (let i = 0; i < durations.length; i++) {
+    assert.equal(await store.put(`s/${i}.jpg`, Buffer.alloc(100, i), meta), true);
+    seen.push(store.synchronousPuts);
+  }
+  assert.deepEqual(seen, [true, true, true, true, true, true, true, false, false]);
+  for (let i = 0; i < durations.length; i++) assert.ok((await readFile(join(root, 'sporadic', 's', `${i}.jpg`))).equals(Buffer.alloc(100, i)));
+  await store.close();
+});
+
+test('put through the thread pool once puts were slow: the same bytes, the same refusal, no temporaries', async () => {
+  // slowPutMs -1: every synchronous put counts as slow; after three, every later one goes through the pool.
   const store = await FsStore.open(join(root, 'slow'), { slowPutMs: -1 });
   const bodies = Array.from({ length: 40 }, (_, i) => Buffer.alloc(20_000 + i, i));
   const stored = await Promise.all(bodies.map((body, i) => store.put(`s/${i}.jpg`, body, meta)));
   assert.deepEqual(stored, bodies.map(() => true));
+  assert.equal(store.synchronousPuts, false);
   assert.equal(await store.put('s/3.jpg', Buffer.from('other'), meta), false);
   for (const [i, body] of bodies.entries()) assert.ok((await readFile(join(root, 'slow', 's', `${i}.jpg`))).equals(body));
   const temps = await readdir(join(root, 'slow', '.cloudfetch-tmp'));
