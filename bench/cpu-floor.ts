@@ -2,7 +2,9 @@
 // in the same run. The bare client (bench/bare-client.ts) is undici's request() on an Agent,
 // bodies read and dropped: no files, no guard, no hashing, no index; "+ files" also writes each
 // body to a file of its own, as aria2c does. If even it spends more CPU per image than aria2c (which
-// writes every file), no Node client will match aria2c. Each tool is its own process under GNU
+// writes every file), no Node client will match aria2c. "lean + files" is the leanest such client
+// found (bare-client.ts --lean: dispatch() with its own handler, synchronous writes), the floor
+// for cloudfetch's own way of fetching and writing. Each tool is its own process under GNU
 // time; the runs alternate; every run is checked (every image answered, every file written).
 //
 //   node bench/cpu-floor.ts [--scenarios 64@1,256@50] [--urls 8000] [--runs 3] [--out-dir DIR] [--before TREE]
@@ -54,9 +56,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => vo
 
 const sizeOf = (i: number): number => 20 * 1024 + ((i * 7919) % (20 * 1024));
 
-type Tool = 'bare undici' | 'bare undici + files' | 'aria2c -i' | 'cloudfetch run' | 'cloudfetch run (before)';
+type Tool = 'bare undici' | 'bare undici + files' | 'bare undici lean + files' | 'aria2c -i' | 'cloudfetch run' | 'cloudfetch run (before)';
 const BEFORE_CLI = values.before ? join(resolve(values.before), 'cli', 'cloudfetch.js') : null;
-const TOOLS: Tool[] = ['bare undici', 'bare undici + files', 'aria2c -i', ...(BEFORE_CLI ? ['cloudfetch run (before)' as const] : []), 'cloudfetch run'];
+const TOOLS: Tool[] = ['bare undici', 'bare undici + files', 'bare undici lean + files', 'aria2c -i', ...(BEFORE_CLI ? ['cloudfetch run (before)' as const] : []), 'cloudfetch run'];
 
 async function runTool(tool: Tool, list: string, connections: number, count: number, totalBytes: number): Promise<{ result: Measured; problem: string | null }> {
   const timeFile = join(workDir!, 'time.txt');
@@ -65,9 +67,9 @@ async function runTool(tool: Tool, list: string, connections: number, count: num
   await rm(out, { recursive: true, force: true });
   await mkdir(out);
   const failed = (result: Measured): string | null => (result.exitCode !== 0 ? `exited with ${result.exitCode ?? result.signal}: ${result.stderr.trim().split('\n').slice(-2).join(' / ')}` : null);
-  if (tool === 'bare undici' || tool === 'bare undici + files') {
-    const files = tool === 'bare undici + files';
-    const result = await measure(process.execPath, [BARE, list, String(connections), ...(files ? [out] : [])], options);
+  if (tool.startsWith('bare undici')) {
+    const files = tool !== 'bare undici';
+    const result = await measure(process.execPath, [BARE, list, String(connections), ...(files ? [out] : []), ...(tool === 'bare undici lean + files' ? ['--lean'] : [])], options);
     const got = failed(result) ? null : (JSON.parse(result.stdout) as { ok: number; bytes: number });
     const written = files ? (await readdir(out)).length : count;
     return { result, problem: failed(result) ?? (got!.ok !== count || got!.bytes !== totalBytes || written !== count ? `${got!.ok} answered, ${got!.bytes} bytes, ${written} files` : null) };
