@@ -1,12 +1,12 @@
-// Reads many small objects fast: GETs signed with SigV4 (the SDK's own signer, credentials and
-// endpoint rules, taken from an S3Client) and sent over one undici pool with keep-alive. A body cut
+// Reads many small objects fast: GETs signed with SigV4 (aws/signed-request.ts: the S3Client's
+// credentials and endpoint rules) and sent over one undici pool with keep-alive. A body cut
 // midway is resumed from where it broke off (Range, If-Match), and reads can share a rate limit.
 // The SDK's GetObject spends about 0.5 ms of CPU per call in its middleware; for a sync of a
 // million 30 KB images that, not the network, was the limit (see bench/sync.ts).
 
-import { SignatureV4 } from '@smithy/signature-v4';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Agent } from 'undici';
+import { bucketSigner, encodeKeySegment, type RequestSigner } from '../signed-request.ts';
 
 /** The start of a body whose transfer was cut: the next attempt asks only for the rest. */
 export interface PartialBody {
@@ -48,31 +48,14 @@ export class ObjectReadError extends Error {
   }
 }
 
-interface ResolvedEndpoint {
-  url: URL;
-  properties?: { authSchemes?: Array<{ name?: string; signingName?: string; signingRegion?: string }> };
-}
-
-// The parts of S3Client.config used here (resolved configuration, typed loosely by the SDK).
-interface S3Config {
-  region: () => Promise<string>;
-  credentials: () => Promise<{ accessKeyId: string; secretAccessKey: string; sessionToken?: string }>;
-  sha256: new (secret?: unknown) => { update(data: Uint8Array | string): void; digest(): Promise<Uint8Array> };
-  endpoint?: () => Promise<{ protocol: string; hostname: string; port?: number; path: string } | { url: URL }>;
-  endpointProvider: (params: Record<string, unknown>, context: Record<string, unknown>) => ResolvedEndpoint;
-  useFipsEndpoint: () => Promise<boolean>;
-  useDualstackEndpoint: () => Promise<boolean>;
-  forcePathStyle?: boolean;
-}
-
 export class ObjectReader {
   #base: URL;
-  #signer: SignatureV4;
+  #signer: RequestSigner;
   #agent: Agent;
   /** Aborts warm()'s requests still open when the reader closes. */
   #warming = new AbortController();
 
-  private constructor(base: URL, signer: SignatureV4, agent: Agent) {
+  private constructor(base: URL, signer: RequestSigner, agent: Agent) {
     this.#base = base;
     this.#signer = signer;
     this.#agent = agent;
@@ -80,31 +63,7 @@ export class ObjectReader {
 
   /** A reader of `bucket` with the client's region, credentials and endpoint. */
   static async open(s3: S3Client, bucket: string, connections: number, stallMs = 60_000): Promise<ObjectReader> {
-    const config = s3.config as unknown as S3Config;
-    const region = await config.region();
-    const custom = config.endpoint ? await config.endpoint() : undefined;
-    const endpoint = custom === undefined ? undefined
-      : 'url' in custom ? custom.url.href
-      : `${custom.protocol}//${custom.hostname}${custom.port ? `:${custom.port}` : ''}${custom.path}`;
-    const resolved = config.endpointProvider({
-      Bucket: bucket,
-      Region: region,
-      UseFIPS: await config.useFipsEndpoint(),
-      UseDualStack: await config.useDualstackEndpoint(),
-      ForcePathStyle: config.forcePathStyle ?? false,
-      Accelerate: false,
-      ...(endpoint ? { Endpoint: endpoint } : {}),
-    }, {});
-    const scheme = resolved.properties?.authSchemes?.find((s) => s.name === 'sigv4');
-    const signer = new SignatureV4({
-      credentials: config.credentials,
-      region: scheme?.signingRegion ?? region,
-      service: scheme?.signingName ?? 's3',
-      sha256: config.sha256,
-      uriEscapePath: false, // S3 signs the path as sent, without double encoding
-      applyChecksum: false,
-    });
-    const base = new URL(resolved.url.href.endsWith('/') ? resolved.url.href : `${resolved.url.href}/`);
+    const { base, signer } = await bucketSigner(s3, bucket);
     const agent = new Agent({ connections, connect: { timeout: 15_000 }, headersTimeout: stallMs, bodyTimeout: stallMs, keepAliveTimeout: 30_000 });
     return new ObjectReader(base, signer, agent);
   }
@@ -121,12 +80,8 @@ export class ObjectReader {
     const path = this.#pathOf(WARM_KEY);
     const signal = stop ? AbortSignal.any([stop, this.#warming.signal]) : this.#warming.signal;
     const open = async (): Promise<void> => {
-      const signed = await this.#signer.sign({
-        method: 'GET', protocol: this.#base.protocol, hostname: this.#base.hostname,
-        ...(this.#base.port ? { port: Number(this.#base.port) } : {}),
-        path, query: {}, headers: { host: this.#base.host, range: 'bytes=0-0', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
-      });
-      const answer = await this.#agent.request({ origin: this.#base.origin, path, method: 'GET', headers: signed.headers, signal });
+      const headers = await this.#signer.sign('GET', path, { host: this.#base.host, range: 'bytes=0-0', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' });
+      const answer = await this.#agent.request({ origin: this.#base.origin, path, method: 'GET', headers, signal });
       await answer.body.dump();
     };
     await Promise.allSettled(Array.from({ length: connections }, open));
@@ -154,18 +109,10 @@ export class ObjectReader {
     const headers: Record<string, string> = { host: this.#base.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
     if (resume || o.range) headers.range = `bytes=${from}-${o.range ? o.range.end - 1 : ''}`;
     if (resume?.etag) headers['if-match'] = resume.etag;
-    const signed = await this.#signer.sign({
-      method: 'GET',
-      protocol: this.#base.protocol,
-      hostname: this.#base.hostname,
-      ...(this.#base.port ? { port: Number(this.#base.port) } : {}),
-      path,
-      query: {},
-      headers,
-    });
+    const signed = await this.#signer.sign('GET', path, headers);
     let answer;
     try {
-      answer = await this.#agent.request({ origin: this.#base.origin, path, method: 'GET', headers: signed.headers, ...(o.signal ? { signal: o.signal } : {}) });
+      answer = await this.#agent.request({ origin: this.#base.origin, path, method: 'GET', headers: signed, ...(o.signal ? { signal: o.signal } : {}) });
     } catch (error) {
       throw new ObjectReadError(`${key}: ${(error as Error).message}`, undefined, error, resume);
     }
@@ -220,7 +167,3 @@ function contentRangeStart(value: string | string[] | undefined): number | undef
   return match ? Number(match[1]) : undefined;
 }
 
-/** RFC 3986 encoding of one key segment, as S3 expects in a signed path. */
-function encodeKeySegment(segment: string): string {
-  return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
