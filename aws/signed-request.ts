@@ -88,7 +88,8 @@ export class RequestSigner {
 
   /**
    * `headers`: lower-case names, `host` and `x-amz-content-sha256` among them. Returns them with
-   * x-amz-date, the session token and authorization added.
+   * x-amz-date, the session token and authorization added. A query string after `?` in `path` must
+   * be canonical already (names sorted, names and values RFC 3986-encoded).
    */
   async sign(method: string, path: string, headers: Record<string, string>, now = new Date()): Promise<Record<string, string>> {
     const credentials = await this.#credentials();
@@ -97,7 +98,8 @@ export class RequestSigner {
     const all: Record<string, string> = { ...headers, 'x-amz-date': date };
     if (credentials.sessionToken) all['x-amz-security-token'] = credentials.sessionToken;
     const names = Object.keys(all).sort();
-    let canonical = `${method}\n${path}\n\n`;
+    const q = path.indexOf('?');
+    let canonical = q < 0 ? `${method}\n${path}\n\n` : `${method}\n${path.slice(0, q)}\n${path.slice(q + 1)}\n`;
     for (const name of names) canonical += `${name}:${all[name]!.trim().replace(/\s+/g, ' ')}\n`;
     const signedHeaders = names.join(';');
     canonical += `\n${signedHeaders}\n${all['x-amz-content-sha256']}`;

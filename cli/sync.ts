@@ -2,7 +2,7 @@
 
 import cliProgress from 'cli-progress';
 import { FIRST_PAGE, bringSplitHome, openReader, placement, type HomeOptions, type SplitHome } from '../aws/home/sync.ts';
-import { listPage } from '../aws/listing.ts';
+import { BucketLister } from '../aws/home/bucket-list.ts';
 import { imagesPrefix } from '../aws/bucket.ts';
 import type { PackedResult } from '../aws/home/packed-sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
@@ -37,17 +37,18 @@ export interface SyncCommandOptions {
 export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
   // The downloads' connections open while the splits' status is read (round trips of a long link).
   const reader = o.dryRun ? undefined : await openReader(t.s3, t.bucket, o);
+  const lister = new BucketLister(t.s3, t.bucket);
   try {
-    return await syncSplits(t, o, reader);
+    return await syncSplits(t, o, reader, lister);
   } catch (error) {
     // A body of the bucket's that kept breaking off: its one line, not an unexpected error.
     throw error instanceof CloudStateError ? new CommandFailed(error.message) : error;
   } finally {
-    await reader?.close();
+    await Promise.all([reader?.close(), lister.close()]);
   }
 }
 
-async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
+async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined, lister: BucketLister): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
   // Whether a failed attempt may still be retried: then its row is pending, not failed. Read with
   // the splits: each is a round trip of a long link.
   // One split (the usual case): the first page of its images, its fetch records and its failure
@@ -57,7 +58,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
   const named = (names: readonly string[]): void => {
     if (names.length !== 1 || o.packed) return;
     const split = names[0]!;
-    const firstPage = listPage(t.s3, t.bucket, imagesPrefix(split), { maxKeys: FIRST_PAGE });
+    const firstPage = lister.page(imagesPrefix(split), { maxKeys: FIRST_PAGE });
     const records = fetchRecords(t.s3, t.bucket, split);
     const failures = failureReasons(t.s3, t.bucket, split);
     // Awaited by the split's sync, if it is one to sync.
@@ -94,6 +95,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
       const home = await bringSplitHome({
         s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? false,
         ...(reader ? { reader } : {}),
+        lister,
         ...(bandwidth ? { bandwidth } : {}),
         ...early.get(split),
         queueBusy: queueBusy(queue), dryRun: o.dryRun ?? false, verify: o.verify ?? false,

@@ -251,6 +251,8 @@ const NETWORK_CAUSES: Record<string, string> = {
   ETIMEDOUT: 'timed out',
   ESOCKETTIMEDOUT: 'timed out',
   UND_ERR_CONNECT_TIMEOUT: 'timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'timed out',
+  UND_ERR_BODY_TIMEOUT: 'timed out',
   ECONNRESET: 'connection reset',
   ECONNABORTED: 'connection reset',
   EPIPE: 'connection reset',

@@ -22,7 +22,8 @@ import type { TokenBucket } from '../../engine/token-bucket.ts';
 import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, resumableBody, sameBytesOf, splitRows, type CloudRow, type FetchRecords, type SplitCounts } from './cloud-state.ts';
 import type { FailureReason } from '../../engine/outcome.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
-import { listObjects, listPage, type ListedObject, type ListedPage } from '../listing.ts';
+import type { ListedObject, ListedPage } from '../listing.ts';
+import { BucketLister } from './bucket-list.ts';
 import { ObjectReadError, ObjectReader, retryPauseMs, type PartialBody } from './object-reader.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
 
@@ -64,6 +65,8 @@ export interface HomeOptions {
   hedge?: boolean;
   /** The downloads' reader, its connections opened already (openReader); the caller closes it. */
   reader?: ObjectReader;
+  /** The listing's client (the caller's, which it closes; else one of the sync's own). */
+  lister?: BucketLister;
   signal?: AbortSignal;
   /** The jobs queue still holds jobs: a transient failure is pending, not final (see splitRows). */
   queueBusy?: boolean;
@@ -161,6 +164,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   const store: Store = folder;
   const most = o.concurrency ?? DEFAULT_SYNC_CONCURRENCY;
   const reader = o.dryRun ? null : o.reader ?? (await ObjectReader.open(o.s3, o.bucket, most));
+  const lister = o.lister ?? new BucketLister(o.s3, o.bucket);
   let received = 0;
   const throttle = (bytes: number, signal?: AbortSignal): Promise<void> | undefined => {
     received += bytes;
@@ -199,7 +203,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   };
   const list = async (shard: string, seen: Promise<Set<string>>): Promise<void> => {
     try {
-      for await (const page of listObjects(o.s3, o.bucket, prefix + shard, { signal })) {
+      for await (const page of lister.pages(prefix + shard, { signal })) {
         const skip = await seen;
         await take(page.filter((x) => !skip.has(x.key)));
       }
@@ -227,7 +231,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
         for (const shard of shards) shard.catch(() => {});
       };
       const large = (o.expectedImages ?? 0) > FIRST_PAGE;
-      const firstPage = o.firstPage ?? (large ? undefined : listPage(o.s3, o.bucket, prefix, { signal, maxKeys: FIRST_PAGE }));
+      const firstPage = o.firstPage ?? (large ? undefined : lister.page(prefix, { signal, maxKeys: FIRST_PAGE }));
       if (large) sharded(firstPage ? firstPage.then(keysOf) : Promise.resolve(new Set()));
       if (firstPage) {
         const first = await firstPage;
@@ -497,7 +501,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
     await Promise.all([ramping, warming, watching]);
     // Nothing still writing when the temporary folder goes.
     await Promise.allSettled(workers);
-    await Promise.all([folder.close(), o.reader ? undefined : reader?.close()]);
+    await Promise.all([folder.close(), o.reader ? undefined : reader?.close(), o.lister ? undefined : lister.close()]);
   }
   return result;
 }
