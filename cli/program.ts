@@ -3,15 +3,14 @@
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_FETCHER_OPTIONS, type FetcherOptions } from '../engine/fetch/fetcher.ts';
 import { LAYOUTS, type Layout } from '../engine/keys.ts';
-import { ManifestError, type ManifestFormat } from '../engine/manifest/index.ts';
-import { formatInspectReport, inspectManifest } from '../engine/manifest/inspect.ts';
-import { MultiLabelError } from '../engine/plan.ts';
+// The error alone, not the readers (engine/manifest/index.ts, ~25 ms): `inspect` imports them when it runs.
+import { ManifestError } from '../engine/manifest/errors.ts';
+import type { ManifestFormat } from '../engine/manifest/index.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../engine/same-bytes.ts';
 import { OutsideFolderError } from '../engine/fs-store.ts';
 import { printable } from '../engine/printable.ts';
 import { DEFAULT_IMAGE_OPTIONS, MAX_RESIZE, OUTPUT_FORMATS, RESIZE_MODES, shapes, type ImageOptions, type OutputFormat, type ResizeMode } from '../engine/resize.ts';
 import { CommandFailed, EXIT, ManifestRefused, UsageError } from './errors.ts';
-import { openManifestFile } from './manifest-file.ts';
 // The cloud commands load the AWS SDK: imported when one of them runs, so `run` and `inspect`
 // start fast and small.
 import type { Target, TargetFlags } from './target.ts';
@@ -123,6 +122,7 @@ manifestOptions(
   .addOption(new Option('--top <n>', 'how many hosts and labels to list').default(10).argParser(positiveInteger('--top', 1000)))
   .option('--json', 'print the report as JSON on stdout')
   .action(async (manifest: string, flags: InspectFlags) => {
+    const [{ openManifestFile }, { formatInspectReport, inspectManifest }] = await Promise.all([import('./manifest-file.ts'), import('../engine/manifest/inspect.ts')]);
     const opened = await openManifestFile({ manifest, ...pick(flags, ['split', 'format', 'idColumn', 'urlColumn', 'labelColumn']) });
     await opened.manifest.scan();
     const report = await inspectManifest(opened.manifest, { topHosts: flags.top, topLabels: flags.top });
@@ -397,6 +397,8 @@ function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]
 try {
   await program.parseAsync();
 } catch (error) {
+  // Imported only here: engine/plan.ts brings the manifest readers (through seen-ids.ts), which sync does not need.
+  const { MultiLabelError } = await import('../engine/plan.ts');
   if (error instanceof CommanderError) {
     // Commander has printed its message already; help and version are not failures.
     process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
