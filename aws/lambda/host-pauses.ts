@@ -1,7 +1,9 @@
 // Fleet-wide host pauses in the bucket (engine/host-gate.ts's HostPauses port): one small object
 // per paused origin, hosts/<origin hash>.json, written when a host says Retry-After or bans us, read
-// by every fetch function before it sends that host anything. A container keeps what it read for a
-// few seconds, so a busy host costs one GET per container every few seconds, not one per image.
+// by every fetch function before it sends that host anything. A container trusts what it read for a
+// second, then reads it again in the background while it goes on with what it knows (a read waits
+// only past 5 s): a busy host costs one GET per container a second, not one per image, and another
+// function's pause or pace reaches it about a second after it is written, not up to 5 s after.
 // The same note carries a pace learnt from a 429: the function that learnt it writes its own pace
 // as the fleet's, and every function keeps its share of it, so the fleet together stays under what
 // the host allows instead of each function learning it from a 429 of its own.
@@ -32,8 +34,15 @@ export class HostPaused extends Error {
   }
 }
 
-/** How long a container trusts what it read: another function's pause reaches it this late at most. */
-export const HOST_NOTE_TTL_MS = 5_000;
+/**
+ * How long a container trusts what it read before reading it again in the background: another
+ * function's pause or pace reaches a busy container about this late. Measured (bench/sim-web-cloud,
+ * traces of the gate): at 5 s the other functions adopted a pace learnt from a 429 3-6 s after it,
+ * and two of them crossed the host's limit again at +5 s, past its 2 s Retry-After.
+ */
+export const HOST_NOTE_TTL_MS = 1_000;
+/** What was read is used while a read in the background is under way, up to this old; older, a read waits. */
+export const HOST_NOTE_STALE_MS = 5_000;
 /** How long a pace learnt by the fleet holds before a function may find the host's limit again (engine/host-gate.ts's longest quiet time). */
 export const FLEET_PACE_TTL_MS = 15 * 60_000;
 
@@ -50,17 +59,22 @@ export class S3HostPauses implements FleetPauses {
   readonly #s3: S3Client;
   readonly #bucket: string;
   readonly #ttlMs: number;
+  readonly #staleMs: number;
   readonly #now: () => number;
   /** This function's share of a host's pace: its group's width ÷ hostConcurrency (the narrowest group's, aws/fifo.ts). */
   readonly #share: number;
   readonly #known = new Map<string, Known>();
   /** One read per origin at a time, however many images of it ask. */
   readonly #reading = new Map<string, Promise<Known>>();
+  /** Per origin: the write not yet sent (a later one joins it), and the last one sent (the next waits for it). */
+  readonly #queued = new Map<string, Promise<void>>();
+  readonly #sending = new Map<string, Promise<void>>();
 
-  constructor(s3: S3Client, bucket: string, o: { ttlMs?: number; now?: () => number; share?: number } = {}) {
+  constructor(s3: S3Client, bucket: string, o: { ttlMs?: number; staleMs?: number; now?: () => number; share?: number } = {}) {
     this.#s3 = s3;
     this.#bucket = bucket;
     this.#ttlMs = o.ttlMs ?? HOST_NOTE_TTL_MS;
+    this.#staleMs = Math.max(this.#ttlMs, o.staleMs ?? HOST_NOTE_STALE_MS);
     this.#now = o.now ?? Date.now;
     this.#share = o.share ?? groupShare(hostConcurrency());
   }
@@ -97,20 +111,48 @@ export class S3HostPauses implements FleetPauses {
     await this.#write(origin, { ...known, pace: perSecond, paceAt: this.#now() });
   }
 
-  /** What is known of `origin`'s note, read again when older than the TTL (one read at a time). */
+  /**
+   * What is known of `origin`'s note: read again when older than the TTL (one read at a time), in
+   * the background while what was read is younger than the stale limit, else waited for.
+   */
   async #note(origin: string): Promise<Known> {
     const known = this.#known.get(origin);
-    if (known && this.#now() - known.readAt < this.#ttlMs) return known;
+    const age = known ? this.#now() - known.readAt : Infinity;
+    if (known && age < this.#ttlMs) return known;
     let reading = this.#reading.get(origin);
     if (!reading) {
       reading = this.#read(origin).finally(() => this.#reading.delete(origin));
       this.#reading.set(origin, reading);
     }
+    // #read never rejects (an error keeps what was known), so a read nobody waits for is not an unhandled rejection.
+    if (known && age < this.#staleMs) return known;
     return reading;
   }
 
-  async #write(origin: string, known: Known): Promise<void> {
+  /**
+   * Writes what this container knows of `origin` (set as `known` at once). One PUT at a time per
+   * origin, each sending what is known when it starts: two writes in a row (a 429's pace, then its
+   * pause) never race, so the note is never left with the first of them only.
+   */
+  #write(origin: string, known: Known): Promise<void> {
     this.#known.set(origin, { ...known, readAt: this.#now() });
+    const queued = this.#queued.get(origin);
+    if (queued) return queued;
+    const previous = this.#sending.get(origin) ?? Promise.resolve();
+    const put = previous.then(() => {
+      this.#queued.delete(origin);
+      return this.#put(origin);
+    });
+    this.#queued.set(origin, put);
+    const settled = put.catch(() => {}).finally(() => {
+      if (this.#sending.get(origin) === settled) this.#sending.delete(origin);
+    });
+    this.#sending.set(origin, settled);
+    return put;
+  }
+
+  async #put(origin: string): Promise<void> {
+    const known = this.#known.get(origin)!;
     const note: HostNote = {
       origin, pausedUntil: known.until, reason: known.reason ?? 'throttled', at: new Date(this.#now()).toISOString(),
       ...(known.pace > 0 ? { pace: known.pace, paceAt: known.paceAt } : {}),
@@ -121,11 +163,13 @@ export class S3HostPauses implements FleetPauses {
   }
 
   async #read(origin: string): Promise<Known> {
-    const before = this.#known.get(origin);
+    // What is known when the answer comes (not when it was asked: a write of ours may come between).
+    let before: Known | undefined;
     let read: Known = { until: 0, readAt: 0, pace: 0, paceAt: 0 };
     try {
       const answer = await this.#s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: hostKey(originHash(origin)) }));
       const note = JSON.parse(await answer.Body!.transformToString()) as Partial<HostNote>;
+      before = this.#known.get(origin);
       // The key is a hash: a note of another origin (a collision) or a malformed one pauses nothing, paces nothing.
       if (note.origin === origin) {
         if (typeof note.pausedUntil === 'number' && Number.isFinite(note.pausedUntil)) read.until = note.pausedUntil;
@@ -136,6 +180,7 @@ export class S3HostPauses implements FleetPauses {
         }
       }
     } catch (error) {
+      before = this.#known.get(origin);
       // No note: not paused. Any other error: not known, and a fetch goes ahead rather than wait on S3.
       if ((error as { name?: string }).name !== 'NoSuchKey' && before) read = { ...before };
     }
