@@ -156,7 +156,9 @@ class Origin {
   minSpacingMs = 0;
   spacingStep = 0;
   nextStart = 0;
+  /** Start times of the last second, oldest first from `startsHead` (a queue: no shift per grant). */
   starts: number[] = [];
+  startsHead = 0;
   /** Decreases so far: answers to requests started before the last one do not decrease again. */
   epoch = 0;
   learntUntil = 0;
@@ -221,15 +223,24 @@ export class HostGate {
    * lasting past `patientUntil` (ms epoch) ends the wait at once: the caller gives up or delays.
    * Rejects with the signal's reason when it aborts.
    */
-  async acquire(origin: string, patientUntil: number, signal?: AbortSignal): Promise<Entry> {
+  acquire(origin: string, patientUntil: number, signal?: AbortSignal): Promise<Entry> {
     const state = this.#origin(origin);
-    if (this.#pauses) {
-      // A fleet's pause and pace are advice: when they cannot be read, the local gate still holds.
-      const [until, pace] = await Promise.all([this.#pauses.get(origin).catch(() => 0), this.#pauses.pace?.(origin).catch(() => 0) ?? 0]);
-      if (until > state.pausedUntil) [state.pausedUntil, state.pauseReason] = [until, 'fleet'];
-      if (pace > 0) this.#adopt(state, pace);
-    }
+    if (this.#pauses) return this.#acquireShared(state, this.#pauses, patientUntil, signal);
+    // Not an async function: a run's every waiting image would pay a second promise.
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return this.#wait(state, patientUntil, signal);
+  }
+
+  async #acquireShared(state: Origin, pauses: HostPauses, patientUntil: number, signal: AbortSignal | undefined): Promise<Entry> {
+    // A fleet's pause and pace are advice: when they cannot be read, the local gate still holds.
+    const [until, pace] = await Promise.all([pauses.get(state.name).catch(() => 0), pauses.pace?.(state.name).catch(() => 0) ?? 0]);
+    if (until > state.pausedUntil) [state.pausedUntil, state.pauseReason] = [until, 'fleet'];
+    if (pace > 0) this.#adopt(state, pace);
     signal?.throwIfAborted();
+    return this.#wait(state, patientUntil, signal);
+  }
+
+  #wait(state: Origin, patientUntil: number, signal: AbortSignal | undefined): Promise<Entry> {
     return new Promise<Entry>((resolve, reject) => {
       const waiter: Waiter = {
         patientUntil,
@@ -336,44 +347,54 @@ export class HostGate {
   #grant(state: Origin, now: number): Grant {
     state.inFlight++;
     this.#inFlight++;
-    let old = 0;
-    while (old < state.starts.length && state.starts[old]! <= now - 1000) old++;
-    if (old > 0) state.starts.splice(0, old);
-    state.starts.push(now);
+    const starts = state.starts;
+    let head = state.startsHead;
+    while (head < starts.length && starts[head]! <= now - 1000) head++;
+    if (head === starts.length) {
+      starts.length = 0;
+      head = 0;
+    } else if (head > 1024 && head * 2 > starts.length) {
+      starts.copyWithin(0, head);
+      starts.length -= head;
+      head = 0;
+    }
+    state.startsHead = head;
+    starts.push(now);
     state.nextStart = now + state.spacingMs;
-    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, held: state.inFlight, recent: state.starts.length, paced: state.spacingMs > 0, epoch: state.epoch };
+    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, held: state.inFlight, recent: starts.length - head, paced: state.spacingMs > 0, epoch: state.epoch };
     state.open.add(start);
     trace?.(`${now} ${state.name} grant nth=${start.nth} level=${start.level} recent=${start.recent} spacing=${state.spacingMs.toFixed(1)} min=${state.minSpacingMs.toFixed(1)} allowance=${state.allowance} ceiling=${state.ceiling}`);
-    const release = (): boolean => {
-      if (!state.open.delete(start)) return false;
-      state.inFlight--;
-      this.#inFlight--;
-      const at = this.#clock.now();
-      for (const other of state.open) if (at - other.at < ANSWER_LAG_MS) other.held = Math.min(other.held, state.inFlight);
-      return true;
-    };
-    const finish = (answer: Answer, retryAfterMs?: number): void => {
-      if (!release()) return;
-      this.#answer(state, start, answer, retryAfterMs);
-      this.#released(state);
-    };
-    let lingering = false;
-    const grant: Grant = {
-      done: (answer, retryAfterMs) => {
-        // Without an answer (a reset, a time-out) the origin may count the request a moment more,
-        // until our closing the connection reaches it: its slot is given back a moment later.
-        if (answer !== 'failed' || lingering || !state.open.has(start)) return finish(answer, retryAfterMs);
-        lingering = true;
-        this.#clock.after(ANSWER_LAG_MS, () => finish('failed'));
-      },
-      forbidden: async (signal) => {
-        if (!release()) return false;
-        const verdict = this.#forbidden(state, start, signal);
-        this.#released(state);
-        return verdict;
-      },
-    };
-    return grant;
+    return new GateGrant(this, state, start);
+  }
+
+  /** Frees a grant's slot; false when it was freed already. */
+  release(state: Origin, start: Start): boolean {
+    if (!state.open.delete(start)) return false;
+    state.inFlight--;
+    this.#inFlight--;
+    const at = this.#clock.now();
+    for (const other of state.open) if (at - other.at < ANSWER_LAG_MS && other.held > state.inFlight) other.held = state.inFlight;
+    return true;
+  }
+
+  /** A grant's end with an answer (see Grant.done). */
+  finish(state: Origin, start: Start, answer: Answer, retryAfterMs?: number): void {
+    if (!this.release(state, start)) return;
+    this.#answer(state, start, answer, retryAfterMs);
+    this.#released(state);
+  }
+
+  /** Calls `fn` a moment later: an unanswered request's slot is given back once the origin saw it close. */
+  later(fn: () => void): void {
+    this.#clock.after(ANSWER_LAG_MS, fn);
+  }
+
+  /** A grant's 403 (see Grant.forbidden). */
+  async forbiddenAnswer(state: Origin, start: Start, signal: AbortSignal | undefined): Promise<boolean> {
+    if (!this.release(state, start)) return false;
+    const verdict = this.#forbidden(state, start, signal);
+    this.#released(state);
+    return verdict;
   }
 
   /** A freed slot goes first to the origins that waited for one overall, then to this one. */
@@ -538,5 +559,31 @@ export class HostGate {
     const verdicts = state.verdicts;
     state.verdicts = [];
     for (const settle of verdicts) settle(banned);
+  }
+}
+
+/** A granted slot: one object per request, its methods on the prototype (no closures per grant). */
+class GateGrant implements Grant {
+  readonly #gate: HostGate;
+  readonly #state: Origin;
+  readonly #start: Start;
+  #lingering = false;
+
+  constructor(gate: HostGate, state: Origin, start: Start) {
+    this.#gate = gate;
+    this.#state = state;
+    this.#start = start;
+  }
+
+  done(answer: Answer, retryAfterMs?: number): void {
+    // Without an answer (a reset, a time-out) the origin may count the request a moment more,
+    // until our closing the connection reaches it: its slot is given back a moment later.
+    if (answer !== 'failed' || this.#lingering || !this.#state.open.has(this.#start)) return this.#gate.finish(this.#state, this.#start, answer, retryAfterMs);
+    this.#lingering = true;
+    this.#gate.later(() => this.#gate.finish(this.#state, this.#start, 'failed'));
+  }
+
+  forbidden(signal?: AbortSignal): Promise<boolean> {
+    return this.#gate.forbiddenAnswer(this.#state, this.#start, signal);
   }
 }
