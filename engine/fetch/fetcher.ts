@@ -93,18 +93,26 @@ function siblingsOn(parent: AbortSignal): Set<Deadline> {
 class Deadline {
   readonly #controller = new AbortController();
   readonly #siblings: Set<Deadline> | undefined;
-  #left: number;
-  #since = 0;
+  /** When the time runs out (ms epoch), as of the last resume. */
+  #endsAt: number;
+  /** When the clock stopped (ms epoch); 0: running. */
+  #pausedAt = 0;
+  /**
+   * One timer per image, not one per wait: a pause only notes the time, and a timer that fires
+   * early (the deadline moved on by the waits meanwhile) is set again for what is left. Waiting at
+   * the gate is most images' lot when jobs outnumber connections, and a clearTimeout and a
+   * setTimeout per wait cost more than the check.
+   */
   #timer: NodeJS.Timeout | undefined;
 
   constructor(ms: number, parent?: AbortSignal) {
-    this.#left = ms;
+    this.#endsAt = Date.now() + ms;
     if (parent?.aborted) this.#controller.abort(parent.reason);
     else if (parent) {
       this.#siblings = siblingsOn(parent);
       this.#siblings.add(this);
     }
-    this.resume();
+    this.#arm(ms);
   }
 
   /** The request under way, aborted with the deadline (no abort listener per request). */
@@ -120,8 +128,7 @@ class Deadline {
   }
 
   pause(): void {
-    this.clear();
-    this.#left -= Date.now() - this.#since;
+    if (this.#pausedAt === 0) this.#pausedAt = Date.now();
   }
 
   /** Waits for `work` with the clock stopped: time spent waiting is not the image's. */
@@ -135,18 +142,30 @@ class Deadline {
   }
 
   resume(): void {
-    this.#since = Date.now();
-    this.#timer = setTimeout(() => this.abort(new DOMException('the deadline passed', 'TimeoutError')), Math.max(0, this.#left));
+    if (this.#pausedAt <= 0) return; // running, or ended
+    this.#endsAt += Date.now() - this.#pausedAt;
+    this.#pausedAt = 0;
+    if (this.#timer === undefined) this.#arm(this.#endsAt - Date.now());
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, ms));
     this.#timer.unref();
   }
 
-  clear(): void {
-    clearTimeout(this.#timer);
+  #expire(): void {
+    this.#timer = undefined;
+    if (this.#pausedAt !== 0) return; // set again on resume
+    const left = this.#endsAt - Date.now();
+    if (left > 0) this.#arm(left);
+    else this.abort(new DOMException('the deadline passed', 'TimeoutError'));
   }
 
   /** Ends the deadline: no timer left, no longer aborted with the caller's signal. */
   end(): void {
-    this.clear();
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pausedAt = -1; // nothing to set again
     this.#siblings?.delete(this);
   }
 }
@@ -381,10 +400,14 @@ export class Fetcher {
       let entry: Entry;
       if (free) entry = { ok: true, grant: free };
       else {
+        // outside(), spelt out: no closure and no promise of its own for each image that waits.
+        deadline.pause();
         try {
-          entry = await deadline.outside(() => this.#gate.acquire(origin, patientUntil, signal));
+          entry = await this.#gate.acquire(origin, patientUntil, signal);
         } catch (error) {
           return { ok: false, url: url.href, attempts, ...classifyError(error, 'headers', 0, signal) };
+        } finally {
+          deadline.resume();
         }
       }
       if (!entry.ok) return pausedFailure(url.href, attempts, entry.until, entry.reason);
