@@ -11,6 +11,8 @@ import { printable } from './printable.ts';
 import type { PutMetadata, Store } from './store.ts';
 
 export const TEMP_DIR = '.cloudfetch-tmp';
+/** A "." or ".." segment of a key. */
+const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
 
 // The callback API, promisified: for many small files it costs the event loop about half of what
 // fs/promises does (no FileHandle per file), which a run of 64 downloads at once feels.
@@ -40,6 +42,8 @@ export class FsStore implements Store {
   /** null: opened read-only. */
   #temp: string | null;
   #dirs = new Set<string>();
+  /** Folders (as keys name them) and whether each was empty or missing when first looked into. */
+  #unseen = new Map<string, boolean>();
   #counter = 0;
   #linkWorks = true;
   #syncPuts = true;
@@ -74,6 +78,9 @@ export class FsStore implements Store {
   }
 
   #path(key: string): string {
+    // A plain relative key (no empty, "." or ".." segment) needs no resolve(): it is the root's
+    // own child as written, which a run's every key is (resolve() costs a few µs a call).
+    if (sep === '/' && this.root !== '/' && key.length > 0 && key[0] !== '/' && !key.endsWith('/') && !key.includes('//') && !DOT_SEGMENT.test(key)) return `${this.root}/${key}`;
     const full = resolve(this.root, key);
     if (!full.startsWith(this.root + sep)) throw new OutsideFolderError(this.root, key);
     return full;
@@ -89,6 +96,22 @@ export class FsStore implements Store {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
       throw error;
     }
+  }
+
+  unseenFolder(key: string): boolean {
+    const slash = key.lastIndexOf('/');
+    const folder = slash < 0 ? '' : key.slice(0, slash);
+    let unseen = this.#unseen.get(folder);
+    if (unseen === undefined) {
+      try {
+        unseen = isEmptyFolder(folder === '' ? this.root : this.#path(folder));
+      } catch {
+        unseen = false; // a key outside the folder: head() and put() refuse it
+      }
+      if (this.#unseen.size >= 10_000) this.#unseen.clear();
+      this.#unseen.set(folder, unseen);
+    }
+    return unseen;
   }
 
   /** SHA-256 of the stored file, hex, read as a stream. */
@@ -114,7 +137,9 @@ export class FsStore implements Store {
 
   async put(key: string, body: Uint8Array, _meta?: PutMetadata): Promise<boolean> {
     const temp = this.#tempFile();
-    const target = await this.#prepare(key);
+    // A folder made already costs no await (a promise and a turn of the microtask queue per image).
+    let target = this.#path(key);
+    if (!this.#dirs.has(dirname(target))) target = await this.#prepare(key);
     if (this.#linkWorks && this.#syncPuts) {
       // Synchronous while the folder answers quickly: an image is a few tens of KiB into the page
       // cache, and the five calls' hand-offs to the thread pool and back cost more CPU than the
@@ -202,7 +227,7 @@ export class FsStore implements Store {
 
   #tempFile(): string {
     if (this.#temp === null) throw new Error(`${this.root} was opened read-only`);
-    return join(this.#temp, `${++this.#counter}.part`);
+    return `${this.#temp}${sep}${++this.#counter}.part`;
   }
 
   /** The key's path, its folder created (once per folder). */
@@ -227,6 +252,21 @@ export class FsStore implements Store {
 /** What link() answers where a filesystem has no hard links. */
 function noHardLinks(code: string | undefined): boolean {
   return code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'EMLINK';
+}
+
+/** Whether a folder is missing or has no entries (one entry read, whatever its size). */
+function isEmptyFolder(path: string): boolean {
+  let dir: fs.Dir;
+  try {
+    dir = fs.opendirSync(path);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+  try {
+    return dir.readSync() === null;
+  } finally {
+    dir.closeSync();
+  }
 }
 
 function isAlive(pid: number): boolean {

@@ -23,4 +23,10 @@ export interface Store {
    * readdir or listing answers "is it here?" for a whole folder, where a head() per key would not.
    */
   names(folder: string): Promise<Set<string>>;
+  /**
+   * Optional: true when the key's folder held nothing when this store first looked into it (a
+   * fresh run's), so the key holds nothing this store did not put itself: a caller that looks at
+   * each key once, before putting it, may skip head(). put() still never overwrites.
+   */
+  unseenFolder?(key: string): boolean;
 }

@@ -30,7 +30,8 @@ export type Staged = { outcome: Outcome } | { write: () => Promise<Outcome> };
  * the next image while this one is written, keeping the connections busy.
  */
 export async function fetchStage(job: Job, store: Store, fetcher: ImageFetcher, signal?: AbortSignal, image?: ImageStep): Promise<Staged> {
-  const stored = await store.head(job.key);
+  // A fresh folder needs no look per image (a stat each on a local disk).
+  const stored = store.unseenFolder?.(job.key) ? null : await store.head(job.key);
   if (stored) return { outcome: { status: 'skipped', url: job.urls[0] ?? '', bytes: stored.bytes, attempts: 0 } };
   const result = await fetcher.fetchImage(job.urls, signal);
   if (!result.ok) {

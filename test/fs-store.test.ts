@@ -91,3 +91,22 @@ test('opened read-only (a dry run), the store answers and creates nothing', asyn
   await store.close();
   assert.ok(!(await readdir(root)).includes('e'), 'no folder made');
 });
+
+test('a folder empty or missing when first looked into is unseen: no look per key, and put still never overwrites', async () => {
+  const store = await FsStore.open(join(root, 'unseen'));
+  await mkdir(join(root, 'unseen', 'held'), { recursive: true });
+  await writeFile(join(root, 'unseen', 'held', 'old.jpg'), 'old');
+  await mkdir(join(root, 'unseen', 'empty'), { recursive: true });
+  assert.equal(store.unseenFolder('held/new.jpg'), false, 'a folder with a file in it is looked at per key');
+  assert.equal(store.unseenFolder('empty/1.jpg'), true);
+  assert.equal(store.unseenFolder('missing/deep/1.jpg'), true);
+  assert.equal(store.unseenFolder('../outside/1.jpg'), false, 'a key outside the folder is left to head() and put()');
+  assert.equal(store.unseenFolder('top.jpg'), false, 'the root holds the temporaries');
+  // Another writer's file, come after the first look: put refuses to overwrite it.
+  await writeFile(join(root, 'unseen', 'empty', '1.jpg'), 'theirs');
+  assert.equal(store.unseenFolder('empty/2.jpg'), true, 'decided once per folder');
+  assert.equal(await store.put('empty/1.jpg', Buffer.from('ours'), meta), false);
+  assert.equal(await readFile(join(root, 'unseen', 'empty', '1.jpg'), 'utf8'), 'theirs');
+  assert.deepEqual(await store.head('empty/1.jpg'), { bytes: 6 }, 'head still looks');
+  await store.close();
+});
