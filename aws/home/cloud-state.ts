@@ -5,7 +5,6 @@
 // queue-state.ts's.
 
 import { GetObjectCommand, NoSuchKey, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
-import { parse } from 'csv-parse';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { safeSegment } from '../../engine/keys.ts';
@@ -14,6 +13,7 @@ import { FirstWithBytes, judge, SameBytes } from '../../engine/same-bytes.ts';
 import { listObjects } from '../listing.ts';
 import { failurePrefix, imagesPrefix, indexKey, PREFIX, recordsPrefix, splitOfStatusKey, statusKey, type FetchRecord, type SplitStatus } from '../bucket.ts';
 import { retryPauseMs } from './retry-pause.ts';
+import { IndexCsvError, indexCsvRows } from './index-csv.ts';
 
 export type CloudStatus = 'fetched' | 'failed' | 'pending';
 
@@ -254,7 +254,7 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
     throw error;
   }
   const first = new FirstWithBytes();
-  for await (const record of body.pipe(parse({ columns: true })) as AsyncIterable<Record<string, string>>) {
+  for await (const record of tableRows(body, indexKey(split))) {
     const path = record.path ?? '';
     const id = record.image_id ?? '';
     const size = path ? stored.get(path) : undefined;
@@ -287,6 +287,15 @@ export async function* splitRows(s3: S3Client, bucket: string, split: string, o:
       width: fetch?.width, height: fetch?.height, originalBytes: fetch?.originalBytes,
     };
     yield o.sameBytes ? settle(row, o.sameBytes, first) : row;
+  }
+}
+
+/** The bucket's index table row by row; one that is not a table stops with its one line, as a body that kept breaking off does. */
+export async function* tableRows(body: AsyncIterable<Buffer | string>, key: string): AsyncGenerator<Record<string, string>> {
+  try {
+    yield* indexCsvRows(body, key);
+  } catch (error) {
+    throw error instanceof IndexCsvError ? new CloudStateError(`the bucket's ${error.message}`) : error;
   }
 }
 

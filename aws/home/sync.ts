@@ -12,14 +12,13 @@ import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3';
-import { parse } from 'csv-parse';
 import type { Readable } from 'node:stream';
 import { TableFile, type IndexRow } from '../../engine/index-table.ts';
 import { UNLABELED, safeSegment, type Layout } from '../../engine/keys.ts';
 import { FsStore } from '../../engine/fs-store.ts';
 import type { Store } from '../../engine/store.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
-import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, resumableBody, sameBytesOf, splitRows, type CloudRow, type FetchRecords, type SplitCounts } from './cloud-state.ts';
+import { count, emptyCounts, failureReasons, fetchRecords, placeholderKeys, resumableBody, sameBytesOf, splitRows, tableRows, type CloudRow, type FetchRecords, type SplitCounts } from './cloud-state.ts';
 import type { FailureReason } from '../../engine/outcome.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
 import type { ListedObject, ListedPage } from '../listing.ts';
@@ -127,7 +126,7 @@ export async function placement(o: HomeOptions): Promise<(key: string) => string
   if (o.layout !== 'by-label') return (key) => key;
   const labels = new Map<string, string>();
   const answer = await o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: indexKey(o.split) }));
-  for await (const row of resumableBody(o.s3, o.bucket, indexKey(o.split), answer).pipe(parse({ columns: true })) as AsyncIterable<Record<string, string>>) {
+  for await (const row of tableRows(resumableBody(o.s3, o.bucket, indexKey(o.split), answer), indexKey(o.split))) {
     const labelList = (row.label ?? '').split(' ').filter(Boolean);
     if (labelList.length > 1) throw new Error(`--layout by-label needs one label per image, but image ${row.image_id} has ${labelList.length}: use the flat layout`);
     if (row.path) labels.set(row.path, labelList.length === 0 ? UNLABELED : safeSegment(labelList[0]!));
