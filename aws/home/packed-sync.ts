@@ -5,7 +5,6 @@
 // the same files plain sync writes. Shards done are remembered under <dir>/.cloudfetch-packs/, and
 // ranges done are logged beside the part file, so a sync stopped at any moment fetches neither again.
 
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -13,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { extract as tarExtract } from 'tar-stream';
 import { FsStore } from '../../engine/fs-store.ts';
+import { fileSha256 } from '../../engine/file-sha256.ts';
 import { printable } from '../../engine/printable.ts';
 import type { TokenBucket } from '../../engine/token-bucket.ts';
 import { ObjectReadError, ObjectReader, retryPauseMs } from './object-reader.ts';
@@ -303,12 +303,6 @@ async function readRange(o: PackedOptions, reader: ObjectReader, key: string, st
       await sleep(retryPauseMs(attempt), undefined, o.signal ? { signal: o.signal } : {});
     }
   }
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** Writes the shard's images through the store (temporary, then rename); any other entry stops the sync. */
