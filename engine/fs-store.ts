@@ -2,11 +2,12 @@
 // final name never holds a partial file (a killed run leaves only temporaries, swept next time)
 // and an existing file is never overwritten — the local twin of PutObject with If-None-Match: *.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { dirname, join, resolve, sep } from 'node:path';
+import { fileSha256 } from './file-sha256.ts';
 import { printable } from './printable.ts';
 import type { PutMetadata, Store } from './store.ts';
 
@@ -116,9 +117,7 @@ export class FsStore implements Store {
 
   /** SHA-256 of the stored file, hex, read as a stream. */
   async sha256(key: string): Promise<string> {
-    const hash = createHash('sha256');
-    for await (const chunk of fs.createReadStream(this.#path(key)) as AsyncIterable<Buffer>) hash.update(chunk);
-    return hash.digest('hex');
+    return fileSha256(this.#path(key));
   }
 
   /** Removes the stored file, if there is one. */
