@@ -397,7 +397,7 @@ function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]
 try {
   await program.parseAsync();
 } catch (error) {
-  // Imported only here: engine/plan.ts brings the manifest readers (through seen-ids.ts), which sync does not need.
+  // Imported only when a command ends in an error: the commands that succeed do not load engine/plan.ts.
   const { MultiLabelError } = await import('../engine/plan.ts');
   if (error instanceof CommanderError) {
     // Commander has printed its message already; help and version are not failures.

@@ -4,7 +4,7 @@
 // spill file (or an in-memory arena without one) and compared byte for byte when a hash matches.
 
 import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
-import { idKey } from './manifest/index.ts';
+import { idKey } from './manifest/id.ts';
 
 /** 32 bits of a string's hash; two seeds give the table's 64. */
 export type IdHash = (id: string, seed: number) => number;
