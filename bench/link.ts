@@ -5,7 +5,7 @@
 // Needs root and `ip` (iproute2) and python3: without them it says so in one line and skips.
 //
 //   npm run bench:link -- [--objects 2000] [--kb 30] [--mbit 50] [--rtt-ms 150] [--loss 0.01]
-//                         [--runs 1] [--tools "cloudfetch,cloudfetch:--ramp -c 128,rclone,aws"]
+//                         [--runs 1] [--tools "cloudfetch,cloudfetch:-c 128,rclone,aws"]
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -266,21 +266,20 @@ targetOptions(
 )
   .option('--split <name>', 'only this split (default: every split)')
   .addOption(new Option('--layout <layout>', 'flat: <split>/<id>.<ext>; by-label: <split>/<label>/<id>.<ext>').default('flat').argParser(oneOf('--layout', LAYOUTS)))
-  .addOption(new Option('-c, --concurrency <n>', 'downloads at once').default(64).argParser(positiveInteger('--concurrency', 1024)))
-  .option('--ramp', 'start with 8 downloads and double them while the rate grows, up to -c (kinder to a shared link)')
+  .addOption(new Option('-c, --concurrency <n>', 'downloads at once, pinned (default: 64 at first, more while the rate grows, up to 256)').argParser(positiveInteger('--concurrency', 1024)))
   .addOption(new Option('--bwlimit <rate>', 'bytes per second for all downloads together, e.g. 10M (K, M, G count in 1024s)').argParser(byteSize('--bwlimit')))
   .option('-q, --quiet', 'no progress output')
   .option('--dry-run', 'say what would be copied (files and bytes), write nothing')
   .option('--verify', 're-hash local files against the index\'s sha256 and copy damaged ones again (without it, a file of the right size is kept)')
   .option('--packed', 'bring the split\'s tar shards (see pack) in ranges over -c connections, then what no shard holds object by object')
   .option('--json', 'print what was copied as JSON on stdout')
-  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency: number; ramp?: boolean; bwlimit?: number; quiet?: boolean; dryRun?: boolean; verify?: boolean; packed?: boolean; json?: boolean }) => {
+  .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency?: number; bwlimit?: number; quiet?: boolean; dryRun?: boolean; verify?: boolean; packed?: boolean; json?: boolean }) => {
     const { syncCommand } = await import('./sync.ts');
     const dryRun = flags.dryRun === true;
     const results = await withTarget(flags, (t) => syncCommand(t, {
-      dir, ...(flags.split ? { split: flags.split } : {}), layout: flags.layout, concurrency: flags.concurrency, ramp: flags.ramp === true, ...(flags.bwlimit ? { bwlimit: flags.bwlimit } : {}),
+      dir, ...(flags.split ? { split: flags.split } : {}), layout: flags.layout, ...(flags.concurrency ? { concurrency: flags.concurrency } : {}), ...(flags.bwlimit ? { bwlimit: flags.bwlimit } : {}),
       progress: !flags.quiet, dryRun, verify: flags.verify === true, packed: flags.packed === true, log: process.stderr,
-    }), flags.concurrency);
+    }), flags.concurrency ?? 64);
     if (flags.json) json(results.map(({ split, home, seconds, packed }) => ({ split, ...(dryRun ? { dryRun } : {}), ...home.images, counts: home.counts, index: home.indexFile, seconds, ...(packed ? { packed } : {}) })));
   });
 

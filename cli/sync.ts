@@ -18,9 +18,8 @@ export interface SyncCommandOptions {
   dir: string;
   split?: string;
   layout: Layout;
-  concurrency: number;
-  /** Start with a few downloads and add more while the rate grows (HomeOptions.ramp). */
-  ramp?: boolean;
+  /** Downloads at once, pinned (HomeOptions.concurrency); without it, grown while the rate grows. */
+  concurrency?: number;
   /** Bytes per second for all downloads together. */
   bwlimit?: number;
   progress: boolean;
@@ -93,7 +92,7 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
     try {
       const packed = o.packed ? await packedShards(t, o, split, bandwidth, reader) : undefined;
       const home = await bringSplitHome({
-        s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, concurrency: o.concurrency, ramp: o.ramp ?? false,
+        s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout, ...(o.concurrency ? { concurrency: o.concurrency } : {}),
         ...(reader ? { reader } : {}),
         lister,
         ...(bandwidth ? { bandwidth } : {}),
@@ -156,7 +155,7 @@ async function packedShards(t: Target, o: SyncCommandOptions, split: string, ban
   try {
     const place = await placement({ s3: t.s3, bucket: t.bucket, split, dir: o.dir, layout: o.layout });
     const r = await syncPacked({
-      s3: t.s3, bucket: t.bucket, split, dir: o.dir, place, concurrency: o.concurrency, dryRun: o.dryRun ?? false,
+      s3: t.s3, bucket: t.bucket, split, dir: o.dir, place, ...(o.concurrency ? { concurrency: o.concurrency } : {}), dryRun: o.dryRun ?? false,
       ...(bandwidth ? { bandwidth } : {}), ...(o.signal ? { signal: o.signal } : {}), ...(reader ? { reader } : {}),
       onBytes: (n) => (received += n),
     });

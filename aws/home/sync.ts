@@ -1,5 +1,5 @@
 // Brings a split home from the bucket: many downloads at once over keep-alive connections (their
-// number grown while the rate grows, opened before the first key is known), downloads from the
+// number grown while the rate grows: download-ramp.ts; opened before the first key is known), downloads from the
 // listing's first short page on, the rest of the listing sharded by the keys' first character so
 // it runs in parallel, the fetch records read meanwhile (no image is looked at before they are),
 // local files of the same size skipped (with verify, also the same SHA-256 as the
@@ -24,6 +24,7 @@ import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../../engine/same-bytes.ts';
 import type { ListedObject, ListedPage } from '../listing.ts';
 import { BucketLister } from './bucket-list.ts';
 import { ObjectReadError, ObjectReader, retryPauseMs, type PartialBody } from './object-reader.ts';
+import { DownloadRamp } from './download-ramp.ts';
 import { imagesPrefix, indexKey, PREFIX } from '../bucket.ts';
 
 export interface SyncResult {
@@ -51,13 +52,11 @@ export interface HomeOptions {
   dir: string;
   /** `by-label` re-lays the flat bucket keys out as <split>/<label>/<file> (ImageFolder style). */
   layout?: Layout;
-  /** Downloads at once, at most (default 64). */
-  concurrency?: number;
   /**
-   * Start with a few downloads and add more while the rate grows, instead of all at once (the
-   * default: on a lossy link every connection is needed, and measured faster; see bench/link.ts).
+   * Downloads at once, pinned: never more (fewer only while transient errors rise). Without it,
+   * DEFAULT_SYNC_CONCURRENCY at first, grown while the rate grows up to RAMP_MOST (download-ramp.ts).
    */
-  ramp?: boolean;
+  concurrency?: number;
   /** A byte rate all downloads share (--bwlimit). */
   bandwidth?: TokenBucket;
   /** The tail's second requests for stalled downloads (default on; a test counting requests turns them off). */
@@ -102,8 +101,10 @@ const SHARDS = [...'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 export const FIRST_PAGE = 100;
 const FILE_ATTEMPTS = 8;
 export const DEFAULT_SYNC_CONCURRENCY = 64;
-// The ramp: downloads at first, and how often the rate is looked at (a few round trips of a long link).
-const RAMP_START = 8;
+// Downloads at most when the user pinned none: 4x the start covers a fast link whose round trip,
+// not its rate, limits 64 small GETs; the ramp's byte budget keeps large objects below it.
+export const RAMP_MOST = 256;
+// How often the ramp looks at the rate: several round trips of a long link.
 const RAMP_WINDOW_MS = 1000;
 // The tail: a download silent for this many times the median time to a first chunk (at least
 // HEDGE_MIN_MS) is asked for again.
@@ -161,12 +162,11 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   // A dry run opens the folder read-only: opening it to write would create it and sweep temporaries.
   const folder = await FsStore.open(o.dir, { readOnly: o.dryRun ?? false });
   const store: Store = folder;
-  const most = o.concurrency ?? DEFAULT_SYNC_CONCURRENCY;
-  const reader = o.dryRun ? null : o.reader ?? (await ObjectReader.open(o.s3, o.bucket, most));
+  const ramp = new DownloadRamp(rampBounds(o));
+  const reader = o.dryRun ? null : o.reader ?? (await ObjectReader.open(o.s3, o.bucket, ramp.most));
   const lister = o.lister ?? new BucketLister(o.s3, o.bucket);
-  let received = 0;
   const throttle = (bytes: number, signal?: AbortSignal): Promise<void> | undefined => {
-    received += bytes;
+    ramp.received(bytes);
     return o.bandwidth?.take(bytes, signal);
   };
   // The first file that cannot be copied stops the others (and the listing) before the sync fails.
@@ -292,10 +292,12 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
           const message = `${object.key}: its bytes differ from the SHA-256 its fetch recorded`;
           throw attempt === 1 ? new ObjectReadError(`${message}; reading it again`) : new Error(`${message} (read twice): not written`);
         }
+        ramp.body(body.length);
         return body;
       } catch (error) {
         const retry = error instanceof ObjectReadError && error.transient && attempt < FILE_ATTEMPTS;
         if (signal.aborted || !retry) throw error;
+        ramp.error();
         // Only the rest of a body cut midway is asked for again; an attempt that brought more
         // bytes is not counted, and the rest is asked for at once.
         const progressed = (error.partial?.bytes ?? 0) > (partial?.bytes ?? 0);
@@ -400,7 +402,7 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
       if (firstChunks.length > 0) {
         const limit = Math.max(HEDGE_MIN_MS, HEDGE_STALL * [...firstChunks].sort((a, b) => a - b)[firstChunks.length >> 1]!);
         const now = performance.now();
-        let idle = most - flights.size;
+        let idle = ramp.level - flights.size;
         for (const f of flights) if (f.hedged) idle--;
         for (const f of flights) {
           if (f.hedged || f.resting > 0) continue;
@@ -420,11 +422,22 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   let nearEnd = false;
   // The first failure, before the abort it causes.
   let cause: { error: unknown } | undefined;
+  let active = 0;
   const worker = async (): Promise<void> => {
+    active++;
+    try {
+      await work();
+    } finally {
+      active--;
+    }
+  };
+  const work = async (): Promise<void> => {
     while (!signal.aborted) {
+      // Fewer downloads wanted (errors rose, or a step up did not pay): this one stops.
+      if (active > ramp.level) return;
       const next = queue.shift();
       // About two rounds of downloads left (under a second on the lossy link).
-      if (listers === 0 && queue.length <= 2 * most && !nearEnd) {
+      if (listers === 0 && queue.length <= 2 * ramp.level && !nearEnd) {
         nearEnd = true;
         lastDownloads?.();
       }
@@ -451,31 +464,22 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
   };
 
   const workers: Promise<void>[] = [];
-  const add = (n: number): void => {
-    for (let i = 0; i < n && workers.length < most; i++) workers.push(worker());
+  // Up to the ramp's level, while keys are left (a worker added later would find none, unawaited).
+  const add = (): void => {
+    while (active < ramp.level && !signal.aborted && (listers > 0 || queue.length > 0)) workers.push(worker());
   };
-  add(o.ramp && reader ? RAMP_START : most);
+  add();
   const warming = o.reader ? undefined : reader?.warm(workers.length, signal);
-  // Doubles the downloads while each doubling raised the rate by a tenth or more, up to `most`:
-  // a long lossy link needs many connections, a short or shared one is not flooded at once.
   const done = new AbortController();
-  const ramp = async (): Promise<void> => {
-    let best = 0;
-    let flat = 0;
-    while (workers.length < most && flat < 2) {
-      const before = received;
+  const ramping = (async (): Promise<void> => {
+    if (!reader) return;
+    ramp.tick(performance.now());
+    for (;;) {
       await sleep(RAMP_WINDOW_MS, undefined, { signal: done.signal });
-      const rate = received - before;
-      // Nothing read yet (the listing's first page is a few round trips away) or left: no verdict.
-      if (rate === 0) continue;
-      if (rate > best * 1.1) {
-        best = rate;
-        flat = 0;
-        add(workers.length);
-      } else flat++;
+      ramp.tick(performance.now());
+      add();
     }
-  };
-  const ramping = ramp().catch(() => {});
+  })().catch(() => {});
   try {
     const listing = listAll();
     listing.catch((error: unknown) => {
@@ -509,11 +513,17 @@ export async function syncImages(o: HomeOptions, place: (key: string) => string,
  * A reader for syncImages whose connections start opening now, so that they are open by the time
  * the first keys are listed: a caller opens it before reading the splits' status.
  */
-export async function openReader(s3: S3Client, bucket: string, o: { concurrency?: number; ramp?: boolean }): Promise<ObjectReader> {
-  const most = o.concurrency ?? DEFAULT_SYNC_CONCURRENCY;
+export async function openReader(s3: S3Client, bucket: string, o: { concurrency?: number }): Promise<ObjectReader> {
+  const { start, most } = rampBounds(o);
   const reader = await ObjectReader.open(s3, bucket, most);
-  void reader.warm(o.ramp ? Math.min(RAMP_START, most) : most);
+  void reader.warm(start);
   return reader;
+}
+
+/** Where the ramp starts and how far it may grow: the caller's pin, else from the default up to RAMP_MOST (not under a shared rate, which more downloads cannot raise). */
+export function rampBounds(o: { concurrency?: number; bandwidth?: unknown }): { start: number; most: number } {
+  if (o.concurrency !== undefined) return { start: o.concurrency, most: o.concurrency };
+  return { start: DEFAULT_SYNC_CONCURRENCY, most: o.bandwidth ? DEFAULT_SYNC_CONCURRENCY : RAMP_MOST };
 }
 
 /**
