@@ -1,5 +1,5 @@
 // How many downloads sync runs at once: a hill climb on the rate. It starts at `start`, measures
-// the bytes received per window, and steps up by half while a step raised the rate by a tenth;
+// the bytes received per window, and steps up by half while a step raised the rate by a fifth;
 // a step that did not is taken back, and so is a quarter of the downloads when transient errors
 // (resets, time-outs, 5xx, 503 SlowDown) rise. Never above `most` (an explicit -c pins it there),
 // nor past a budget of body bytes held at once. Decisions only: the caller moves the clock.
@@ -15,8 +15,15 @@ export interface RampOptions {
   maxBytesInFlight?: number;
 }
 
-/** A step must raise the rate by this share to be kept. */
-const GROWTH = 0.1;
+/**
+ * A step must bring this share of the rate it would if the rate grew with the downloads (a fifth
+ * for a step of half): where the round trips limit the rate, a step brings about all of it; where
+ * the link is full, its bottleneck's queue overflows and the rate swings by ±15% from one window
+ * to the next (traced on the lossy link at 96-216 downloads).
+ */
+const GROWTH = 0.4;
+/** Windows with bytes before the first measure: the first bodies come in slow start (the rate rose 1.5x over two windows on the lossy link with the level unchanged). */
+const WARM_WINDOWS = 2;
 /** Each step up multiplies the downloads by this. */
 const STEP = 1.5;
 /** Errors in one window that make a back-off: at least this many, and at least ERROR_SHARE of the bodies. */
@@ -27,7 +34,7 @@ const REPROBE_WINDOWS = 30;
 export const DEFAULT_MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024;
 
 type Phase =
-  | { kind: 'warming' } // the first window with bytes: slow starts and a window begun mid-way, no verdict
+  | { kind: 'warming'; windows: number } // the first windows with bytes: slow starts and a window begun mid-way, no verdict
   | { kind: 'measuring' } // the rate at the current level
   | { kind: 'settling'; from: number; rate: number } // a step's first window: its connections open and start slowly
   | { kind: 'judging'; from: number; rate: number } // the step's rate against the rate before it
@@ -38,7 +45,7 @@ export class DownloadRamp {
   readonly least: number;
   #level: number;
   #budget: number;
-  #phase: Phase = { kind: 'warming' };
+  #phase: Phase = { kind: 'warming', windows: 0 };
   #rate = 0;
   #windowStart: number | undefined;
   #bytes = 0;
@@ -88,7 +95,7 @@ export class DownloadRamp {
     if (errors >= ERROR_FLOOR && errors >= ERROR_SHARE * bodies) {
       // Fewer at once, back to the rate found there before growing again.
       this.#level = Math.max(this.least, Math.floor(this.#level * 0.75));
-      this.#phase = { kind: 'warming' };
+      this.#phase = { kind: 'warming', windows: 0 };
       return this.#level;
     }
     // Nothing came (the listing is round trips away, or nothing is left): no verdict.
@@ -97,7 +104,7 @@ export class DownloadRamp {
     const phase = this.#phase;
     switch (phase.kind) {
       case 'warming':
-        this.#phase = { kind: 'measuring' };
+        if (++phase.windows >= WARM_WINDOWS) this.#phase = { kind: 'measuring' };
         break;
       case 'measuring':
         this.#rate = rate;
@@ -107,7 +114,7 @@ export class DownloadRamp {
         this.#phase = { kind: 'judging', from: phase.from, rate: phase.rate };
         break;
       case 'judging':
-        if (rate >= phase.rate * (1 + GROWTH)) {
+        if (rate >= phase.rate * (1 + GROWTH * (this.#level / phase.from - 1))) {
           this.#rate = rate;
           this.#stepUp();
         } else {
