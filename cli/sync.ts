@@ -9,6 +9,7 @@ import { TokenBucket } from '../engine/token-bucket.ts';
 import { CloudStateError, failureReasons, fetchRecords, queuedSplits } from '../aws/home/cloud-state.ts';
 import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
 import type { Layout } from '../engine/keys.ts';
+import type { ListedObject } from '../aws/listing.ts';
 import type { ObjectReader } from '../aws/home/object-reader.ts';
 import { formatBytes, formatDuration, plural } from '../engine/summary.ts';
 import { CommandFailed, UsageError } from './errors.ts';
@@ -37,6 +38,10 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
   // The downloads' connections open while the splits' status is read (round trips of a long link).
   const reader = o.dryRun ? undefined : await openReader(t.s3, t.bucket, o);
   const lister = new BucketLister(t.s3, t.bucket);
+  // While the SDK lists the splits' status (the SDK's connection then reads their status objects,
+  // on which the downloads wait), the first page, the records and the failure listings get
+  // connections of their own, open by the time the split's name is known.
+  void lister.warm(3);
   try {
     return await syncSplits(t, o, reader, lister);
   } catch (error) {
@@ -54,12 +59,13 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
   // listing are asked for while its status is read, a round trip of a long link sooner (unused if
   // the status says it is not queued). Not with --packed: its plain pass comes minutes later.
   const early = new Map<string, Pick<HomeOptions, 'firstPage' | 'early'>>();
+  const pages = (prefix: string): AsyncIterable<ListedObject[]> => lister.pages(prefix);
   const named = (names: readonly string[]): void => {
     if (names.length !== 1 || o.packed) return;
     const split = names[0]!;
     const firstPage = lister.page(imagesPrefix(split), { maxKeys: FIRST_PAGE });
-    const records = fetchRecords(t.s3, t.bucket, split);
-    const failures = failureReasons(t.s3, t.bucket, split);
+    const records = fetchRecords(t.s3, t.bucket, split, pages);
+    const failures = failureReasons(t.s3, t.bucket, split, pages);
     // Awaited by the split's sync, if it is one to sync.
     for (const p of [firstPage, records, failures]) p.catch(() => {});
     early.set(split, { firstPage, early: { records, failures } });

@@ -97,6 +97,32 @@ test("pages follow the token, each request signed as the SDK's SigV4 signer sign
   }
 });
 
+test('warm(3) opens three connections ahead, and three pages asked for at once go out on them: no new handshake', async () => {
+  const s3 = new S3Client({ endpoint, region: 'ap-east-1', credentials: CREDENTIALS, forcePathStyle: true });
+  const lister = new BucketLister(s3, 'the-bucket');
+  const sockets = new Set<unknown>();
+  const count = (socket: unknown): void => void sockets.add(socket);
+  server.on('connection', count);
+  try {
+    asked = [];
+    answers = [[404, '<Error><Code>NoSuchKey</Code></Error>'], [404, '<Error><Code>NoSuchKey</Code></Error>'], [404, '<Error><Code>NoSuchKey</Code></Error>']];
+    await lister.warm(3);
+    assert.equal(sockets.size, 3);
+    // A GET of one byte of a key outside the bucket's contract, not a listing.
+    assert.ok(asked.every((r) => r.method === 'GET' && new URL(r.url!, endpoint).pathname === '/the-bucket/.cloudfetch-warm' && r.headers.range === 'bytes=0-0'));
+    // undici takes a connection back in the turn after its answer ended (sync's pages come a round trip later).
+    await new Promise((done) => setImmediate(done));
+    answers = Array.from({ length: 3 }, () => [200, page(entry('images/t/a.jpg', 1), '<IsTruncated>false</IsTruncated>')] as [number, string]);
+    const pages = await Promise.all(['images/t/', 'records/t/', 'failures/t/'].map((prefix) => lister.page(prefix)));
+    assert.deepEqual(pages.map((p) => p.objects.length), [1, 1, 1]);
+    assert.equal(sockets.size, 3, 'the pages went out on the warmed connections');
+  } finally {
+    server.off('connection', count);
+    await lister.close();
+    s3.destroy();
+  }
+});
+
 let emulator: Emulator;
 before(async () => {
   emulator = await startEmulator();

@@ -9,7 +9,7 @@ import { Agent } from 'undici';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bucketSigner, encodeKeySegment, type RequestSigner } from '../signed-request.ts';
 import type { ListedObject, ListedPage } from '../listing.ts';
-import { ObjectReadError, retryPauseMs } from './object-reader.ts';
+import { ObjectReadError, WARM_KEY, retryPauseMs } from './object-reader.ts';
 
 // When the client says nothing of its own (the SDK's defaults: 3 tries, no socket time-out).
 const DEFAULT_ATTEMPTS = 3;
@@ -56,6 +56,22 @@ export class BucketLister {
         await sleep(retryPauseMs(attempt), undefined, o.signal ? { signal: o.signal } : {});
       }
     }
+  }
+
+  /**
+   * Opens `connections` connections now (a signed GET of one byte of WARM_KEY on each, its answer
+   * dropped), so that the requests sent once the splits' names are known (the first page, the
+   * records and failure listings) do not wait for a handshake: a round trip of a long link.
+   */
+  async warm(connections: number): Promise<void> {
+    const { base, signer, agent } = await this.#client;
+    const path = `${base.pathname}${encodeKeySegment(WARM_KEY)}`;
+    const open = async (): Promise<void> => {
+      const headers = await signer.sign('GET', path, { host: base.host, range: 'bytes=0-0', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' });
+      const answer = await agent.request({ origin: base.origin, path, method: 'GET', headers });
+      await answer.body.dump();
+    };
+    await Promise.allSettled(Array.from({ length: connections }, open));
   }
 
   async *pages(prefix: string, o: { signal?: AbortSignal } = {}): AsyncGenerator<ListedObject[]> {

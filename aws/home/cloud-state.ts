@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { safeSegment } from '../../engine/keys.ts';
 import { isFailureReason, isTransient, type FailureReason } from '../../engine/outcome.ts';
 import { FirstWithBytes, judge, SameBytes } from '../../engine/same-bytes.ts';
-import { listObjects } from '../listing.ts';
+import { listObjects, type ListedObject } from '../listing.ts';
 import { failurePrefix, imagesPrefix, indexKey, PREFIX, recordsPrefix, splitOfStatusKey, statusKey, type FetchRecord, type SplitStatus } from '../bucket.ts';
 import { retryPauseMs } from './retry-pause.ts';
 import { IndexCsvError, indexCsvRows } from './index-csv.ts';
@@ -137,6 +137,11 @@ export async function readStatus(s3: S3Client, bucket: string, split: string): P
   }
 }
 
+/** Lists a prefix page by page: the SDK's listObjects by default, sync's BucketLister (its connections opened already) when given. */
+export type Pages = (prefix: string) => AsyncIterable<ListedObject[]>;
+
+const sdkPages = (s3: S3Client, bucket: string): Pages => (prefix) => listObjects(s3, bucket, prefix);
+
 /** Every split the manifest function has seen, newest first. */
 export async function listSplits(s3: S3Client, bucket: string, named?: (splits: readonly string[]) => void): Promise<SplitStatus[]> {
   const splits: string[] = [];
@@ -176,10 +181,10 @@ export async function storedImages(s3: S3Client, bucket: string, split: string):
 }
 
 /** Latest failure reason per (safe) image id of a split; a key with a reason this version does not know is not ours: ignored. */
-export async function failureReasons(s3: S3Client, bucket: string, split: string): Promise<Map<string, FailureReason>> {
+export async function failureReasons(s3: S3Client, bucket: string, split: string, pages: Pages = sdkPages(s3, bucket)): Promise<Map<string, FailureReason>> {
   const latest = new Map<string, { reason: FailureReason; at: number }>();
   const prefix = failurePrefix(split);
-  for await (const page of listObjects(s3, bucket, prefix)) {
+  for await (const page of pages(prefix)) {
     for (const o of page) {
       const [reason, file] = o.key.slice(prefix.length).split('/');
       if (!reason || !isFailureReason(reason) || !file?.endsWith('.json')) continue;
@@ -192,10 +197,10 @@ export async function failureReasons(s3: S3Client, bucket: string, split: string
 }
 
 /** Reads records/<split>/: one listing, and a GET per fetch invocation (about one per batch of jobs). */
-export async function fetchRecords(s3: S3Client, bucket: string, split: string): Promise<FetchRecords> {
+export async function fetchRecords(s3: S3Client, bucket: string, split: string, pages: Pages = sdkPages(s3, bucket)): Promise<FetchRecords> {
   const records: FetchRecords = { fetched: new Map(), failed: new Map() };
   const keys: string[] = [];
-  for await (const page of listObjects(s3, bucket, recordsPrefix(split))) for (const o of page) if (o.key.endsWith('.jsonl')) keys.push(o.key);
+  for await (const page of pages(recordsPrefix(split))) for (const o of page) if (o.key.endsWith('.jsonl')) keys.push(o.key);
   const read = async (key: string): Promise<void> => {
     for (const line of (await objectText(s3, bucket, key)).split('\n')) {
       if (line === '') continue;

@@ -534,14 +534,16 @@ export function rampBounds(o: { concurrency?: number; bandwidth?: unknown }): { 
 export async function bringSplitHome(o: HomeOptions): Promise<SplitHome> {
   // The records (for the downloads' decisions) and the failure listing (for the table) are read
   // while the images are listed and downloaded, not before and after.
-  const reading = (o.early?.records ?? fetchRecords(o.s3, o.bucket, o.split)).then((records) => {
+  // Listed over the sync's lister when it has one (its connections are open), else by the SDK.
+  const pages = o.lister ? (prefix: string) => o.lister!.pages(prefix) : undefined;
+  const reading = (o.early?.records ?? fetchRecords(o.s3, o.bucket, o.split, pages)).then((records) => {
     // Every function's hashes together: placeholders stored before a function knew them stay in the bucket.
     const sameBytes = sameBytesOf(records, o.placeholderThreshold ?? DEFAULT_PLACEHOLDER_THRESHOLD);
     const hashes = new Map<string, string>();
     for (const r of records.fetched.values()) if (r.sha256) hashes.set(r.key, r.sha256);
     return { records, sameBytes, hashes, placeholders: placeholderKeys(records, sameBytes) };
   });
-  const failures = o.early?.failures ?? failureReasons(o.s3, o.bucket, o.split);
+  const failures = o.early?.failures ?? failureReasons(o.s3, o.bucket, o.split, pages);
   failures.catch(() => {}); // awaited after the images
   reading.catch(() => {}); // awaited by syncImages, and below
   const place = await placement(o);
