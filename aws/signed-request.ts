@@ -79,6 +79,8 @@ export class RequestSigner {
   readonly region: string;
   readonly service: string;
   #key: { secret: string; day: string; key: KeyObject } | undefined;
+  // x-amz-date changes once a second: its text is made once a second, not per request.
+  #stamp: { second: number; date: string } | undefined;
 
   constructor(credentials: () => Promise<Credentials>, region: string, service: string) {
     this.#credentials = credentials;
@@ -93,7 +95,7 @@ export class RequestSigner {
    */
   async sign(method: string, path: string, headers: Record<string, string>, now = new Date()): Promise<Record<string, string>> {
     const credentials = await this.#credentials();
-    const date = now.toISOString().replace(/[-:]|\.\d{3}/g, ''); // 20261202T051107Z
+    const date = this.#date(now);
     const day = date.slice(0, 8);
     const all: Record<string, string> = { ...headers, 'x-amz-date': date };
     if (credentials.sessionToken) all['x-amz-security-token'] = credentials.sessionToken;
@@ -108,6 +110,13 @@ export class RequestSigner {
     const signature = createHmac('sha256', this.#signingKey(credentials.secretAccessKey, day)).update(toSign).digest('hex');
     all.authorization = `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
     return all;
+  }
+
+  /** 20261202T051107Z */
+  #date(now: Date): string {
+    const second = Math.floor(now.getTime() / 1000);
+    if (this.#stamp?.second !== second) this.#stamp = { second, date: now.toISOString().replace(/[-:]|\.\d{3}/g, '') };
+    return this.#stamp.date;
   }
 
   #signingKey(secret: string, day: string): KeyObject {

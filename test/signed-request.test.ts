@@ -233,6 +233,19 @@ describe('the signer', () => {
     assert.equal(ours['x-amz-date'], sdk.headers['x-amz-date']);
     assert.equal(ours['x-amz-security-token'], 'the  session');
   });
+
+  test('x-amz-date is the second signed in (made once a second): the next second, and the next day, are their own', async () => {
+    const signer = new RequestSigner(async () => ({ accessKeyId: 'k1', secretAccessKey: SECRETS.k1! }), 'ap-east-1', 's3');
+    const dateAt = async (iso: string): Promise<string | undefined> => (await signer.sign('GET', '/a.jpg', { host: 'h', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }, new Date(iso)))['x-amz-date'];
+    assert.equal(await dateAt('2026-12-02T23:59:58.100Z'), '20261202T235958Z');
+    assert.equal(await dateAt('2026-12-02T23:59:58.900Z'), '20261202T235958Z');
+    assert.equal(await dateAt('2026-12-02T23:59:59.000Z'), '20261202T235959Z');
+    const next = await signer.sign('GET', '/a.jpg', { host: 'h', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }, new Date('2026-12-03T00:00:00.000Z'));
+    assert.equal(next['x-amz-date'], '20261203T000000Z');
+    assert.match(next.authorization!, /Credential=k1\/20261203\/ap-east-1\/s3\/aws4_request/);
+    // An earlier second (a clock set back) is its own too.
+    assert.equal(await dateAt('2026-12-02T23:59:58.500Z'), '20261202T235958Z');
+  });
 });
 
 describe('addressing', () => {
