@@ -1,7 +1,8 @@
 // The cloudfetch command line (started by cli/cloudfetch.js). Each command is a thin layer over the engine (engine/) and the cloud (aws/).
 
 import { Command, CommanderError, Option } from 'commander';
-import { DEFAULT_FETCHER_OPTIONS, type FetcherOptions } from '../engine/fetch/fetcher.ts';
+import { DEFAULT_FETCHER_OPTIONS } from '../engine/fetch/defaults.ts';
+import type { FetcherOptions } from '../engine/fetch/fetcher.ts';
 import { LAYOUTS, type Layout } from '../engine/keys.ts';
 // The error alone, not the readers (engine/manifest/index.ts, ~25 ms): `inspect` imports them when it runs.
 import { ManifestError } from '../engine/manifest/errors.ts';

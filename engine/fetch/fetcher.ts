@@ -10,9 +10,9 @@ import { SNIFF_BYTES, contentTypeOf, detectImageFormat, type ImageFormat } from 
 import { isTransient, type FailureReason } from '../outcome.ts';
 import { HostGate, type Answer, type Entry, type HostPauses, type PauseReason } from '../host-gate.ts';
 import { parseFetchUrl } from './url.ts';
+import { DEFAULT_FETCHER_OPTIONS, DEFAULT_USER_AGENT } from './defaults.ts';
 
-export const DEFAULT_USER_AGENT =
-  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36';
+export { DEFAULT_FETCHER_OPTIONS, DEFAULT_USER_AGENT };
 
 export interface FetcherOptions {
   /** Requests at once to one origin at most (fewer when it pushes back: engine/host-gate.ts), and the size of its pool. */
@@ -38,23 +38,6 @@ export interface FetcherOptions {
   referer?: string;
   guard: GuardOptions;
 }
-
-export const DEFAULT_FETCHER_OPTIONS: FetcherOptions = {
-  // What a browser opens to one host over HTTP/1.1: a site built for browsers expects that much
-  // from one client, and more looks like a bot.
-  hostConcurrency: 6,
-  hostWaitMs: 10 * 60_000,
-  timeoutMs: 60_000,
-  connectTimeoutMs: 10_000,
-  idleTimeoutMs: 20_000,
-  retries: 3,
-  retryBaseMs: 500,
-  retryMaxMs: 20_000,
-  maxBytes: 50 * 1024 * 1024,
-  maxRedirects: 5,
-  userAgent: DEFAULT_USER_AGENT,
-  guard: {},
-};
 
 export type FetchResult =
   | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number; sha256: string }
