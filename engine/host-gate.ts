@@ -6,9 +6,12 @@
 // (the number in flight, or the pace, it came at) and only tested again after a quiet while, so a
 // limit is crossed about once, not on every probe. Retry-After pauses the whole origin; so does a
 // ban (403 to everything after it had answered), 30 s doubling, its images waiting meanwhile.
+// A host that states its limit (RateLimit / X-RateLimit-* fields) is paced under it and not sent
+// more than it says is left before its window resets, so it is never crossed to be learnt.
 // HostPauses shares pauses across a fleet of fetch functions.
 
 import { closeSync, openSync, writeSync } from 'node:fs';
+import type { RateLimitInfo } from './fetch/rate-limit.ts';
 
 /** Why an origin is paused. */
 export type PauseReason = 'retry-after' | 'ban' | 'throttled';
@@ -65,8 +68,11 @@ export type Answer =
   | 'failed'; // nothing learnt (a reset, a time-out, another 5xx)
 
 export interface Grant {
-  /** Frees the slot and adapts the origin to the answer; `retryAfterMs` pauses the whole origin. */
-  done(answer: Answer, retryAfterMs?: number): void;
+  /**
+   * Frees the slot and adapts the origin to the answer; `retryAfterMs` pauses the whole origin;
+   * `rateLimit`, the limit the answer's headers state, paces it.
+   */
+  done(answer: Answer, retryAfterMs?: number, rateLimit?: RateLimitInfo): void;
   /**
    * For a 403: frees the slot, and tells whether the origin is banning us (true: wait at the gate
    * and try again) or the 403 is this request's own (false). Waits for the origin's next answers
@@ -104,6 +110,10 @@ const MAX_PROBE_AFTER_MS = 15 * 60_000;
 /** How late we may read an answer the origin already sent (a loaded machine reads late). */
 const ANSWER_LAG_MS = 100;
 const MAX_BAN_PAUSE_MS = 60 * 60_000;
+/** Under a stated pace by this much: a host's windows and ours do not line up, and answers come late. */
+const STATED_MARGIN = 0.9;
+/** The longest wait for a stated window's reset (a quota stated for a day is waited out an hour at a time). */
+const MAX_RESET_WAIT_MS = 60 * 60_000;
 
 interface Waiter {
   patientUntil: number;
@@ -156,6 +166,14 @@ class Origin {
   minSpacingMs = 0;
   spacingStep = 0;
   nextStart = 0;
+  /** Spacing under the pace the origin stated (RateLimit fields): a probe never goes below it. 0: none stated. */
+  statedSpacingMs = 0;
+  /** The longest reset the origin stated: its window is at least that long (for a quota stated without one). */
+  longestResetMs = 0;
+  /** Starts the origin said are left before `quotaUntil` (ms epoch), less ours since; as of the grant `quotaNth`. */
+  quotaLeft = 0;
+  quotaUntil = 0;
+  quotaNth = 0;
   /** Start times of the last second, oldest first from `startsHead` (a queue: no shift per grant). */
   starts: number[] = [];
   startsHead = 0;
@@ -302,7 +320,7 @@ export class HostGate {
       // Quiet long enough: probe one request more, or a tenth faster, than the learnt limits.
       trace?.(`${now} ${state.name} probe`);
       state.ceiling++;
-      state.minSpacingMs = state.minSpacingMs < 1 ? 0 : 0.9 * state.minSpacingMs;
+      state.minSpacingMs = state.minSpacingMs < 1 ? 0 : Math.max(state.statedSpacingMs, 0.9 * state.minSpacingMs);
       state.struck = -Infinity;
       state.learntUntil = state.ceiling === Infinity && state.minSpacingMs === 0 ? 0 : now + state.probeAfterMs;
     }
@@ -361,6 +379,8 @@ export class HostGate {
     state.startsHead = head;
     starts.push(now);
     state.nextStart = now + state.spacingMs;
+    // The origin said how many are left in its window: the last of them pauses it until the reset.
+    if (state.quotaUntil > now && --state.quotaLeft <= 0) this.#pause(state, state.quotaUntil, 'retry-after');
     const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, held: state.inFlight, recent: starts.length - head, paced: state.spacingMs > 0, epoch: state.epoch };
     state.open.add(start);
     trace?.(`${now} ${state.name} grant nth=${start.nth} level=${start.level} recent=${start.recent} spacing=${state.spacingMs.toFixed(1)} min=${state.minSpacingMs.toFixed(1)} allowance=${state.allowance} ceiling=${state.ceiling}`);
@@ -378,8 +398,9 @@ export class HostGate {
   }
 
   /** A grant's end with an answer (see Grant.done). */
-  finish(state: Origin, start: Start, answer: Answer, retryAfterMs?: number): void {
+  finish(state: Origin, start: Start, answer: Answer, retryAfterMs?: number, rateLimit?: RateLimitInfo): void {
     if (!this.release(state, start)) return;
+    if (rateLimit) this.#stated(state, start, rateLimit);
     this.#answer(state, start, answer, retryAfterMs);
     this.#released(state);
   }
@@ -470,6 +491,35 @@ export class HostGate {
     trace?.(`${now} ${state.name} learn proven=${state.proven} provenRate=${state.provenRate} atPace=${atPace} ceiling=${state.ceiling} min=${state.minSpacingMs.toFixed(1)} spacing=${state.spacingMs.toFixed(1)}`);
     state.learntUntil = now + state.probeAfterMs;
     state.probeAfterMs = Math.min(MAX_PROBE_AFTER_MS, state.probeAfterMs * 2);
+  }
+
+  /**
+   * What the origin stated of its limit. A quota over a window paces the origin under it (a quota
+   * without a window, over the longest reset it stated: its window is no shorter), shared with the
+   * fleet as a learnt pace is. What is left before the reset, less our starts since this request's,
+   * bounds the starts until then; the latest-started request's answer is the one believed.
+   */
+  #stated(state: Origin, start: Start, info: RateLimitInfo): void {
+    const now = this.#clock.now();
+    // Resets are stated in whole seconds: a window is at least the longest one rounded up to a second.
+    if (info.resetMs !== undefined) state.longestResetMs = Math.max(state.longestResetMs, Math.min(1000 * Math.ceil(info.resetMs / 1000), MAX_RESET_WAIT_MS));
+    const perSecond = info.perSecond ?? (info.limit !== undefined && state.longestResetMs >= 1 ? (1000 * info.limit) / state.longestResetMs : 0);
+    if (perSecond >= 1 / 60) {
+      const ms = 1000 / (STATED_MARGIN * perSecond);
+      if (ms > state.statedSpacingMs) {
+        trace?.(`${now} ${state.name} stated pace=${perSecond.toFixed(2)}`);
+        state.statedSpacingMs = ms;
+        state.minSpacingMs = Math.max(state.minSpacingMs, ms);
+        this.#space(state, ms);
+        this.#pauses?.learnt?.(state.name, 1000 / ms).catch(() => {});
+      }
+    }
+    if (info.remaining !== undefined && info.resetMs !== undefined && start.nth >= state.quotaNth) {
+      state.quotaNth = start.nth;
+      state.quotaUntil = now + Math.min(info.resetMs, MAX_RESET_WAIT_MS);
+      state.quotaLeft = info.remaining - (state.granted - start.nth);
+      if (state.quotaLeft <= 0 && state.quotaUntil > now) this.#pause(state, state.quotaUntil, 'retry-after');
+    }
   }
 
   /** A pace another member of the fleet learnt: starts no closer than it allows this one (a lesson of its own may be slower). */
@@ -575,10 +625,10 @@ class GateGrant implements Grant {
     this.#start = start;
   }
 
-  done(answer: Answer, retryAfterMs?: number): void {
+  done(answer: Answer, retryAfterMs?: number, rateLimit?: RateLimitInfo): void {
     // Without an answer (a reset, a time-out) the origin may count the request a moment more,
     // until our closing the connection reaches it: its slot is given back a moment later.
-    if (answer !== 'failed' || this.#lingering || !this.#state.open.has(this.#start)) return this.#gate.finish(this.#state, this.#start, answer, retryAfterMs);
+    if (answer !== 'failed' || this.#lingering || !this.#state.open.has(this.#start)) return this.#gate.finish(this.#state, this.#start, answer, retryAfterMs, rateLimit);
     this.#lingering = true;
     this.#gate.later(() => this.#gate.finish(this.#state, this.#start, 'failed'));
   }

@@ -303,3 +303,29 @@ test('an error page is read to its end and its connection kept; a page over 64 K
     server.close();
   }
 });
+
+test("a host's RateLimit fields reach the gate: none left in its window, the next image waits for the reset, unsent", async () => {
+  let requests = 0;
+  const server = createServer((req, res) => {
+    requests++;
+    const bytes = sampleImage('quota', 'jpeg');
+    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length, 'ratelimit-policy': '"default";q=1;w=30', ratelimit: '"default";r=0;t=30' });
+    res.end(bytes);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // Patient for a moment only: a wait for the 30 s reset fails the image at once instead.
+  const quick = new Fetcher({ ...OPTIONS, hostWaitMs: 1_000 });
+  try {
+    assertImage(await quick.fetchImage([`${base}/one.jpg`]), sampleImage('quota', 'jpeg'));
+    const before = Date.now();
+    const next = await quick.fetchImage([`${base}/two.jpg`]);
+    assertFailed(next, 'rate-limited', 0);
+    assert.ok(!next.ok && next.hostPausedUntil! >= before + 29_000, `paused until ${!next.ok && next.hostPausedUntil}`);
+    assert.equal(requests, 1);
+  } finally {
+    await quick.destroy();
+    server.close();
+  }
+});

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HostGate, type Clock, type Entry, type Grant, type HostGateOptions, type HostPauses, type PauseReason } from '../engine/host-gate.ts';
+import type { RateLimitInfo } from '../engine/fetch/rate-limit.ts';
 
 /** A clock whose timers fire only when a test moves it. */
 class FakeClock implements Clock {
@@ -555,5 +556,101 @@ describe('tryAcquire: a slot at once, only when acquire() would not wait', () =>
     assert.ok(g.state(A)!.spacingMs > 0);
     assert.equal(g.tryAcquire(A), null, 'a 429 at one at a time spaces the starts');
     after.done('ok');
+  });
+});
+
+describe('limits the origin states (RateLimit, X-RateLimit-* fields)', () => {
+  /** Starts granted within each of the next `seconds` seconds (of requests asked once per gate), every grant answered at once with `info`. */
+  const asked = new WeakMap<HostGate, Grant[]>();
+  async function startsPerSecond(g: HostGate, clock: FakeClock, info: RateLimitInfo | undefined, seconds: number, answer = (grant: Grant) => grant.done('ok', undefined, info)): Promise<number[]> {
+    if (!asked.has(g)) asked.set(g, ask(g, A, 10_000).granted);
+    const granted = asked.get(g)!;
+    const counts: number[] = [];
+    for (let s = 0; s < seconds; s++) {
+      let count = 0;
+      for (let ms = 0; ms < 1000; ms += 10) {
+        await settled();
+        count += granted.length;
+        for (const grant of granted.splice(0)) answer(grant);
+        await clock.advance(10);
+      }
+      counts.push(count);
+    }
+    return counts;
+  }
+
+  test('a stated quota over a window paces the origin under it, and a probe never goes past it', async () => {
+    const { gate: g, clock } = gate({ probeAfterMs: 1_000 });
+    const counts = await startsPerSecond(g, clock, { perSecond: 10 }, 4);
+    // 10 a second, 10% under: spaced 111 ms (the first second also holds the one before the answer).
+    assert.ok(counts.every((c) => c <= 10), `starts a second: ${counts}`);
+    assert.ok(counts.slice(1).every((c) => c >= 8), `starts a second: ${counts}`);
+    assert.ok(g.state(A)!.spacingMs >= 111);
+    // A 429 anyway (the host's count is not ours) teaches a slower pace; its probes, a tenth faster
+    // after 1, 2, 4, 8 s of quiet, stop at the stated one.
+    let throttled = false;
+    await startsPerSecond(g, clock, undefined, 1, (grant) => (throttled ? grant.done('ok') : ((throttled = true), grant.done('throttled'))));
+    const spacings: number[] = [];
+    for (let s = 0; s < 16; s++) {
+      await startsPerSecond(g, clock, undefined, 1);
+      spacings.push(Math.round(g.state(A)!.spacingMs));
+    }
+    assert.ok(spacings.every((ms) => ms >= 111), `spacings: ${spacings}`);
+    assert.equal(spacings.at(-1), 111, `probed down to the stated pace: ${spacings}`);
+  });
+
+  test('what is left of the window bounds the starts until its reset, less ours sent since', async () => {
+    const { gate: g, clock } = gate();
+    const { granted } = ask(g, A, 20);
+    await settled();
+    granted.shift()!.done('ok');
+    await settled();
+    granted.shift()!.done('ok');
+    await settled();
+    const inFlight = granted.length;
+    assert.ok(inFlight >= 3, 'slow start: a few in flight');
+    // The oldest of them says as many are left as were started after it, for 500 ms: they took them.
+    granted.shift()!.done('ok', undefined, { remaining: inFlight - 1, resetMs: 500 });
+    await settled();
+    assert.equal(granted.length, inFlight - 1, 'nothing more started');
+    assert.equal(g.state(A)!.pauseReason, 'retry-after');
+    await clock.advance(499);
+    assert.equal(granted.length, inFlight - 1);
+    await clock.advance(1);
+    assert.ok(granted.length > inFlight - 1, 'started again at the reset');
+  });
+
+  test('the last start a window has left pauses the origin until the reset', async () => {
+    const { gate: g, clock } = gate();
+    const { granted } = ask(g, A, 20);
+    await settled();
+    granted.shift()!.done('ok', undefined, { remaining: 2, resetMs: 800 });
+    await settled();
+    assert.equal(granted.length, 2);
+    for (const grant of granted.splice(0)) grant.done('ok');
+    await clock.advance(799);
+    assert.equal(granted.length, 0, 'two left, two started');
+    await clock.advance(1);
+    assert.ok(granted.length > 0);
+  });
+
+  test('a quota without a window is paced over the longest reset stated, rounded up to a second', async () => {
+    const { gate: g, clock } = gate();
+    await startsPerSecond(g, clock, { limit: 5, remaining: 100, resetMs: 1_700 }, 1);
+    // 5 in 2 s, 10% under: 444 ms apart.
+    assert.ok(Math.abs(g.state(A)!.spacingMs - 1000 / (0.9 * 2.5)) < 1, `spacing ${g.state(A)!.spacingMs}`);
+  });
+
+  test('the stated pace is shared with the fleet as a learnt one, once', async () => {
+    const learnt: number[] = [];
+    const pauses: HostPauses = { get: async () => 0, set: async () => {}, pace: async () => 0, learnt: async (_origin, perSecond) => void learnt.push(perSecond) };
+    const clock = new FakeClock();
+    const g = new HostGate({ hostConcurrency: 8, clock, pauses });
+    const { granted } = ask(g, A, 5);
+    for (let round = 0; round < 5; round++) {
+      await clock.advance(300);
+      for (const grant of granted.splice(0)) grant.done('ok', undefined, { perSecond: 20 });
+    }
+    assert.deepEqual(learnt, [18]);
   });
 });

@@ -11,6 +11,7 @@ import { isTransient, type FailureReason } from '../outcome.ts';
 import { HostGate, type Answer, type Entry, type HostPauses, type PauseReason } from '../host-gate.ts';
 import { parseFetchUrl } from './url.ts';
 import { DEFAULT_FETCHER_OPTIONS, DEFAULT_USER_AGENT } from './defaults.ts';
+import { hasRateLimitHeaders, parseRateLimit, type RateLimitInfo } from './rate-limit.ts';
 
 export { DEFAULT_FETCHER_OPTIONS, DEFAULT_USER_AGENT };
 
@@ -277,9 +278,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 }
 
+/** `rateLimit`: what the answer's headers state of its origin's limit, for the gate (only when said, by the gated origin itself). */
 type Attempt =
-  | { ok: true; body: Buffer; format: ImageFormat; httpStatus: number; sha256: string }
-  | { ok: false; reason: FailureReason; detail: string; httpStatus?: number; retryAfterMs?: number };
+  | { ok: true; body: Buffer; format: ImageFormat; httpStatus: number; sha256: string; rateLimit?: RateLimitInfo | undefined }
+  | { ok: false; reason: FailureReason; detail: string; httpStatus?: number; retryAfterMs?: number; rateLimit?: RateLimitInfo | undefined };
 
 class Failure extends Error {
   readonly reason: FailureReason;
@@ -397,7 +399,7 @@ export class Fetcher {
       attempts++;
       const result = await this.#attempt(url, target, deadline, room).catch((error: unknown): Attempt => ({ ok: false, ...classifyError(error, 'headers', 0, signal) }));
       if (result.ok) {
-        entry.grant.done('ok');
+        entry.grant.done('ok', undefined, result.rateLimit);
         const { body, format, httpStatus, sha256 } = result;
         return { ok: true, url: url.href, body, format, contentType: contentTypeOf(format), attempts, httpStatus, sha256 };
       }
@@ -413,7 +415,7 @@ export class Fetcher {
         if (banned && !signal.aborted) continue;
         return failed;
       }
-      entry.grant.done(answerOf(result), result.retryAfterMs);
+      entry.grant.done(answerOf(result), result.retryAfterMs, result.rateLimit);
       if (!isTransient(result.reason) || retry >= this.options.retries || signal.aborted) return failed;
       retry++;
       // A 429's wait is its origin's pause, at the gate.
@@ -467,8 +469,10 @@ export class Fetcher {
         deadline.exchange = null;
       }
       const { statusCode, headers, error, location } = exchange;
+      // A redirect's target may be another origin: its limit is not the gated origin's.
+      const rateLimit = hopOrigin === origin && hasRateLimitHeaders(headers) ? parseRateLimit(headers) : undefined;
       if (error instanceof Failure) {
-        return { ok: false, reason: error.reason, detail: error.message, ...(error.httpStatus ? { httpStatus: error.httpStatus } : {}) };
+        return { ok: false, reason: error.reason, detail: error.message, ...(error.httpStatus ? { httpStatus: error.httpStatus } : {}), rateLimit };
       }
       if (location !== null && signal.aborted) return { ok: false, ...classifyError(error ?? signal.reason, 'headers', 0, signal) };
       const next = location === null ? null : URL.parse(location, hop);
@@ -484,17 +488,17 @@ export class Fetcher {
       if (statusCode !== 0 && (statusCode < 200 || statusCode >= 300)) {
         // The error page was read to its end (up to 64 KiB, so the connection stays reusable) or dropped.
         const retryAfterMs = statusCode === 429 || statusCode === 503 ? parseRetryAfter(headers['retry-after']) : undefined;
-        return { ok: false, ...statusFailure(statusCode), httpStatus: statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
+        return { ok: false, ...statusFailure(statusCode), httpStatus: statusCode, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), rateLimit };
       }
-      if (error) return { ok: false, ...classifyError(error, statusCode === 0 ? 'headers' : 'body', exchange.received, signal) };
+      if (error) return { ok: false, ...classifyError(error, statusCode === 0 ? 'headers' : 'body', exchange.received, signal), rateLimit };
       const { chunks, received } = exchange;
-      if (received === 0) return { ok: false, reason: 'empty', detail: 'the body was empty', httpStatus: statusCode };
+      if (received === 0) return { ok: false, reason: 'empty', detail: 'the body was empty', httpStatus: statusCode, rateLimit };
       // A body that came in one chunk is kept as it is: no copy.
       const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
       const format = detectImageFormat(bytes);
-      if (!format) return { ok: false, reason: 'not-image', detail: describeNonImage(bytes, headers['content-type']), httpStatus: statusCode };
+      if (!format) return { ok: false, reason: 'not-image', detail: describeNonImage(bytes, headers['content-type']), httpStatus: statusCode, rateLimit };
       // One-shot over the whole body: no Hash object and no update per chunk (the body is in hand anyway).
-      return { ok: true, body: bytes, format, httpStatus: statusCode, sha256: hash('sha256', bytes, 'hex') };
+      return { ok: true, body: bytes, format, httpStatus: statusCode, sha256: hash('sha256', bytes, 'hex'), rateLimit };
     }
   }
 
