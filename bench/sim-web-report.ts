@@ -46,9 +46,18 @@ export function simWebReport(web: SimWeb, entries: readonly SimEntry[], run: { s
   const ideal = politeIdeal(web, entries);
   const reports = web.report();
   const perHost = web.hosts.map((_, h) => entries.filter((e) => e.host === h).length);
+  // A host that states its limit in its answers is marked: * RateLimit fields, ' the older RateLimit-*, x X-RateLimit-*.
+  const mark = { ietf: '*', 'ietf-fields': "'", 'x-ratelimit': 'x' } as const;
   const limitText = (h: number): string => {
-    const limit = web.hosts[h]!.profile.limit;
-    return limit.kind === 'concurrency' ? `${limit.max} at once` : `${limit.perSecond}/s`;
+    const { limit, announce } = web.hosts[h]!.profile;
+    return limit.kind === 'concurrency' ? `${limit.max} at once` : `${limit.perSecond}/s${announce ? mark[announce] : ''}`;
+  };
+  const announcing = reports.filter((_, h) => web.hosts[h]!.profile.announce !== undefined);
+  const silent = reports.filter((_, h) => web.hosts[h]!.profile.announce === undefined);
+  const crossingsOf = (rs: readonly HostReport[]): string => {
+    const c = { first: 0, burst: 0, 'after-pause': 0, 'after-a-minute': 0 };
+    for (const r of rs) for (const cause of Object.keys(c) as CrossingCause[]) c[cause] += r.crossingsByCause[cause];
+    return `${rs.reduce((a, r) => a + r.crossings, 0)} (${Object.values(c).join('/')}) at ${rs.filter((r) => r.crossings > 0).length} of ${rs.length} hosts`;
   };
   const lines = ['host  entries  limit       allowed/s  requests  peak  crossings  bans  403s  last request (s)'];
   reports.forEach((r, h) => {
@@ -77,6 +86,7 @@ export function simWebReport(web: SimWeb, entries: readonly SimEntry[], run: { s
     `bans triggered:           ${figures.bans} (on ${reports.filter((r) => r.bansTriggered > 0).length} hosts)`,
     `requests above a limit:   ${figures.crossings} (answered 429), and ${figures.refusedWhileBanned} refused while banned (403)`,
     `  by cause:               ${causes(reports)}`,
+    `  announcing / silent:    hosts stating their limit ${crossingsOf(announcing)}; silent hosts ${crossingsOf(silent)} (first/burst/after-pause/after-a-minute)`,
     `  per host (limit: first, burst, after the pause, after a minute): ${reports.map((r, h) => (r.crossings > 0 ? `${h} (${limitText(h)}: ${Object.values(r.crossingsByCause).join(',')})` : '')).filter(Boolean).join(' ')}`,
     ...(sum((r) => r.answers.outage) > 0 ? [`outage answers:           ${reports.map((r, h) => (r.answers.outage > 0 ? `host ${h}: ${r.answers.outage}` : '')).filter(Boolean).join(', ')} (a ban or Retry-After not of the client's doing)`] : []),
     `time to drain:            ${run.seconds.toFixed(1)} s; polite ideal ${ideal.sumSeconds.toFixed(1)} s (sum over hosts of entries ÷ allowed rate), ${ideal.maxHostSeconds.toFixed(1)} s (the slowest host, hosts in parallel)`,

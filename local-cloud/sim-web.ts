@@ -5,7 +5,9 @@
 // while, as bot protection does), link rot (404/410), flaky 5xx and resets (the first request of
 // such a path fails, the next ones work), placeholders (one host's many dead URLs answering 200
 // with the same bytes), and optionally an outage mid-run (a ban or a long Retry-After that is not
-// the client's doing). It counts, per host, what a client did to it, and why each crossing came.
+// the client's doing). Some rate-limited hosts state their limit in every answer (RateLimit fields
+// of the IETF draft, or X-RateLimit-*); a concurrency limit has no such field, so those hosts are
+// silent. It counts, per host, what a client did to it, and why each crossing came.
 //
 // Paths are /img/<name>.jpg; a path's fate is a hash of the seed, the host and the path, so the
 // same seed gives the same profiles and the same dead and placeholder paths.
@@ -19,6 +21,14 @@ import { sampleImage } from './origin.ts';
 
 export type Limit = { kind: 'concurrency'; max: number } | { kind: 'rate'; perSecond: number };
 
+/**
+ * How a host states its rate limit in every answer: `ietf`, the draft's structured fields
+ * (`RateLimit-Policy: "default";q=10;w=1`, `RateLimit: "default";r=3;t=1`); `ietf-fields`, its older
+ * RateLimit-Limit / -Remaining / -Reset (seconds from now); `x-ratelimit`, X-RateLimit-Limit /
+ * -Remaining / -Reset (an epoch time, as GitHub sends it, and no window: a client infers it).
+ */
+export type Announce = 'ietf' | 'ietf-fields' | 'x-ratelimit';
+
 export interface HostProfile {
   /** Log-normal latency of every answer: its median and the sigma of its logarithm. */
   medianMs: number;
@@ -26,6 +36,8 @@ export interface HostProfile {
   /** Longest latency drawn (the tail is cut here). */
   maxMs: number;
   limit: Limit;
+  /** How the host states its limit (a rate limit only); absent: it does not. */
+  announce?: Announce;
   retryAfterSeconds: number;
   /** `crossings` limit crossings within `windowMs` ban the client for `banMs`: 403 to everything. */
   ban: { crossings: number; windowMs: number; banMs: number };
@@ -123,12 +135,20 @@ function hashUnit(...parts: Array<string | number>): number {
   return createHash('sha256').update(parts.join('\0')).digest().readUInt32BE(0) / 4294967296;
 }
 
-/** Host i's profile from the seed: the first three (the big hosts of simManifest) always have a concurrency limit. */
+/**
+ * Host i's profile from the seed: the first three (the big hosts of simManifest) always have a
+ * concurrency limit. Of the rate-limited hosts, a quarter each announce their limit in one of the
+ * three ways (see Announce) and a quarter are silent; drawn from a hash of its own, so the rest of
+ * a seed's profiles are what they were before hosts announced.
+ */
 export function generateProfile(seed: number, i: number): HostProfile {
   const random = prng(seed * 1000 + i + 1);
   const r = (low: number, high: number): number => low + (high - low) * random();
   const byConcurrency = i < 3 || random() < 0.5;
+  const way = Math.floor(4 * hashUnit(seed, i, 'announce'));
+  const announce = byConcurrency ? undefined : (['ietf', 'ietf-fields', 'x-ratelimit'] as const)[way];
   return {
+    ...(announce ? { announce } : {}),
     medianMs: Math.round(r(20, 60)),
     sigma: r(1.2, 1.6), // p99 = median × e^(2.33σ): 0.3–2.5 s
     maxMs: 10_000,
@@ -192,6 +212,17 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     if (fate(path) === 'placeholder') return placeholder;
     const name = path.slice(path.lastIndexOf('/') + 1).replace(/\.jpg$/, '');
     return sampleImage(`${i}-${name}`, 'jpeg', 2000 + Math.floor(hashUnit(seed, i, path, 'size') * 30_000));
+  }
+
+  /** The fields stating the host's rate limit and what is left of its current second, as of `now`. */
+  function announcement(now: number): Record<string, string> {
+    if (!profile.announce || profile.limit.kind !== 'rate') return {};
+    const limit = profile.limit.perSecond;
+    const current = Math.floor(now / 1000);
+    const remaining = Math.max(0, current === second ? limit - sent : limit);
+    if (profile.announce === 'ietf') return { 'ratelimit-policy': `"default";q=${limit};w=1`, ratelimit: `"default";r=${remaining};t=1` };
+    if (profile.announce === 'ietf-fields') return { 'ratelimit-limit': `${limit}, ${limit};w=1`, 'ratelimit-remaining': String(remaining), 'ratelimit-reset': '1' };
+    return { 'x-ratelimit-limit': String(limit), 'x-ratelimit-remaining': String(remaining), 'x-ratelimit-reset': String(current + 1) };
   }
 
   /** Whether this request crosses the limit; counts the crossing and may start a ban. */
@@ -265,7 +296,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
     }
     if (crosses(now)) {
       counts.answers.tooMany++;
-      res.writeHead(429, { 'content-type': 'text/html', 'retry-after': String(profile.retryAfterSeconds) }).end(HTML('429 Too Many Requests'));
+      res.writeHead(429, { 'content-type': 'text/html', 'retry-after': String(profile.retryAfterSeconds), ...announcement(now) }).end(HTML('429 Too Many Requests'));
       return;
     }
     admitted++;
@@ -283,17 +314,19 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
 
   function answer(path: string, socket: Socket, res: ServerResponse): void {
     if (res.destroyed) return;
+    // Stated as the answer leaves: what is left of the second it leaves in.
+    const stated = announcement(clock());
     const fateOf = /^\/img\/[^/]+\.jpg$/.test(path) ? fate(path) : 'dead';
     const seen = (attempts.get(path) ?? 0) + 1;
     attempts.set(path, seen);
     if (fateOf === 'dead') {
       counts.answers.gone++;
       const status = hashUnit(seed, i, path, 'status') < 0.5 ? 404 : 410;
-      res.writeHead(status, { 'content-type': 'text/html' }).end(HTML(`${status}`));
+      res.writeHead(status, { 'content-type': 'text/html', ...stated }).end(HTML(`${status}`));
     } else if (fateOf === 'flaky' && seen === 1) {
       counts.answers.serverError++;
       const status = [500, 502, 503][Math.floor(hashUnit(seed, i, path, 'status') * 3)]!;
-      res.writeHead(status, { 'content-type': 'text/html' }).end(HTML(`${status}`));
+      res.writeHead(status, { 'content-type': 'text/html', ...stated }).end(HTML(`${status}`));
     } else if (fateOf === 'reset' && seen === 1) {
       counts.answers.reset++;
       socket.resetAndDestroy();
@@ -301,7 +334,7 @@ async function startHost(seed: number, i: number, profile: HostProfile, clock: (
       if (fateOf === 'placeholder') counts.answers.placeholder++;
       else counts.answers.image++;
       const bytes = body(path);
-      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length }).end(bytes);
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length, ...stated }).end(bytes);
     }
   }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { manifestCsv, politeIdeal, simManifest, startSimWeb, type HostProfile, type SimHost } from '../local-cloud/sim-web.ts';
+import { generateProfile, manifestCsv, politeIdeal, simManifest, startSimWeb, type HostProfile, type SimHost } from '../local-cloud/sim-web.ts';
 
 /** No latency, no faults, no limit: each test turns on what it checks. */
 function quiet(profile: HostProfile): HostProfile {
@@ -240,4 +240,39 @@ test('a manifest where three hosts hold 60% of the entries, and its polite ideal
   } finally {
     await web.close();
   }
+});
+
+test('a host that announces its rate limit states it, and what is left of its second, in every answer', async () => {
+  let now = 7_000_200;
+  const web = await startSimWeb({
+    seed: 3,
+    hosts: 3,
+    clock: () => now,
+    adjust: (p, i) => ({ ...quiet(p), limit: { kind: 'rate', perSecond: 2 }, announce: (['ietf', 'ietf-fields', 'x-ratelimit'] as const)[i]! }),
+  });
+  try {
+    const fields = ['ratelimit-policy', 'ratelimit', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'];
+    const get = async (host: number, n: number) => {
+      const answer = await fetch(`${web.hosts[host]!.url}/img/p${n}.jpg`);
+      await answer.arrayBuffer();
+      return [answer.status, ...fields.flatMap((f) => (answer.headers.has(f) ? [`${f}: ${answer.headers.get(f)}`] : []))];
+    };
+    assert.deepEqual(await get(0, 0), [200, 'ratelimit-policy: "default";q=2;w=1', 'ratelimit: "default";r=1;t=1']);
+    assert.deepEqual(await get(0, 1), [200, 'ratelimit-policy: "default";q=2;w=1', 'ratelimit: "default";r=0;t=1']);
+    assert.deepEqual(await get(0, 2), [429, 'ratelimit-policy: "default";q=2;w=1', 'ratelimit: "default";r=0;t=1']);
+    assert.deepEqual(await get(1, 0), [200, 'ratelimit-limit: 2, 2;w=1', 'ratelimit-remaining: 1', 'ratelimit-reset: 1']);
+    assert.deepEqual(await get(2, 0), [200, 'x-ratelimit-limit: 2', 'x-ratelimit-remaining: 1', 'x-ratelimit-reset: 7001']);
+    now += 1000;
+    assert.deepEqual(await get(0, 3), [200, 'ratelimit-policy: "default";q=2;w=1', 'ratelimit: "default";r=1;t=1'], 'a new second');
+    assert.equal(web.report()[0]!.crossings, 1);
+  } finally {
+    await web.close();
+  }
+});
+
+test('hosts with a concurrency limit never announce; of the rate-limited ones, some do in each way and some are silent', () => {
+  const profiles = Array.from({ length: 40 }, (_, i) => generateProfile(1, i));
+  assert.ok(profiles.every((p) => p.limit.kind === 'rate' || p.announce === undefined));
+  const ways = new Set(profiles.filter((p) => p.limit.kind === 'rate').map((p) => p.announce ?? 'silent'));
+  assert.deepEqual([...ways].sort(), ['ietf', 'ietf-fields', 'silent', 'x-ratelimit']);
 });
