@@ -25,6 +25,8 @@ export interface HostPauses {
   pace?(origin: string): Promise<number>;
   /** A pace this gate learnt from a 429 (its own requests a second, the margin kept), for the fleet to share. */
   learnt?(origin: string, perSecond: number): Promise<void>;
+  /** A quota per window (ms) the origin stated, for the fleet to keep together (else shared as learnt). */
+  stated?(origin: string, quota: number, windowMs: number): Promise<void>;
 }
 
 /** Time and timers: the system's, or a test's that it moves by hand. */
@@ -503,15 +505,18 @@ export class HostGate {
     const now = this.#clock.now();
     // Resets are stated in whole seconds: a window is at least the longest one rounded up to a second.
     if (info.resetMs !== undefined) state.longestResetMs = Math.max(state.longestResetMs, Math.min(1000 * Math.ceil(info.resetMs / 1000), MAX_RESET_WAIT_MS));
-    const perSecond = info.perSecond ?? (info.limit !== undefined && state.longestResetMs >= 1 ? (1000 * info.limit) / state.longestResetMs : 0);
+    const windowMs = info.perSecond !== undefined ? info.windowMs ?? 1000 : state.longestResetMs;
+    const perSecond = info.perSecond ?? (info.limit !== undefined && windowMs >= 1 ? (1000 * info.limit) / windowMs : 0);
     if (perSecond >= 1 / 60) {
+      // Evenly spaced, 10% under the quota: at most floor(0.9 q) + 1 <= q starts in any window of it.
       const ms = 1000 / (STATED_MARGIN * perSecond);
       if (ms > state.statedSpacingMs) {
         trace?.(`${now} ${state.name} stated pace=${perSecond.toFixed(2)}`);
         state.statedSpacingMs = ms;
         state.minSpacingMs = Math.max(state.minSpacingMs, ms);
         this.#space(state, ms);
-        this.#pauses?.learnt?.(state.name, 1000 / ms).catch(() => {});
+        const shared = this.#pauses?.stated?.(state.name, (perSecond * windowMs) / 1000, windowMs) ?? this.#pauses?.learnt?.(state.name, 1000 / ms);
+        shared?.catch(() => {});
       }
     }
     if (info.remaining !== undefined && info.resetMs !== undefined && start.nth >= state.quotaNth) {

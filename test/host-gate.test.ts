@@ -652,5 +652,13 @@ describe('limits the origin states (RateLimit, X-RateLimit-* fields)', () => {
       for (const grant of granted.splice(0)) grant.done('ok', undefined, { perSecond: 20 });
     }
     assert.deepEqual(learnt, [18]);
+    // A fleet that keeps a stated quota itself is given the quota and its window instead.
+    const stated: Array<[number, number]> = [];
+    const fleet = new HostGate({ hostConcurrency: 8, clock, pauses: { ...pauses, stated: async (_origin, quota, windowMs) => void stated.push([quota, windowMs]) } });
+    const more = ask(fleet, A, 1);
+    await settled();
+    more.granted[0]!.done('ok', undefined, { perSecond: 0.5, windowMs: 60_000 });
+    assert.deepEqual(stated, [[30, 60_000]]);
+    assert.deepEqual(learnt, [18]);
   });
 });

@@ -117,6 +117,26 @@ describe('host notes in a container', () => {
     assert.equal(await mine.get(host), now - HOST_NOTE_STALE_MS + 60_000);
   });
 
+  it('a stated quota is kept by the fleet together: a start a window left per function that may send there, evenly spaced shares within it', async () => {
+    const bucket = new FakeBucket();
+    const now = Date.UTC(2026, 0, 5);
+    // Two groups per origin: two functions at once, each half of the fleet's pace.
+    const [mine, theirs] = [new S3HostPauses(bucket.client, 'b', { now: () => now, share: 0.5 }), new S3HostPauses(bucket.client, 'b', { now: () => now, share: 0.5 })];
+    for (const [quota, fleet] of [[20, 18], [7, 5], [5, 3], [4, 1]] as const) {
+      bucket.objects.clear();
+      const origin = `${host}/${quota}`;
+      await mine.stated(origin, quota, 1_000);
+      assert.equal(bucket.note().pace, fleet, `quota ${quota}`);
+      const each = await mine.pace(origin);
+      assert.equal(each, fleet / 2);
+      // Two functions, each evenly spaced at its share, fit floor(share) + 1 starts into a second: within the quota.
+      assert.ok(2 * (Math.floor(each) + 1) <= quota, `quota ${quota}: ${each} each`);
+    }
+    bucket.objects.clear();
+    await theirs.stated(`${host}/60`, 600, 60_000);
+    assert.equal(bucket.note().pace, 540 / 60);
+  });
+
   it('a pace and a pause written in a row: one PUT at a time, the note keeps both', async () => {
     const bucket = new FakeBucket();
     const now = Date.UTC(2026, 0, 3);

@@ -22,6 +22,7 @@ export interface FleetPauses {
   set(origin: string, untilMs: number, reason: PauseReason): Promise<void>;
   pace(origin: string): Promise<number>;
   learnt(origin: string, perSecond: number): Promise<void>;
+  stated(origin: string, quota: number, windowMs: number): Promise<void>;
 }
 
 /** A job not tried because its host is paused for the fleet: it waits in the queue until `until`, not failed. */
@@ -109,6 +110,20 @@ export class S3HostPauses implements FleetPauses {
     const known = await this.#note(origin);
     if (known.pace > 0 && this.#now() - known.paceAt < FLEET_PACE_TTL_MS && known.pace <= perSecond) return;
     await this.#write(origin, { ...known, pace: perSecond, paceAt: this.#now() });
+  }
+
+  /**
+   * `origin` stated a quota per window: the fleet's pace keeps the functions at it together within
+   * it. Each function spaces its share evenly, and an evenly spaced function can fit one start more
+   * into a window than its pace (measured: two functions at a host stating 7 a second, each at 90%
+   * of half, crossed it), so the fleet's pace leaves one start a window per function that may send
+   * there at once (its groups, aws/fifo.ts), and 10% besides.
+   */
+  async stated(origin: string, quota: number, windowMs: number): Promise<void> {
+    if (!(quota > 0) || !(windowMs > 0)) return;
+    const members = Math.max(1, Math.round(1 / this.#share));
+    const perWindow = quota > 2 * members ? Math.min(0.9 * quota, quota - members) : quota / (2 * members);
+    await this.learnt(origin, (1000 * perWindow) / windowMs);
   }
 
   /**

@@ -8,8 +8,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 
 /** A host's stated limit and what is left of it; each part only when the host said it. */
 export interface RateLimitInfo {
-  /** Requests a second the host allows (a quota over its window): the most restrictive policy. */
+  /** Requests a second the host allows (a quota over its window): the most restrictive policy, and its window (ms). */
   perSecond?: number;
+  windowMs?: number;
   /** A quota whose window was not stated (X-RateLimit-Limit, RateLimit-Limit without `w`). */
   limit?: number;
   /** Requests left in the current window, and ms until the window resets (from `now`). */
@@ -31,12 +32,13 @@ export function hasRateLimitHeaders(h: IncomingHttpHeaders): boolean {
 export function parseRateLimit(h: IncomingHttpHeaders, now = Date.now()): RateLimitInfo | undefined {
   const info: RateLimitInfo = {};
   let pace = Infinity;
+  let paceWindow = 0;
   let limit = Infinity;
   /** A quota, and its window in seconds as written (absent: not stated; garbled: the quota is ignored). */
   const quota = (q: number | undefined, windowText: string | undefined): void => {
     if (q === undefined || q > MAX_QUOTA) return;
     const w = int(windowText);
-    if (w !== undefined && w > 0 && w <= MAX_SECONDS) pace = Math.min(pace, q / w);
+    if (w !== undefined && w > 0 && w <= MAX_SECONDS && q / w < pace) [pace, paceWindow] = [q / w, w];
     else if (windowText === undefined) limit = Math.min(limit, q);
   };
   let left: { remaining: number; resetMs: number } | null = null;
@@ -63,7 +65,7 @@ export function parseRateLimit(h: IncomingHttpHeaders, now = Date.now()): RateLi
     const reset = items(h[`${prefix}reset`]);
     remaining.forEach((item, k) => window(int(item.bare), resetMs(int(reset[k]?.bare ?? reset[0]?.bare), epochReset, now)));
   }
-  if (pace < Infinity && pace > 0) info.perSecond = pace;
+  if (pace < Infinity && pace > 0) [info.perSecond, info.windowMs] = [pace, 1000 * paceWindow];
   if (limit < Infinity && limit > 0) info.limit = limit;
   const stated = left as { remaining: number; resetMs: number } | null;
   if (stated !== null) [info.remaining, info.resetMs] = [stated.remaining, stated.resetMs];
