@@ -35,6 +35,7 @@ const USAGE = `usage: node bench/link.ts [options]   (as root)
   --queue-ms Q           the bottleneck's drop-tail queue, ms of the rate (default 100)
   --runs N               copies by each tool (default 1)
   --tools LIST           of cloudfetch, rclone, rclone-defaults, aws (default cloudfetch,rclone,aws);
+                         rclone:N runs rclone with N transfers and checkers (64 for rclone),
                          cloudfetch:FLAGS runs cloudfetch sync with these flags too (space-separated),
                          cloudfetch@DIR the sync of another copy of the tree (before and after a change)
   --timeout S            longest one tool run may take, s (default 900)
@@ -123,7 +124,8 @@ const chosen = values.tools.split(',').map((t) => t.trim()).filter(Boolean);
 for (const name of chosen) {
   if (name.startsWith('cloudfetch:')) TOOLS[name] = cloudfetchSync(`cloudfetch sync ${name.slice(11).trim()}`, name.slice(11).split(' ').filter(Boolean));
   else if (name.startsWith('cloudfetch@')) TOOLS[name] = otherTree(name.slice(11));
-  else if (!TOOLS[name]) fail(`--tools: unknown tool "${name}" (${Object.keys(TOOLS).join(', ')}, cloudfetch:FLAGS, cloudfetch@DIR)`);
+  else if (/^rclone:\d+$/.test(name)) TOOLS[name] = rcloneCopy(`rclone copy --transfers ${name.slice(7)}`, ['--transfers', name.slice(7), '--checkers', name.slice(7)]);
+  else if (!TOOLS[name]) fail(`--tools: unknown tool "${name}" (${Object.keys(TOOLS).join(', ')}, cloudfetch:FLAGS, cloudfetch@DIR, rclone:N)`);
 }
 
 // ---------------------------------------------------------------------------------------------
