@@ -44,6 +44,8 @@ export type FetchResult =
   | { ok: true; url: string; body: Buffer; format: ImageFormat; contentType: string; attempts: number; httpStatus: number; sha256: string }
   | { ok: false; url: string; reason: FailureReason; detail: string; attempts: number; httpStatus?: number; retryAfterMs?: number; sha256?: string; hostPausedUntil?: number };
 
+type Failed = Extract<FetchResult, { ok: false }>;
+
 /**
  * Waits until a body of `bytes` (its Content-Length; undefined when unknown or compressed) may be
  * buffered, e.g. within a memory budget; rejects when `signal` aborts first.
@@ -320,9 +322,11 @@ export class Fetcher {
     // compose() wraps from the first to the last, so the last is outermost: every request (each
     // redirect hop is one, see #attempt) is resolved by the DNS cache and then checked by the
     // guard, which sees the IP it connects to. Redirects are followed here rather than by undici's
-    // interceptor, which parses a URL and builds a handler for every response, redirected or not.
+    // interceptor, which parses a URL and builds a handler for every response, redirected or not;
+    // each Location passes checkUrl() (#admit) before it is dispatched, so the guard needs no
+    // handler of its own per request to refuse other schemes.
     this.#dispatcher = this.#agent.compose(
-      guardInterceptor(o.guard),
+      guardInterceptor(o.guard, false),
       interceptors.dns({ maxTTL: 60_000, lookup: dnsLookup }),
       interceptors.decompress({ maxSize: o.maxBytes }),
     );
@@ -341,35 +345,32 @@ export class Fetcher {
    */
   async fetchImage(urls: readonly string[], signal?: AbortSignal, room?: Room): Promise<FetchResult> {
     const deadline = new Deadline(this.options.timeoutMs, signal);
+    // The wait for room is not the origin's time: the image's deadline stops meanwhile.
+    const paused: Room | undefined = room && ((bytes, waitSignal) => deadline.outside(() => room(bytes, waitSignal)));
+    const patientUntil = Date.now() + this.options.hostWaitMs;
+    // The mirrors' loop is here, not in an async function of its own: one frame and promise less per image.
     try {
-      // The wait for room is not the origin's time: the image's deadline stops meanwhile.
-      const paused: Room | undefined = room && ((bytes, waitSignal) => deadline.outside(() => room(bytes, waitSignal)));
-      return await this.#fetchUrls(urls, deadline, paused, Date.now() + this.options.hostWaitMs);
+      let attempts = 0;
+      let failures: string[] | null = null;
+      let last: Failed | null = null;
+      for (const text of urls) {
+        const url = parseFetchUrl(text);
+        let result: FetchResult;
+        if (!url) result = { ok: false, url: text, reason: 'bad-url', detail: 'not an http(s) URL', attempts };
+        else {
+          result = await this.#fetchUrl(url, deadline, attempts, paused, patientUntil);
+          attempts = result.attempts;
+          if (result.ok || deadline.signal.aborted) return result;
+        }
+        if (last) (failures ??= [last.reason]).push(result.reason);
+        last = result;
+      }
+      if (!last) return { ok: false, url: '', reason: 'no-url', detail: 'the entry has no URL', attempts };
+      if (failures) last = { ...last, detail: `${last.detail}; mirrors: ${failures.join(', ')}` };
+      return last;
     } finally {
       deadline.end();
     }
-  }
-
-  async #fetchUrls(urls: readonly string[], deadline: Deadline, room: Room | undefined, patientUntil: number): Promise<FetchResult> {
-    let attempts = 0;
-    const failures: string[] = [];
-    let last: FetchResult | null = null;
-    for (const text of urls) {
-      const url = parseFetchUrl(text);
-      if (!url) {
-        last = { ok: false, url: text, reason: 'bad-url', detail: 'not an http(s) URL', attempts };
-        failures.push(`bad-url`);
-        continue;
-      }
-      const result = await this.#fetchUrl(url, deadline, attempts, room, patientUntil);
-      attempts = result.attempts;
-      if (result.ok || deadline.signal.aborted) return result;
-      last = result;
-      failures.push(result.reason);
-    }
-    if (!last) return { ok: false, url: '', reason: 'no-url', detail: 'the entry has no URL', attempts };
-    if (failures.length > 1 && !last.ok) last = { ...last, detail: `${last.detail}; mirrors: ${failures.join(', ')}` };
-    return last;
   }
 
   async #fetchUrl(url: URL, deadline: Deadline, attemptsBefore: number, room: Room | undefined, patientUntil: number): Promise<FetchResult> {
@@ -447,7 +448,7 @@ export class Fetcher {
   /** One request for `url`, and its redirects (each hop checked, at most maxRedirects, no loops). */
   async #attempt(url: URL, origin: URL, deadline: Deadline, room: Room | undefined): Promise<Attempt> {
     const signal = deadline.signal;
-    const visited: string[] = [];
+    let visited: string[] | null = null; // made at the first redirect
     for (let hop = url, hopOrigin = origin; ; ) {
       const exchange = new Exchange(this.options.maxBytes, room !== undefined);
       deadline.exchange = exchange;
@@ -477,7 +478,7 @@ export class Fetcher {
       if (location !== null && signal.aborted) return { ok: false, ...classifyError(error ?? signal.reason, 'headers', 0, signal) };
       const next = location === null ? null : URL.parse(location, hop);
       if (next !== null) {
-        visited.push(hop.href);
+        (visited ??= []).push(hop.href);
         if (visited.length > this.options.maxRedirects) return { ok: false, reason: 'redirect-loop', detail: `more than ${this.options.maxRedirects} redirects`, httpStatus: statusCode };
         if (visited.includes(next.href)) return { ok: false, reason: 'redirect-loop', detail: `redirect loop: back to a URL already visited`, httpStatus: statusCode };
         const admitted = this.#admit(next);

@@ -301,9 +301,13 @@ class GuardHandler implements Dispatcher.DispatchHandler {
  * The undici interceptor: refuses, before any connection, a dispatch whose origin is not http(s)
  * or whose host (already resolved by the dns interceptor) is a refused address. The request then
  * fails with a GuardError, passed to the handler's onResponseError like undici's own errors.
+ * `checkRedirects: false` leaves out the per-request handler that refuses a redirect to a
+ * non-http(s) scheme: for a caller that follows redirects itself and checks each Location with
+ * checkUrl() before dispatching it (the fetcher), as every hop still passes this guard.
  */
-export function guardInterceptor(opts: GuardOptions = {}): Dispatcher.DispatcherComposeInterceptor {
+export function guardInterceptor(opts: GuardOptions = {}, checkRedirects = true): Dispatcher.DispatcherComposeInterceptor {
   const options: GuardOptions = { ...opts };
+  const wrap = (handler: Dispatcher.DispatchHandler, base: URL): Dispatcher.DispatchHandler => (checkRedirects ? new GuardHandler(handler, base) : handler);
   // Fails the request the way undici's own interceptors do; no connection has been asked for.
   const refuse = (handler: Dispatcher.DispatchHandler, error: GuardError): boolean => {
     handler.onResponseError?.(refusedController(error), error);
@@ -319,7 +323,7 @@ export function guardInterceptor(opts: GuardOptions = {}): Dispatcher.Dispatcher
     function guard(dispatchOpts, handler) {
       const key = typeof dispatchOpts.origin === 'string' || dispatchOpts.origin instanceof URL ? dispatchOpts.origin : undefined;
       const known = key === undefined ? undefined : allowed.get(key);
-      if (known) return dispatch(dispatchOpts, new GuardHandler(handler, known));
+      if (known) return dispatch(dispatchOpts, wrap(handler, known));
       const origin = toUrl(dispatchOpts.origin);
       if (origin === null) return refuse(handler, new GuardError('blocked-address', String(dispatchOpts.origin), 'no valid origin to check'));
       // The dns interceptor passes the host name it resolved as servername (for TLS SNI).
@@ -330,7 +334,7 @@ export function guardInterceptor(opts: GuardOptions = {}): Dispatcher.Dispatcher
         if (allowed.size >= 10_000) allowed.clear();
         allowed.set(key, origin);
       }
-      return dispatch(dispatchOpts, new GuardHandler(handler, origin));
+      return dispatch(dispatchOpts, wrap(handler, origin));
     };
 }
 
