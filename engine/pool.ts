@@ -6,7 +6,7 @@ import type { IndexRecord } from './index-table.ts';
 import type { Job } from './job.ts';
 import type { Planned } from './plan.ts';
 import type { Store } from './store.ts';
-import { fetchStage, type ImageFetcher, type ImageStep } from './worker.ts';
+import { fetchStage, writeStage, type ImageFetcher, type ImageStep } from './worker.ts';
 
 export interface PoolOptions {
   /**
@@ -41,6 +41,8 @@ interface Lane {
   parked: Array<Taken | undefined>;
   head: number;
 }
+
+const ignore = (): void => {};
 
 /** "https://host:port" as the URL is written, without parsing it (a lane need not be exact: it only groups). */
 const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
@@ -166,12 +168,13 @@ export async function runPool(
     let writing: Promise<void> = Promise.resolve();
     try {
       for (;;) {
-        const taken = await take();
+        // A parked job whose origin has room is taken without take()'s promise (take() looks there first too).
+        const taken = (!signal.aborted && unpark()) || (await take());
         if (!taken) return;
         const { job, sequence, lane } = taken;
         let staged;
         try {
-          staged = await fetchStage(job, store, fetcher, signal, options.image);
+          staged = await fetchStage(job, store, fetcher, signal);
         } finally {
           release(lane);
         }
@@ -183,8 +186,8 @@ export async function runPool(
           continue;
         }
         // Bytes in hand are written even after an abort: they cost nothing more to keep.
-        writing = staged.write().then((outcome) => onRecord({ position, id, labels, urls, key, outcome }, sequence));
-        writing.catch(() => {}); // awaited above or below; this only marks it handled meanwhile
+        writing = writeStage(job, staged.fetched, store, options.image).then((outcome) => onRecord({ position, id, labels, urls, key, outcome }, sequence));
+        writing.catch(ignore); // awaited above or below; this only marks it handled meanwhile
       }
     } finally {
       await writing;

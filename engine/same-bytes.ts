@@ -186,17 +186,16 @@ export function prefixOf(sha256: string): bigint {
  * `capacity` digests (a refusal saves a write; the exact verdict is made after the run, and by sync).
  */
 export function refusingPlaceholders(fetcher: ImageFetcher, watch: SameBytes, capacity = 50_000): ImageFetcher {
-  return {
-    async fetchImage(urls, signal): Promise<FetchResult> {
-      const result = await fetcher.fetchImage(urls, signal);
-      if (!result.ok || watch.threshold === 0) return result;
-      if (watch.digests >= capacity) watch.clear();
-      watch.add(result.sha256, result.url);
-      const detail = watch.placeholder(result.sha256, result.url);
-      if (detail === null) return result;
-      return { ok: false, url: result.url, reason: 'placeholder', detail, attempts: result.attempts, httpStatus: result.httpStatus, sha256: result.sha256 };
-    },
+  const judged = (result: FetchResult): FetchResult => {
+    if (!result.ok || watch.threshold === 0) return result;
+    if (watch.digests >= capacity) watch.clear();
+    watch.add(result.sha256, result.url);
+    const detail = watch.placeholder(result.sha256, result.url);
+    if (detail === null) return result;
+    return { ok: false, url: result.url, reason: 'placeholder', detail, attempts: result.attempts, httpStatus: result.httpStatus, sha256: result.sha256 };
   };
+  // One closure for all images, not an async function's frame and promise per image.
+  return { fetchImage: (urls, signal) => fetcher.fetchImage(urls, signal).then(judged) };
 }
 
 export interface SettledRow {

@@ -398,7 +398,13 @@ export class Fetcher {
       }
       if (!entry.ok) return pausedFailure(url.href, attempts, entry.until, entry.reason);
       attempts++;
-      const result = await this.#attempt(url, target, deadline, room).catch((error: unknown): Attempt => ({ ok: false, ...classifyError(error, 'headers', 0, signal) }));
+      let result: Attempt;
+      try {
+        result = await this.#attempt(url, target, deadline, room);
+      } catch (error) {
+        // Not .catch(): a closure and a promise more per image.
+        result = { ok: false, ...classifyError(error, 'headers', 0, signal) };
+      }
       if (result.ok) {
         entry.grant.done('ok', undefined, result.rateLimit);
         const { body, format, httpStatus, sha256 } = result;
