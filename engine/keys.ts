@@ -47,7 +47,12 @@ export function extensionOf(url: string): string | null {
   } catch {
     return null;
   }
-  const match = /\.([A-Za-z0-9]{2,5})$/.exec(path);
+  return extensionOfPath(path);
+}
+
+/** extensionOf() for a URL already parsed: its pathname. */
+export function extensionOfPath(pathname: string): string | null {
+  const match = /\.([A-Za-z0-9]{2,5})$/.exec(pathname);
   return match ? (IMAGE_EXTENSIONS.get(match[1]!.toLowerCase()) ?? null) : null;
 }
 

@@ -2,7 +2,7 @@
 // occurrence of an id wins, and an entry without a usable URL is a failed record at once.
 
 import type { Job, ManifestEntry } from './job.ts';
-import { imageKey, type Layout } from './keys.ts';
+import { extensionOf, extensionOfPath, imageKey, type Layout } from './keys.ts';
 import type { IndexRecord } from './index-table.ts';
 import type { Failed } from './outcome.ts';
 import { parseFetchUrl } from './fetch/url.ts';
@@ -45,7 +45,16 @@ export async function* planJobs(
     }
     const { position, id, urls, labels } = entry;
     if (layout === 'by-label' && labels.length > 1) throw new MultiLabelError(position, labels.length);
-    const valid = urls.filter((url) => parseFetchUrl(url) !== null);
+    const valid: string[] = [];
+    // The key's extension (see imageKey) from the parse that checks the URL, not a second one:
+    // the same parse unless parseFetchUrl trimmed the text.
+    let keyExtension = extension || null;
+    for (const url of urls) {
+      const parsed = parseFetchUrl(url);
+      if (parsed === null) continue;
+      valid.push(url);
+      keyExtension ??= url === url.trim() ? extensionOfPath(parsed.pathname) : extensionOf(url);
+    }
     if (valid.length === 0) {
       const reason = urls.length === 0 ? 'no-url' : 'bad-url';
       const detail = urls.length === 0 ? 'the entry has no URL' : `not an http(s) URL: ${urls[0]!.slice(0, 200)}`;
@@ -53,6 +62,6 @@ export async function* planJobs(
       yield { record: { position, id, labels, urls, key: null, outcome } };
       continue;
     }
-    yield { job: { split, id, urls: valid, labels, key: imageKey(split, id, valid, labels, layout, extension), position } };
+    yield { job: { split, id, urls: valid, labels, key: imageKey(split, id, valid, labels, layout, keyExtension ?? extension ?? 'jpg'), position } };
   }
 }
