@@ -81,7 +81,7 @@ export async function shapeImage(bytes: Buffer, format: ImageFormat, sha256: str
     oriented = (header.orientation ?? 1) > 1;
     alpha = header.hasAlpha;
   } catch (error) {
-    return undecodable(format, error);
+    return undecodable(bytes, format, error);
   }
   if (width * height > MAX_PIXELS) return { ok: false, reason: 'too-large', detail: `${width}×${height} pixels: over the ${Math.round(MAX_PIXELS / 1e6)}-megapixel limit` };
 
@@ -107,7 +107,7 @@ export async function shapeImage(bytes: Buffer, format: ImageFormat, sha256: str
     const { data, info } = await encode(pipeline, out, o.quality).toBuffer({ resolveWithObject: true });
     return { ok: true, body: data, format: out, width: info.width, height: info.height, changed: true, sha256: createHash('sha256').update(data).digest('hex') };
   } catch (error) {
-    return undecodable(format, error);
+    return undecodable(bytes, format, error);
   }
 }
 
@@ -134,15 +134,35 @@ function encode(pipeline: Sharp, format: ImageFormat, quality: number): Sharp {
 }
 
 /**
- * libvips's words for one damage differ with how the bytes arrive (in one piece or several), so the
- * detail names the kind of damage: the same on one machine and in the cloud.
+ * The detail names the kind of damage, the same on one machine and in the cloud. A body cut short
+ * is told from its bytes where the format ends with a marker: libvips's own words differ with how
+ * the bytes arrive, and its error buffer is shared by concurrent decodes, so a message can come
+ * back empty ("Input buffer has corrupt header:") or carry another image's words.
  */
-function undecodable(format: ImageFormat, error: unknown): Shaped {
+function undecodable(bytes: Buffer, format: ImageFormat, error: unknown): Shaped {
   const message = error instanceof Error ? error.message : String(error);
-  const kind = /unsupported image format/i.test(message)
-    ? 'a format libvips cannot read here'
-    : /premature end|truncat|bad seek|end of (file|data|stream)|out of data/i.test(message)
-      ? 'the image data is cut short'
+  const kind = cutShort(bytes, format) || /premature end|truncat|bad seek|end of (file|data|stream)|out of data/i.test(message)
+    ? 'the image data is cut short'
+    : /unsupported image format/i.test(message)
+      ? 'a format libvips cannot read here'
       : 'corrupt image data';
   return { ok: false, reason: 'undecodable', detail: `${format}: ${kind}` };
+}
+
+const JPEG_SOS = Buffer.from([0xff, 0xda]);
+const JPEG_EOI = Buffer.from([0xff, 0xd9]);
+const PNG_IEND = Buffer.from('IEND');
+
+/**
+ * Whether the bytes stop before the format's end marker (false for formats without one here).
+ * JPEG: no end-of-image after the last scan (entropy-coded data stuffs every 0xFF, so 0xFFD9 there
+ * is the real end; an EXIF thumbnail's own end comes before the scan). PNG: no IEND chunk.
+ */
+function cutShort(bytes: Buffer, format: ImageFormat): boolean {
+  if (format === 'jpeg') {
+    const scan = bytes.lastIndexOf(JPEG_SOS);
+    return scan === -1 || bytes.indexOf(JPEG_EOI, scan) === -1;
+  }
+  if (format === 'png') return bytes.lastIndexOf(PNG_IEND) === -1;
+  return false;
 }

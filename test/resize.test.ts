@@ -96,6 +96,15 @@ test('EXIF orientation is applied: a 90° photo is stored upright, re-encoded ev
   assert.equal((await sharp(upright.body).metadata()).orientation, undefined);
 });
 
+test('undecodable: a cut-short PNG is named so from its bytes (no IEND), whatever words libvips gives', async () => {
+  // libvips says only "libpng read error" here; its words for one damage also vary, and decodes at
+  // once share its error buffer (a run saw a cut JPEG's message come back empty).
+  const png = await sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 10, g: 200, b: 30 } } }).png().toBuffer();
+  const cut = png.subarray(0, Math.floor(png.length * 0.6));
+  const shaped = await shapeImage(cut, 'png', sha(cut), { ...DEFAULT_IMAGE_OPTIONS, resize: 100 });
+  assert.deepEqual(shaped, { ok: false, reason: 'undecodable', detail: 'png: the image data is cut short' });
+});
+
 test('undecodable: a JPEG cut in its image data (a valid header) fails, as does a format libvips cannot read', async () => {
   const whole = await photo(800, 600);
   const cut = whole.subarray(0, Math.floor(whole.length / 2));
