@@ -41,7 +41,8 @@ const USAGE = `usage: node bench/link.ts [options]   (as root)
   --timeout S            longest one tool run may take, s (default 900)
   --pack-mib M           also pack the bucket into shards of M MiB (cloudfetch pack), for cloudfetch:--packed
   --json                 the results as JSON on stdout (the table goes to stderr)
-  --trace DIR            keep a timeline of each cloudfetch run in DIR (bench/sync-trace.ts) and print it`;
+  --trace DIR            keep a timeline of each cloudfetch run in DIR (bench/sync-trace.ts) and print it;
+                         rclone runs log each copied file there: when the first came, from launch`;
 
 function fail(message: string): never {
   process.stderr.write(`bench:link: ${message}\n${USAGE}\n`);
@@ -267,20 +268,39 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 const fmt = (n: number | null, digits = 0): string => (n === null ? '—' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
+/** When rclone logged its files copied ("2026/12/02 08:50:01.123456 INFO  : x.jpg: Copied (new)", UTC), in s from launch. */
+function copiedTimes(log: string, launched: number): string {
+  const times: number[] = [];
+  for (const m of log.matchAll(/^(\d{4})\/(\d\d)\/(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) INFO.*: Copied/gm)) {
+    const [, y, mo, d, h, mi, sec, us] = m.map(Number) as number[];
+    times.push(Date.UTC(y!, mo! - 1, d!, h!, mi!, sec!) + us! / 1000 - launched);
+  }
+  if (times.length === 0) return 'no copied file in its log';
+  times.sort((a, b) => a - b);
+  const at = (q: number): string => (times[Math.min(times.length - 1, Math.floor(q * times.length))]! / 1000).toFixed(2);
+  return `${times.length} files logged copied; from launch, first ${at(0)} s, 10% ${at(0.1)}, 50% ${at(0.5)}, 90% ${at(0.9)}, 99% ${at(0.99)}, last ${at(1)} s`;
+}
+
 async function runTool(tool: Tool, run: number, endpoint: string, useTime: boolean): Promise<RunResult> {
   const out = join(work!, `${tool.name.replace(/[^a-z0-9]+/gi, '-')}-${run}`);
   await mkdir(out, { recursive: true });
   // A cloudfetch run traced: its requests' timeline (bench/sync-trace.ts) kept in --trace DIR.
   const traced = values.trace && tool.command === process.execPath ? join(values.trace, `${tool.name.replace(/[^a-z0-9]+/gi, '-')}-${run}.json`) : null;
-  const args = traced ? ['--import', join(ROOT, 'bench', 'sync-trace.ts'), ...tool.args(endpoint, out)] : tool.args(endpoint, out);
+  // An rclone run traced: its log of each copied file, with microseconds, in --trace DIR.
+  const rcloneLog = values.trace && tool.command === 'rclone' ? join(values.trace, `${tool.name.replace(/[^a-z0-9]+/gi, '-')}-${run}.log`) : null;
+  const args = traced ? ['--import', join(ROOT, 'bench', 'sync-trace.ts'), ...tool.args(endpoint, out)]
+    : rcloneLog ? [...tool.args(endpoint, out), '--log-level', 'INFO', '--log-format', 'date,time,microseconds,UTC', '--log-file', rcloneLog]
+    : tool.args(endpoint, out);
   const before = await relay!.snapshot();
+  const launched = Date.now();
   const result = await measure('nice', [...AHEAD, 'ip', 'netns', 'exec', ns.home, tool.command, ...args], {
     timeFile: useTime ? join(work!, 'time.txt') : null,
     timeoutMs: config.timeoutMs,
     cwd: work!,
     env: traced ? { ...TOOL_ENV, SYNC_TRACE: traced } : TOOL_ENV,
   });
-  if (traced) say(`${tool.name} run ${run}, timeline:\n${report(JSON.parse(await readFile(traced, 'utf8')))}`);
+  if (traced) say(`${tool.name} run ${run}, timeline:\n${report(JSON.parse(await readFile(traced, 'utf8')), launched)}`);
+  if (rcloneLog) say(`${tool.name} run ${run}: ${copiedTimes(await readFile(rcloneLog, 'utf8').catch(() => ''), launched)}`);
   const after = await relay!.snapshot();
   let problem: string | null = null;
   if (result.timedOut) problem = `timed out after ${config.timeoutMs / 1000} s`;

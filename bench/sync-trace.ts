@@ -78,16 +78,18 @@ function record(to: string): void {
     Object.assign(r, { headers: now(), status: response.statusCode });
     response.once('end', () => (r.done = now()));
   });
-  process.once('exit', () => writeFileSync(to, JSON.stringify({ exit: now(), firstSocket, connections, requests })));
+  // The epoch ms this Node started at: a bench that knows when it launched the command adds the launcher's own start.
+  process.once('exit', () => writeFileSync(to, JSON.stringify({ exit: now(), origin: performance.timeOrigin, firstSocket, connections, requests })));
 }
 
-interface Trace { exit: number; firstSocket?: number; connections: number; requests: TracedRequest[] }
+export interface Trace { exit: number; origin?: number; firstSocket?: number; connections: number; requests: TracedRequest[] }
 
 const s = (ms: number | undefined): string => (ms === undefined ? '—' : (ms / 1000).toFixed(2));
 
-/** Where the time of a traced sync went. */
-export function report(trace: Trace): string {
+/** Where the time of a traced sync went; `launched` (epoch ms the bench spawned the command) adds what came before this Node started. */
+export function report(trace: Trace, launched?: number): string {
   const lines: string[] = [];
+  if (launched !== undefined && trace.origin !== undefined) lines.push(`this Node started ${s(trace.origin - launched)} s after launch (nice, ip netns exec, the launcher's Node and its re-exec); times below from its start`);
   const rs = trace.requests;
   // The connections opened ahead of the downloads: a GET of WARM_KEY (a HEAD of the bucket before).
   const warming = (r: TracedRequest): boolean => r.via === 'undici' && (r.method === 'HEAD' || r.path.endsWith('/.cloudfetch-warm'));
