@@ -93,7 +93,10 @@ export function report(trace: Trace, launched?: number): string {
   const rs = trace.requests;
   // The connections opened ahead of the downloads: a GET of WARM_KEY (a HEAD of the bucket before).
   const warming = (r: TracedRequest): boolean => r.via === 'undici' && (r.method === 'HEAD' || r.path.endsWith('/.cloudfetch-warm'));
-  const gets = rs.filter((r) => r.via === 'undici' && r.method === 'GET' && !warming(r)).sort((a, b) => a.sent - b.sent);
+  // The lister's pages go over undici too: a listing is not a download.
+  const listing = (r: TracedRequest): boolean => r.via === 'undici' && r.path.includes('list-type=2');
+  const gets = rs.filter((r) => r.via === 'undici' && r.method === 'GET' && !warming(r) && !listing(r)).sort((a, b) => a.sent - b.sent);
+  const pages = rs.filter(listing).sort((a, b) => a.sent - b.sent);
   const sdk = rs.filter((r) => r.via === 'http');
   const warm = rs.filter(warming);
   const first = rs.length ? Math.min(...rs.map((r) => r.sent)) : undefined;
@@ -110,6 +113,10 @@ export function report(trace: Trace, launched?: number): string {
   lines.push(`SDK requests (node:http): ${sdk.length}`);
   for (const [kind, list] of kinds) {
     lines.push(`  ${kind}: ${list.length}, sent ${s(Math.min(...list.map((r) => r.sent)))}–${s(Math.max(...list.map((r) => r.sent)))} s, last done ${s(Math.max(...list.map((r) => r.done ?? r.headers ?? 0)))} s`);
+  }
+  if (pages.length) {
+    const prefixes = pages.slice(0, 4).map((r) => `${decodeURIComponent(/prefix=([^&]*)/.exec(r.path)?.[1] ?? '')} ${s(r.sent)}–${s(r.done)}`);
+    lines.push(`listing pages (undici): ${pages.length}, the first: ${prefixes.join(', ')} s`);
   }
   if (gets.length === 0) return lines.join('\n');
   const ended = gets.filter((r) => r.done !== undefined).map((r) => r.done!).sort((a, b) => a - b);
