@@ -3,13 +3,13 @@
 import cliProgress from 'cli-progress';
 import { FIRST_PAGE, bringSplitHome, openReader, placement, type HomeOptions, type SplitHome } from '../aws/home/sync.ts';
 import { BucketLister } from '../aws/home/bucket-list.ts';
-import { imagesPrefix } from '../aws/bucket.ts';
+import { PREFIX, imagesPrefix } from '../aws/bucket.ts';
 import type { PackedResult } from '../aws/home/packed-sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
-import { CloudStateError, failureReasons, fetchRecords, queuedSplits } from '../aws/home/cloud-state.ts';
+import { CloudStateError, failureReasons, fetchRecords, queuedSplits, type Pages } from '../aws/home/cloud-state.ts';
 import { describePending, queueBusy, readQueueState } from '../aws/home/queue-state.ts';
 import type { Layout } from '../engine/keys.ts';
-import type { ListedObject } from '../aws/listing.ts';
+import type { ListedObject, ListedPage } from '../aws/listing.ts';
 import type { ObjectReader } from '../aws/home/object-reader.ts';
 import { formatBytes, formatDuration, plural } from '../engine/summary.ts';
 import { CommandFailed, UsageError } from './errors.ts';
@@ -40,10 +40,12 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
   const lister = new BucketLister(t.s3, t.bucket);
   // While the SDK lists the splits' status (the SDK's connection then reads their status objects,
   // on which the downloads wait), the first page, the records and the failure listings get
-  // connections of their own, open by the time the split's name is known.
-  void lister.warm(3);
+  // connections of their own, open by the time the split's name is known. Without --split, the
+  // first two go out at once, under every split's prefix (guessOneSplit), and open two of them.
+  const guess = o.split || o.packed ? undefined : guessOneSplit(lister);
+  void lister.warm(guess ? 1 : 3);
   try {
-    return await syncSplits(t, o, reader, lister);
+    return await syncSplits(t, o, reader, lister, guess);
   } catch (error) {
     // A body of the bucket's that kept breaking off: its one line, not an unexpected error.
     throw error instanceof CloudStateError ? new CommandFailed(error.message) : error;
@@ -52,7 +54,36 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
   }
 }
 
-async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined, lister: BucketLister): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
+/**
+ * A bucket usually holds one split: its first page of images and its fetch records' listing are
+ * asked for with the splits' status, under images/ and records/, a round trip before the status
+ * names the split (on the lossy link: the first page at the status listing's end, not a round trip
+ * and more after it). Taken only when they are that split's (splitPage); else, or if one failed,
+ * asked for again under the split's prefix, as without the guess.
+ */
+interface Guess {
+  images: Promise<ListedPage | undefined>;
+  records: Promise<ListedPage | undefined>;
+}
+
+function guessOneSplit(lister: BucketLister): Guess {
+  const guessed = (page: Promise<ListedPage>): Promise<ListedPage | undefined> => page.catch(() => undefined);
+  return { images: guessed(lister.page(PREFIX.images, { maxKeys: FIRST_PAGE })), records: guessed(lister.page(PREFIX.records)) };
+}
+
+/**
+ * A page listed under every split's prefix as `prefix`'s own: the whole listing (not truncated)
+ * with the other splits' keys left out, or a truncated one whose keys are all under `prefix` (then
+ * they are its first keys; the listing's shards leave them out). Else undefined.
+ */
+export function splitPage(page: ListedPage | undefined, prefix: string, o: { truncated: boolean }): ListedPage | undefined {
+  if (!page) return undefined;
+  const objects = page.objects.filter((x) => x.key.startsWith(prefix));
+  if (!page.next) return { objects };
+  return o.truncated && objects.length === page.objects.length ? page : undefined;
+}
+
+async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader | undefined, lister: BucketLister, guess?: Guess): Promise<Array<{ split: string; home: SplitHome; seconds: number; packed?: PackedResult }>> {
   // Whether a failed attempt may still be retried: then its row is pending, not failed. Read with
   // the splits: each is a round trip of a long link.
   // One split (the usual case): the first page of its images, its fetch records and its failure
@@ -63,8 +94,17 @@ async function syncSplits(t: Target, o: SyncCommandOptions, reader: ObjectReader
   const named = (names: readonly string[]): void => {
     if (names.length !== 1 || o.packed) return;
     const split = names[0]!;
-    const firstPage = lister.page(imagesPrefix(split), { maxKeys: FIRST_PAGE });
-    const records = fetchRecords(t.s3, t.bucket, split, pages);
+    const fresh = (): Promise<ListedPage> => lister.page(imagesPrefix(split), { maxKeys: FIRST_PAGE });
+    const firstPage = guess ? guess.images.then((page) => splitPage(page, imagesPrefix(split), { truncated: true }) ?? fresh()) : fresh();
+    // The records are read to their last page: a truncated guess is listed again.
+    const recordPages: Pages = guess
+      ? (prefix) => (async function* () {
+          const page = splitPage(await guess.records, prefix, { truncated: false });
+          if (page) yield page.objects;
+          else yield* pages(prefix);
+        })()
+      : pages;
+    const records = fetchRecords(t.s3, t.bucket, split, recordPages);
     const failures = failureReasons(t.s3, t.bucket, split, pages);
     // Awaited by the split's sync, if it is one to sync.
     for (const p of [firstPage, records, failures]) p.catch(() => {});
