@@ -10,6 +10,7 @@ import type { ManifestFormat } from '../engine/manifest/index.ts';
 import { DEFAULT_PLACEHOLDER_THRESHOLD } from '../engine/same-bytes.ts';
 import { OutsideFolderError } from '../engine/fs-store.ts';
 import { printable } from '../engine/printable.ts';
+import { openEarly } from '../aws/home/early-connections.ts';
 import { DEFAULT_IMAGE_OPTIONS, MAX_RESIZE, OUTPUT_FORMATS, RESIZE_MODES, shapes, type ImageOptions, type OutputFormat, type ResizeMode } from '../engine/resize.ts';
 import { CommandFailed, EXIT, ManifestRefused, UsageError } from './errors.ts';
 // The cloud commands load the AWS SDK: imported when one of them runs, so `run` and `inspect`
@@ -275,6 +276,9 @@ targetOptions(
   .option('--packed', 'bring the split\'s tar shards (see pack) in ranges over -c connections, then what no shard holds object by object')
   .option('--json', 'print what was copied as JSON on stdout')
   .action(async (dir: string, flags: TargetFlags & { split?: string; layout: Layout; concurrency?: number; bwlimit?: number; quiet?: boolean; dryRun?: boolean; verify?: boolean; packed?: boolean; json?: boolean }) => {
+    // Before the SDK and undici load: the status read's connection and the first listings' (cli/sync.ts: 1 + 3, 1 + 6 with --split).
+    const endpoint = flags.dev ? undefined : flags.endpoint ?? process.env.AWS_ENDPOINT_URL;
+    if (endpoint) openEarly(endpoint, flags.split ? 7 : 4);
     const { syncCommand } = await import('./sync.ts');
     const dryRun = flags.dryRun === true;
     const results = await withTarget(flags, (t) => syncCommand(t, {

@@ -3,6 +3,7 @@
 import cliProgress from 'cli-progress';
 import { FIRST_PAGE, bringSplitHome, openReader, placement, type HomeOptions, type SplitHome } from '../aws/home/sync.ts';
 import { BucketLister } from '../aws/home/bucket-list.ts';
+import { closeEarly } from '../aws/home/early-connections.ts';
 import { PREFIX, imagesPrefix } from '../aws/bucket.ts';
 import type { PackedResult } from '../aws/home/packed-sync.ts';
 import { TokenBucket } from '../engine/token-bucket.ts';
@@ -50,6 +51,7 @@ export async function syncCommand(t: Target, o: SyncCommandOptions): Promise<Arr
     // A body of the bucket's that kept breaking off: its one line, not an unexpected error.
     throw error instanceof CloudStateError ? new CommandFailed(error.message) : error;
   } finally {
+    closeEarly();
     await Promise.all([reader?.close(), lister.close()]);
   }
 }

@@ -11,6 +11,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { cdkJsonSettings } from '../aws/settings.ts';
 import { UsageError } from './errors.ts';
+import { takeEarly } from '../aws/home/early-connections.ts';
 
 export interface TargetFlags {
   dev?: boolean;
@@ -81,10 +82,19 @@ export function clientSettings(config: ClientConfig, o: { sockets: number; stall
       connectionTimeout: 15_000,
       requestTimeout: 120_000,
       socketTimeout: o.stallMs ?? STALL_MS,
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: o.sockets }),
+      httpAgent: new EarlyHttpAgent({ keepAlive: true, maxSockets: o.sockets }),
       httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: o.sockets }),
     },
   };
+}
+
+/** An http agent whose first connections are those the command opened as it started (aws/home/early-connections.ts), if any. */
+class EarlyHttpAgent extends HttpAgent {
+  override createConnection(...args: Parameters<HttpAgent['createConnection']>): ReturnType<HttpAgent['createConnection']> {
+    const [options] = args;
+    const host = options.hostname ?? options.host;
+    return (host ? takeEarly(host, Number(options.port ?? 80)) : undefined) ?? super.createConnection(...args);
+  }
 }
 
 function clients(config: ClientConfig, sockets: number): { s3: S3Client; sqs: SQSClient } {

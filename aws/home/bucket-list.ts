@@ -5,11 +5,12 @@
 // The listing is the bucket's, so untrusted: a page it cannot read stops with one line.
 
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Agent } from 'undici';
+import { Agent, buildConnector } from 'undici';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bucketSigner, encodeKeySegment, type RequestSigner } from '../signed-request.ts';
 import type { ListedObject, ListedPage } from '../listing.ts';
 import { ObjectReadError, WARM_KEY, retryPauseMs } from './object-reader.ts';
+import { earlyConnector } from './early-connections.ts';
 
 // When the client says nothing of its own (the SDK's defaults: 3 tries, no socket time-out).
 const DEFAULT_ATTEMPTS = 3;
@@ -40,7 +41,8 @@ export class BucketLister {
   constructor(s3: S3Client, bucket: string) {
     this.#client = Promise.all([bucketSigner(s3, bucket), clientLimits(s3)]).then(([{ base, signer }, { attempts, stallMs }]) => ({
       base, signer, attempts,
-      agent: new Agent({ connect: { timeout: 15_000 }, maxResponseSize: MAX_PAGE_BYTES, headersTimeout: stallMs, bodyTimeout: stallMs, keepAliveTimeout: 30_000 }),
+      // The first pages go out on the connections the command opened as it started, if any.
+      agent: new Agent({ connect: earlyConnector(buildConnector({ timeout: 15_000 }), 15_000), maxResponseSize: MAX_PAGE_BYTES, headersTimeout: stallMs, bodyTimeout: stallMs, keepAliveTimeout: 30_000 }),
     }));
     this.#client.catch(() => {}); // awaited by every page
   }
