@@ -3,9 +3,11 @@
 // pushes back: a 429, a 503 or a refused connection halves its allowance (AIMD; answers grow it
 // back by one per allowance's worth), and when one at a time is still too fast the starts are
 // spaced out (the spacing doubles, then shrinks step by step). What a 429 teaches is remembered
-// (the number in flight, or the pace, it came at) and only tested again after a quiet while, so a
-// limit is crossed about once, not on every probe. Retry-After pauses the whole origin; so does a
-// ban (403 to everything after it had answered), 30 s doubling, its images waiting meanwhile.
+// (the number in flight, or the pace, it came at) and only tested again after a long quiet while
+// (10 min), never once a test was refused too; above the most in flight ever answered one request
+// goes at a time. So a limit is crossed once, not on every probe nor by a burst. Retry-After pauses
+// the whole origin; so does a ban (403 to everything after it had answered), 30 s doubling, its
+// images waiting meanwhile.
 // A host that states its limit (RateLimit / X-RateLimit-* fields) is paced under it and not sent
 // more than it says is left before its window resets, so it is never crossed to be learnt.
 // HostPauses shares pauses across a fleet of fetch functions.
@@ -57,7 +59,7 @@ export interface HostGateOptions {
   throttlePauseMs?: number;
   /** 403s in a row (after the origin had answered) that make a ban. */
   banAfter?: number;
-  /** Quiet time before a limit learnt from a 429 is tried again; doubles at each 429. */
+  /** Quiet time before a limit learnt from a 429 is tried again (10 min); doubles at each 429. */
   probeAfterMs?: number;
 }
 
@@ -109,6 +111,8 @@ function traceTo(file: string | undefined): ((line: string) => void) | null {
 const trace = traceTo(process.env.CLOUDFETCH_GATE_TRACE);
 
 const MAX_PROBE_AFTER_MS = 15 * 60_000;
+/** A Retry-After this long is an outage or a quota, not a load to learn from. */
+const OUTAGE_AFTER_MS = 60_000;
 /** How late we may read an answer the origin already sent (a loaded machine reads late). */
 const ANSWER_LAG_MS = 100;
 const MAX_BAN_PAUSE_MS = 60 * 60_000;
@@ -144,6 +148,8 @@ interface Start {
   recent: number;
   /** Whether starts were being spaced (a pace learnt or a 429 at one at a time) when it started. */
   paced: boolean;
+  /** Above what the origin had answered (see HostGate.#explores): one such request at a time. */
+  exploring: boolean;
   epoch: number;
 }
 
@@ -157,8 +163,11 @@ class Origin {
   ceiling = Infinity;
   /** The most in flight (held), and the most starts within a second, that were answered within limits. */
   proven = 0;
-  /** Requests in flight. */
+  /** The most in flight (as we counted) that were answered within limits. */
+  reached = 0;
+  /** Requests in flight, and how many of them explore (see HostGate.#explores). */
   open = new Set<Start>();
+  exploring = 0;
   provenRate = 0;
   /** Requests granted here so far, and the count at the last 429 at a proven level (-Infinity: none). */
   granted = 0;
@@ -183,6 +192,8 @@ class Origin {
   epoch = 0;
   learntUntil = 0;
   probeAfterMs: number;
+  /** Whether a learnt limit was tried again: a 429 since then confirms it for good. */
+  probed = false;
   pausedUntil = 0;
   pauseReason: PauseReason | 'fleet' | null = null;
   /** Answers within limits, and 403s, so far: how often the origin refuses images of its own. */
@@ -235,7 +246,7 @@ export class HostGate {
     this.#banPauseMs = options.banPauseMs ?? 30_000;
     this.#throttlePauseMs = options.throttlePauseMs ?? 1_000;
     this.#banAfter = options.banAfter ?? 5;
-    this.#probeAfterMs = options.probeAfterMs ?? 60_000;
+    this.#probeAfterMs = options.probeAfterMs ?? 10 * 60_000;
   }
 
   /**
@@ -293,6 +304,7 @@ export class HostGate {
     const now = this.#clock.now();
     // A learnt limit due for its probe is #pump's to adjust first.
     if (now < state.pausedUntil || now < state.nextStart || (state.learntUntil > 0 && now >= state.learntUntil)) return null;
+    if (state.exploring > 0 && this.#explores(state)) return null;
     return this.#grant(state, now);
   }
 
@@ -321,6 +333,7 @@ export class HostGate {
     if (state.learntUntil > 0 && now >= state.learntUntil) {
       // Quiet long enough: probe one request more, or a tenth faster, than the learnt limits.
       trace?.(`${now} ${state.name} probe`);
+      state.probed = true;
       state.ceiling++;
       state.minSpacingMs = state.minSpacingMs < 1 ? 0 : Math.max(state.statedSpacingMs, 0.9 * state.minSpacingMs);
       state.struck = -Infinity;
@@ -337,6 +350,7 @@ export class HostGate {
         break;
       }
       if (state.inFlight >= state.limit(this.#cap)) break; // a release pumps again
+      if (state.exploring > 0 && this.#explores(state)) break; // so does the explorer's
       if (now < state.nextStart) {
         this.#wake(state, state.nextStart - now);
         break;
@@ -364,7 +378,19 @@ export class HostGate {
     waiter.resolve(entry);
   }
 
+  /**
+   * Whether a start now would put more in flight at the origin than it ever answered. Such a
+   * request may cross a limit nobody stated, so it goes alone: the next waits for its answer, and
+   * a limit is crossed by one request, not by all those a round of answers sends at once (a ramp
+   * grows one request per round trip above the level answered, instead of doubling).
+   */
+  #explores(state: Origin): boolean {
+    return state.inFlight >= state.reached;
+  }
+
   #grant(state: Origin, now: number): Grant {
+    const exploring = this.#explores(state);
+    if (exploring) state.exploring++;
     state.inFlight++;
     this.#inFlight++;
     const starts = state.starts;
@@ -383,7 +409,7 @@ export class HostGate {
     state.nextStart = now + state.spacingMs;
     // The origin said how many are left in its window: the last of them pauses it until the reset.
     if (state.quotaUntil > now && --state.quotaLeft <= 0) this.#pause(state, state.quotaUntil, 'retry-after');
-    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, held: state.inFlight, recent: starts.length - head, paced: state.spacingMs > 0, epoch: state.epoch };
+    const start: Start = { at: now, serial: this.#serial++, nth: ++state.granted, level: state.inFlight, held: state.inFlight, recent: starts.length - head, paced: state.spacingMs > 0, exploring, epoch: state.epoch };
     state.open.add(start);
     trace?.(`${now} ${state.name} grant nth=${start.nth} level=${start.level} recent=${start.recent} spacing=${state.spacingMs.toFixed(1)} min=${state.minSpacingMs.toFixed(1)} allowance=${state.allowance} ceiling=${state.ceiling}`);
     return new GateGrant(this, state, start);
@@ -392,6 +418,7 @@ export class HostGate {
   /** Frees a grant's slot; false when it was freed already. */
   release(state: Origin, start: Start): boolean {
     if (!state.open.delete(start)) return false;
+    if (start.exploring) state.exploring--;
     state.inFlight--;
     this.#inFlight--;
     const at = this.#clock.now();
@@ -440,12 +467,14 @@ export class HostGate {
         this.#resolveVerdicts(state, false);
       }
       state.proven = Math.max(state.proven, start.held);
+      state.reached = Math.max(state.reached, start.level);
       state.provenRate = Math.max(state.provenRate, start.recent);
       // Grown only when the allowance was in use, so an idle origin is not credited with a load it never took.
-      // Until the origin first pushes back, one more per answer (doubling each round, as TCP's slow start).
+      // Until the origin first pushes back, one more per answer (as TCP's slow start, but see #explores).
       if ((state.waiters.length > 0 || state.inFlight + 1 >= state.limit(this.#cap)) && (++state.credit >= state.allowance || state.epoch === 0)) {
         state.credit = 0;
-        state.allowance = Math.min(this.#cap, Math.max(1, state.ceiling - 1), state.allowance + 1);
+        // No further than one above the level answered: that is as far as one explorer goes (see #explores).
+        state.allowance = Math.min(this.#cap, Math.max(1, state.ceiling - 1), state.reached + 1, state.allowance + 1);
       }
       if (state.spacingMs > state.minSpacingMs) state.spacingMs = Math.max(state.minSpacingMs, state.spacingMs - state.spacingStep);
       return;
@@ -454,8 +483,7 @@ export class HostGate {
     // The first 429 of a burst teaches; the others of it (started before it was read) say the same again.
     const firstOfBurst = start.epoch === state.epoch;
     this.#decrease(state, start, answer === 'throttled');
-    // A wait longer than the quiet time before a probe is an outage or a quota, not a load to learn.
-    if (answer === 'throttled' && firstOfBurst && !(retryAfterMs !== undefined && retryAfterMs >= this.#probeAfterMs)) this.#learn(state, start, now);
+    if (answer === 'throttled' && firstOfBurst && !(retryAfterMs !== undefined && retryAfterMs >= OUTAGE_AFTER_MS)) this.#learn(state, start, now);
     if (answer === 'throttled' || retryAfterMs !== undefined) {
       this.#pause(state, now + (retryAfterMs ?? this.#throttlePauseMs), retryAfterMs !== undefined ? 'retry-after' : 'throttled');
     }
@@ -491,7 +519,10 @@ export class HostGate {
       this.#pauses?.learnt?.(state.name, 1000 / state.minSpacingMs).catch(() => {});
     }
     trace?.(`${now} ${state.name} learn proven=${state.proven} provenRate=${state.provenRate} atPace=${atPace} ceiling=${state.ceiling} min=${state.minSpacingMs.toFixed(1)} spacing=${state.spacingMs.toFixed(1)}`);
-    state.learntUntil = now + state.probeAfterMs;
+    // A limit refused again after it was tried again is the host's policy, not a passing load: a
+    // probe above it would only be refused once more. A transient 429 is caught otherwise: at a
+    // level answered before it only halves the allowance, which grows back on answers.
+    state.learntUntil = state.probed ? Infinity : now + state.probeAfterMs;
     state.probeAfterMs = Math.min(MAX_PROBE_AFTER_MS, state.probeAfterMs * 2);
   }
 
